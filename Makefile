@@ -1,0 +1,55 @@
+# iotistica-k8s: cdk8s (Python) app -> dist/<release>/
+# GNU make. `make` alone lists the targets.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CDK8S  := node_modules/.bin/cdk8s
+# ENV: one or more environment names (space separated) for `make synth`; empty = all.
+ENV    ?=
+
+# No end-of-life / upgrade banners from jsii and the cdk8s CLI (every node/jsii call).
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK8S_CHECK_UPGRADE := false
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.PHONY: help setup synth test bench imports lint clean
+
+help: ## list the targets
+	@echo "Targets:"
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 12
+	@echo "Variables: ENV='name ...' (synth), PYTHON=$(PYTHON) (to create .venv)"
+
+$(VENV)/.stamp: requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.lock
+	@touch $@
+
+node_modules/.stamp: package-lock.json package.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.stamp node_modules/.stamp ## create .venv (requirements.lock) and node_modules (npm ci)
+
+synth: setup ## synthesize manifests into dist/<release>/ (ENV='a b' for some environments)
+	$(PY) app.py $(if $(strip $(ENV)),$(foreach e,$(ENV),--env $(e)))
+
+test: setup ## run the test suite (installs missing Debian test services when root)
+	scripts/ensure-system-deps.sh
+	$(PY) -m pytest
+
+bench: setup ## measure synth wall time against the import floor
+	$(PY) scripts/bench.py
+
+imports: setup ## regenerate imports/ from ../shared/crds (one module per API group)
+	scripts/import-crds.sh
+
+lint: setup ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# dist/ is committed (ArgoCD deploys it), so clean leaves it alone; `make synth` refreshes it.
+clean: ## remove caches and leftover synth staging folders (keeps dist/, imports/, .venv, node_modules)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .dist.synth-* .old-dist-*
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +

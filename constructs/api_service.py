@@ -1,0 +1,181 @@
+"""ApiService: the Cloud API (Deployment, Service on 3002, ServiceAccount, HPA, PDB).
+
+Contract (issue #2, seed "Operational Checks"):
+- Deployment and Service ``{release}-api``; pods carry ``app: iotistic-api`` so that
+  ``kubectl logs -l app=iotistic-api`` works; the ServiceAccount is ``iotistic-api`` because the
+  API's fleet code hard-codes that name (platform-facts §11).
+- Probes exactly as the seed: startup ``/health`` every 5 s up to 36 failures, liveness every 10 s,
+  readiness every 5 s.
+- With an HPA, ``spec.replicas`` is omitted so that ArgoCD self-heal does not fight the HPA.
+"""
+
+from __future__ import annotations
+
+from cdk8s_plus_27 import k8s
+from constructs import Construct
+
+from constructs import secret_catalog as sc
+from constructs.platform import (
+    Props,
+    RedisEndpoint,
+    Release,
+    add_hpa,
+    add_pdb,
+    container_security,
+    deployment,
+    empty_dir,
+    env,
+    env_field,
+    env_secret,
+    heap_mb,
+    http_probe,
+    min_pods,
+    mount,
+    pod_security,
+    pod_spec,
+    pod_template_metadata,
+    resources,
+    service,
+    sorted_env,
+)
+from tiers.models import Api, Database, Scheduling
+
+APP = "api"
+PORT = 3002
+PORT_NAME = "http"
+SERVICE_ACCOUNT = "iotistic-api"
+POD_LABELS = {"app": "iotistic-api"}
+#: The image's appuser has no declared numeric uid (platform-facts §10); 1000 (node) is set explicitly
+#: and every writable path is an emptyDir owned through fsGroup.
+UID = 1000
+SPOOL_PATH = "/var/lib/iotistic/spool"
+
+
+class ApiServiceProps(Props):
+    release: Release
+    values: Api
+    scheduling: Scheduling
+    database: Database
+    broker_url: str
+    redis: RedisEndpoint
+    stream_maxlen: int
+
+
+class ApiService(Construct):
+    """The API. Outputs: ``service_name``, ``port``, ``url``, ``service_account``."""
+
+    def __init__(self, scope: Construct, id: str, *, props: ApiServiceProps) -> None:
+        super().__init__(scope, id)
+        rel, v = props.release, props.values
+        self.name = rel.name("api")
+        self.service_name = self.name
+        self.port = PORT
+        self.url = f"http://{self.name}:{PORT}"
+        self.service_account = SERVICE_ACCOUNT
+
+        k8s.KubeServiceAccount(
+            self,
+            "ServiceAccount",
+            metadata=rel.metadata(SERVICE_ACCOUNT, APP, APP),
+            automount_service_account_token=True,
+        )
+
+        template = k8s.PodTemplateSpec(
+            metadata=pod_template_metadata(rel, APP, APP, extra_labels=POD_LABELS),
+            spec=pod_spec(
+                containers=[self._container(props)],
+                security=pod_security(UID),
+                scheduling=props.scheduling,
+                volumes=[
+                    empty_dir("spool", f"{v.disk_spool.max_size_mb + v.disk_spool.max_size_mb // 10 + 64}Mi"),
+                    empty_dir("tmp", "256Mi"),
+                ],
+                service_account=SERVICE_ACCOUNT,
+                grace_seconds=30,
+            ),
+        )
+        annotations = {"iotistica.com/api-workers": str(v.workers)} if v.workers else None
+        self.deployment = deployment(
+            self,
+            rel,
+            name=self.name,
+            app=APP,
+            component=APP,
+            replicas=None if v.hpa.enabled else v.replicas,
+            template=template,
+            scheduling=props.scheduling,
+            annotations=annotations,
+        )
+        service(self, rel, name=self.name, app=APP, component=APP, ports=[(PORT_NAME, PORT, PORT_NAME)])
+        if v.hpa.enabled:
+            add_hpa(self, rel, name=self.name, app=APP, component=APP, target_kind="Deployment", hpa=v.hpa)
+        if min_pods(v.replicas, v.hpa) >= 2:
+            add_pdb(self, rel, name=self.name, app=APP, component=APP)
+
+    def _container(self, props: ApiServiceProps) -> k8s.Container:
+        rel, v, db = props.release, props.values, props.database
+        sql = sc.sql_credentials(rel.namespace).name
+        mqtt = sc.mqtt_credentials(rel.namespace).name
+        values = [
+            env("PORT", PORT),
+            env("NODE_ENV", v.node_env),
+            env("LOG_LEVEL", v.log_level),
+            env("NODE_OPTIONS", f"--max-old-space-size={heap_mb(v.resources, v.heap_percent)}"),
+            env_field("NAMESPACE", "metadata.namespace"),
+            env("CLOUD_API_URL", f"http://{self.name}.{rel.namespace}.svc.cluster.local:{PORT}"),
+            env("CORS_ORIGINS", ",".join(v.cors_origins)),
+            # Database (seed table: sql-credentials-{ns})
+            env_secret("DB_HOST", sql, "server"),
+            env_secret("DB_PORT", sql, "port"),
+            env_secret("DB_NAME", sql, "dbname"),
+            env_secret("DB_USER", sql, "username"),
+            env_secret("DB_PASSWORD", sql, "password"),
+            env("DB_SSL", db.ssl),
+            env("DB_SSL_REJECT_UNAUTHORIZED", db.ssl_reject_unauthorized),
+            env("DB_POOL_SIZE", v.db_pool_size),
+            env("DB_STATEMENT_TIMEOUT_MS", v.db_statement_timeout_ms),
+            # Redis and the ingestion stream
+            *props.redis.env(),
+            env("REDIS_INGESTION_STREAM_MAXLEN", props.stream_maxlen),
+            env("DISK_SPOOL_ENABLED", v.disk_spool.enabled),
+            env("DISK_SPOOL_PATH", SPOOL_PATH),
+            env("DISK_SPOOL_MAX_SIZE_MB", v.disk_spool.max_size_mb),
+            # MQTT
+            env("MQTT_BROKER_URL", props.broker_url),
+            env_secret("MQTT_USERNAME", mqtt, "username"),
+            env_secret("MQTT_PASSWORD", mqtt, "password"),
+            env("MQTT_AUTH_CACHE_TTL_SECONDS", v.mqtt_auth_cache_ttl_seconds),
+            env("MQTT_PERSIST_DB", v.mqtt_persist_db),
+            # Auth, license, tokens
+            env_secret("JWT_SECRET", sc.api_jwt(rel.namespace).name, "token"),
+            env("JWT_ACCESS_TOKEN_EXPIRY", v.jwt_access_token_expiry),
+            env("JWT_REFRESH_TOKEN_EXPIRY", v.jwt_refresh_token_expiry),
+            env_secret("IOTISTIC_LICENSE_KEY", sc.license_credentials(rel.namespace).name, "key"),
+            env_secret("LICENSE_PUBLIC_KEY", sc.license_public_key().name, "key"),
+            env_secret("INTERNAL_AUTH_TOKEN", sc.internal_auth_token().name, "token"),
+            env_secret("INITIAL_ADMIN_BOOTSTRAP_TOKEN", sc.bootstrap_token().name, "token"),
+            env("PROVISIONING_API_URL", v.provisioning_api_url),
+            # AI
+            env("AI_PROVIDER", v.ai_provider),
+        ]
+        if v.ai_provider == "openai":
+            values.append(env_secret("OPENAI_API_KEY", sc.openai_credentials().name, "key"))
+        managed = {e.name for e in values}
+        clashes = sorted(managed & set(v.extra_env))
+        if clashes:
+            raise ValueError(f"api.extraEnv may not redefine managed variables: {', '.join(clashes)}")
+        values += [env(k, val) for k, val in v.extra_env.items()]
+        return k8s.Container(
+            name="api",
+            image=v.image.ref,
+            image_pull_policy=v.image.pull_policy,
+            ports=[k8s.ContainerPort(name=PORT_NAME, container_port=PORT, protocol="TCP")],
+            env=sorted_env(values),
+            resources=resources(v.resources),
+            security_context=container_security(),
+            startup_probe=http_probe("/health", PORT_NAME, period=5, failures=36),
+            liveness_probe=http_probe("/health", PORT_NAME, period=10, failures=3),
+            readiness_probe=http_probe("/health", PORT_NAME, period=5, failures=3),
+            lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(exec=k8s.ExecAction(command=["sleep", "5"]))),
+            volume_mounts=[mount("spool", SPOOL_PATH), mount("tmp", "/tmp")],
+        )

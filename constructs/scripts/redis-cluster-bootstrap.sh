@@ -1,0 +1,634 @@
+#!/bin/sh
+# redis-cluster-bootstrap.sh: form, and on every later run repair, the enterprise tier's Redis Cluster.
+#
+# Runs as the `{release}-redis-cluster-init` Job (an ArgoCD PostSync hook, so it runs again on every sync)
+# inside the redis:7.4.2-alpine image. POSIX sh only (busybox ash, dash): redis-cli, busybox tools and
+# musl-utils' getent. It writes no files, so it works on a read-only root filesystem.
+#
+# Redis holds no durable data here (no RDB, no AOF; it is a cache and stream buffer, durable state is in
+# TimescaleDB), and nodes.conf lives on an emptyDir: a rescheduled pod comes back as an EMPTY node that
+# knows only itself, with a new node id and usually a new IP. Losing the keys of lost slots is acceptable.
+#
+# Environment:
+#   REDIS_NODES                space-separated host:port list, every pod of the StatefulSet (authoritative)
+#   REDIS_CLUSTER_REPLICAS     replicas per master (default 1); masters = nodes / (1 + replicas)
+#   REDISCLI_AUTH              optional password (redis-cli reads it from the environment itself)
+#   BOOTSTRAP_TIMEOUT_SECONDS  budget for each wait phase and each redis-cli --cluster call (default 300)
+#
+# What it does (idempotent; safe to run while the cluster serves traffic):
+#   1. Resolve every host (getent) and wait until every node answers PING.
+#   2. Already healthy (every node: cluster_state:ok, 16384 slots assigned, cluster_known_nodes == N,
+#      all connected, every node knows every other) -> "cluster already formed", change nothing, exit 0.
+#   3. Every node empty (knows only itself, no slots) -> redis-cli --cluster create, wait for ok.
+#   4. Otherwise repair the existing cluster (the one that knows the most of our nodes):
+#      - a replica whose master is gone waits for Redis' own failover; if none happens within
+#        2 x cluster-node-timeout + 5 s (e.g. most masters lost at once) it is promoted with
+#        CLUSTER FAILOVER TAKEOVER;
+#      - node ids that are none of our live nodes and are unreachable (fail, fail?, noaddr, disconnected)
+#        are forgotten on every member (CLUSTER FORGET);
+#      - slots nobody serves any more (a master and all of its replicas were lost; their data is gone,
+#        which is acceptable for a cache) go to fresh nodes joined as new masters (CLUSTER MEET +
+#        ADDSLOTSRANGE), or, with no fresh node to spare, to the existing masters through
+#        `redis-cli --cluster fix --cluster-yes`;
+#      - the remaining fresh nodes join as replicas: `redis-cli --cluster add-node --cluster-slave`,
+#        which picks the master with the fewest replicas;
+#      - nodes clustered on their own (an interrupted create, a split) are reset and re-added;
+#      - then wait for the healthy state of step 2 and require `redis-cli --cluster check` to pass.
+#   Scaling up only adds replicas; moving slots onto new masters is a deliberate
+#   `redis-cli --cluster rebalance --cluster-use-empty-masters`, never done here.
+#
+# Exit 0 on success; otherwise non-zero with one `redis-cluster-bootstrap: ...` line on stderr.
+
+set -u
+set -f # no globbing: REDIS_NODES and the lists below are split on blanks only
+
+PROG=redis-cluster-bootstrap
+TOTAL_SLOTS=16384
+POLL_SECONDS=2
+ESC=$(printf '\033') # redis-cli --cluster colours its output even when it is not a terminal
+
+log() { printf '%s: %s\n' "$PROG" "$*"; }
+die() {
+    printf '%s: %s\n' "$PROG" "$(printf '%s' "$*" | tr '\r\n\t' '   ' | tr -s ' ')" >&2
+    exit 1
+}
+now() { date +%s; }
+is_uint() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+one_line() { printf '%s' "$1" | tr '\r\n' '  ' | tr -s ' ' | sed 's/^ //; s/ $//'; }
+getv() { eval "printf '%s' \"\${$1}\""; }
+
+REPLICAS=${REDIS_CLUSTER_REPLICAS:-1}
+TIMEOUT=${BOOTSTRAP_TIMEOUT_SECONDS:-300}
+is_uint "$REPLICAS" || die "REDIS_CLUSTER_REPLICAS must be a non-negative integer, got '$REPLICAS'"
+is_uint "$TIMEOUT" && [ "$TIMEOUT" -gt 0 ] || die "BOOTSTRAP_TIMEOUT_SECONDS must be a positive integer, got '$TIMEOUT'"
+[ -n "$(printf '%s' "${REDIS_NODES:-}" | tr -d ' \t\n')" ] || die "REDIS_NODES is empty"
+command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found on PATH"
+
+# Bound every redis-cli call: plain commands by 10 s, --cluster operations (whose "waiting for the
+# cluster to join" loop never gives up by itself) by the timeout budget.
+if command -v timeout >/dev/null 2>&1; then
+    CMD_TMO="timeout 10"
+    OP_TMO="timeout $TIMEOUT"
+else
+    CMD_TMO=""
+    OP_TMO=""
+fi
+
+# rcli IP PORT ARGS...: one command, reply (and any error) on stdout without CRs.
+rcli() {
+    rc_h=$1
+    rc_p=$2
+    shift 2
+    $CMD_TMO redis-cli -h "$rc_h" -p "$rc_p" "$@" 2>&1 | tr -d '\r'
+}
+
+# cluster_op LABEL ARGS...: run `redis-cli ARGS`, log its headline lines; on failure the tail of its output.
+# Answers "yes" to its prompts: `--cluster fix` asks before covering slots even with --cluster-yes.
+cluster_op() {
+    co_label=$1
+    shift
+    log "$co_label"
+    co_out=$(yes yes | $OP_TMO redis-cli "$@" 2>&1)
+    co_rc=$?
+    co_out=$(printf '%s\n' "$co_out" | tr -d '\r' | sed "s/${ESC}\[[0-9;]*m//g")
+    if [ "$co_rc" -eq 0 ]; then
+        printf '%s\n' "$co_out" | grep -E '^(>>>|\[OK\]|\[WARNING\]|\[ERR\]|Automatically selected)' | grep -v '^>>> Covering slot' |
+            sed 's/^/    /'
+    else
+        printf '%s\n' "$co_out" | tail -n 25 | sed 's/^/    | /'
+    fi
+    return "$co_rc"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Parse, resolve, wait for PONG
+# ---------------------------------------------------------------------------------------------------
+
+N=0
+for entry in $REDIS_NODES; do
+    N=$((N + 1))
+    host=${entry%:*}
+    port=${entry##*:}
+    [ "$host" != "$entry" ] && [ -n "$host" ] && is_uint "$port" && [ "$port" -gt 0 ] && [ "$port" -lt 65536 ] ||
+        die "REDIS_NODES entry '$entry' is not host:port"
+    eval "HOST_$N=\$host; PORT_$N=\$port; IP_$N=''"
+done
+MASTERS_WANTED=$((N / (REPLICAS + 1)))
+[ "$MASTERS_WANTED" -ge 3 ] ||
+    die "$N node(s) with $REPLICAS replica(s) per master give $MASTERS_WANTED master(s); Redis Cluster needs at least 3"
+
+is_ipv4() {
+    case $1 in '' | *[!0-9.]*) return 1 ;; esac
+    printf '%s\n' "$1" | awk -F. 'NF != 4 { exit 1 } { for (i = 1; i <= 4; i++) if ($i == "" || $i > 255) exit 1 }'
+}
+
+# resolve HOST: its IPv4 address (or, failing that, the first address getent returns); empty if none.
+# IPv4 first: that is what the pods announce (cluster-announce-ip = status.podIP) on single-stack and
+# IPv4-primary clusters, while `getent hosts` may list an AAAA record first.
+resolve() {
+    if is_ipv4 "$1"; then
+        printf '%s\n' "$1"
+        return
+    fi
+    { getent ahostsv4 "$1" 2>/dev/null || getent hosts "$1" 2>/dev/null; } | awk '
+        $1 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ { print $1; found = 1; exit }
+        NR == 1 { first = $1 }
+        END { if (!found && first != "") print first }'
+}
+
+i=0
+while [ "$i" -lt "$N" ]; do
+    i=$((i + 1))
+    is_ipv4 "$(getv "HOST_$i")" && continue
+    command -v getent >/dev/null 2>&1 || die "getent not found: cannot resolve $(getv "HOST_$i") (needs musl-utils, or IPs in REDIS_NODES)"
+    break
+done
+
+log "waiting for $N node(s) to resolve and answer PING (timeout ${TIMEOUT}s)"
+deadline=$(($(now) + TIMEOUT))
+while :; do
+    waiting=""
+    more=0
+    i=0
+    while [ "$i" -lt "$N" ]; do
+        i=$((i + 1))
+        host=$(getv "HOST_$i")
+        port=$(getv "PORT_$i")
+        ip=$(resolve "$host")
+        if [ -z "$ip" ]; then
+            eval "IP_$i=''"
+            [ -n "$waiting" ] && more=$((more + 1)) || waiting="$host:$port: cannot resolve $host"
+            continue
+        fi
+        eval "IP_$i=\$ip"
+        reply=$(rcli "$ip" "$port" PING)
+        if [ "$reply" != "PONG" ]; then
+            [ -n "$waiting" ] && more=$((more + 1)) ||
+                waiting="$host:$port ($ip): no PONG ($(one_line "${reply:-no reply}"))"
+        fi
+    done
+    [ -z "$waiting" ] && break
+    [ "$more" -gt 0 ] && waiting="$waiting; and $more more node(s)"
+    [ "$(now)" -ge "$deadline" ] && die "timed out after ${TIMEOUT}s waiting for node $waiting"
+    sleep "$POLL_SECONDS"
+done
+
+ADDRS=""
+i=0
+while [ "$i" -lt "$N" ]; do
+    i=$((i + 1))
+    a="$(getv "IP_$i"):$(getv "PORT_$i")"
+    case " $ADDRS " in *" $a "*) die "two REDIS_NODES entries resolve to the same address $a" ;; esac
+    ADDRS="$ADDRS${ADDRS:+ }$a"
+done
+log "all $N node(s) answer: $ADDRS"
+
+# ---------------------------------------------------------------------------------------------------
+# Cluster state helpers
+# ---------------------------------------------------------------------------------------------------
+
+# snapshot: per node i: ID_i, STATE_i, ASSIGNED_i, KNOWN_i, NODES_i (CLUSTER NODES), FRESH_i; LIVE_IDS.
+snapshot() {
+    LIVE_IDS=""
+    s_i=0
+    while [ "$s_i" -lt "$N" ]; do
+        s_i=$((s_i + 1))
+        s_ip=$(getv "IP_$s_i")
+        s_port=$(getv "PORT_$s_i")
+        s_id=$(rcli "$s_ip" "$s_port" CLUSTER MYID)
+        case $s_id in
+            *[!0-9a-f]* | '') die "node $(getv "HOST_$s_i"):$s_port ($s_ip): CLUSTER MYID failed: $(one_line "$s_id")" ;;
+        esac
+        case " $LIVE_IDS " in *" $s_id "*) die "node $(getv "HOST_$s_i"):$s_port has the same node id as another node ($s_id)" ;; esac
+        LIVE_IDS="$LIVE_IDS${LIVE_IDS:+ }$s_id"
+        s_info=$(rcli "$s_ip" "$s_port" CLUSTER INFO)
+        s_state=$(printf '%s\n' "$s_info" | sed -n 's/^cluster_state://p')
+        s_assigned=$(printf '%s\n' "$s_info" | sed -n 's/^cluster_slots_assigned://p')
+        s_known=$(printf '%s\n' "$s_info" | sed -n 's/^cluster_known_nodes://p')
+        is_uint "$s_assigned" && is_uint "$s_known" ||
+            die "node $(getv "HOST_$s_i"):$s_port ($s_ip): CLUSTER INFO failed: $(one_line "$s_info")"
+        s_nodes=$(rcli "$s_ip" "$s_port" CLUSTER NODES)
+        s_fresh=0
+        [ "$s_known" -eq 1 ] && [ "$s_assigned" -eq 0 ] && s_fresh=1
+        eval "ID_$s_i=\$s_id; STATE_$s_i=\$s_state; ASSIGNED_$s_i=\$s_assigned; KNOWN_$s_i=\$s_known"
+        eval "NODES_$s_i=\$s_nodes; FRESH_$s_i=\$s_fresh"
+    done
+}
+
+# node_healthy I: 0 if node I sees the complete, healthy cluster of exactly our N nodes (and every
+# node id in NEW_REPLICAS as a replica).
+NEW_REPLICAS=""
+node_healthy() {
+    [ "$(getv "STATE_$1")" = ok ] && [ "$(getv "ASSIGNED_$1")" -eq "$TOTAL_SLOTS" ] &&
+        [ "$(getv "KNOWN_$1")" -eq "$N" ] || return 1
+    getv "NODES_$1" | awk -v live="$LIVE_IDS" -v replicas="$NEW_REPLICAS" '
+        BEGIN {
+            n = split(live, a, " "); for (k = 1; k <= n; k++) want[a[k]] = 1
+            n = split(replicas, a, " "); for (k = 1; k <= n; k++) rep[a[k]] = 1
+        }
+        NF < 8 { next }
+        { seen[$1] = 1 }
+        $3 ~ /fail|noaddr|handshake/ || $8 != "connected" { bad = 1 }
+        ($1 in rep) && $3 !~ /slave/ { bad = 1 }
+        END { for (k in want) if (!(k in seen)) bad = 1; exit bad }'
+}
+
+# unhealthy_summary: why the cluster is not healthy, from the first node that says so.
+unhealthy_summary() {
+    u_i=0
+    while [ "$u_i" -lt "$N" ]; do
+        u_i=$((u_i + 1))
+        node_healthy "$u_i" && continue
+        printf '%s' "node $(getv "HOST_$u_i"):$(getv "PORT_$u_i") reports cluster_state=$(getv "STATE_$u_i")"
+        printf '%s' " slots_assigned=$(getv "ASSIGNED_$u_i") known_nodes=$(getv "KNOWN_$u_i")"
+        printf '%s' " (want ok, $TOTAL_SLOTS, $N, all of them connected, none failed)"
+        return
+    done
+    printf '%s' "the nodes do not agree yet on masters, replicas and slots"
+}
+
+# topology I: node I's view of who is master or replica of whom, and which slots each master serves.
+topology() {
+    getv "NODES_$1" | awk 'NF >= 8 {
+        s = ""
+        for (f = 9; f <= NF; f++) if ($f !~ /^\[/) s = s " " $f
+        print $1, ($3 ~ /master/) ? "master" : "slave", $4 s
+    }' | sort
+}
+
+# all_healthy: every node is healthy and all of them agree on the topology.
+all_healthy() {
+    h_i=0
+    while [ "$h_i" -lt "$N" ]; do
+        h_i=$((h_i + 1))
+        node_healthy "$h_i" || return 1
+        h_topology=$(topology "$h_i")
+        [ "$h_i" -eq 1 ] && h_first=$h_topology
+        [ "$h_topology" = "$h_first" ] || return 1
+    done
+}
+
+# members_in_view I: how many of our live node ids node I knows (whatever their flags).
+members_in_view() {
+    getv "NODES_$1" | awk -v live="$LIVE_IDS" '
+        BEGIN { n = split(live, a, " "); for (k = 1; k <= n; k++) want[a[k]] = 1 }
+        ($1 in want) && $3 !~ /handshake/ { c++ }
+        END { print c + 0 }'
+}
+
+# pick_anchor: ANCHOR = the clustered node whose view has the most live members, then the most slots.
+pick_anchor() {
+    ANCHOR=0
+    ANCHOR_MEMBERS=0
+    p_best=-1
+    p_i=0
+    while [ "$p_i" -lt "$N" ]; do
+        p_i=$((p_i + 1))
+        [ "$(getv "FRESH_$p_i")" -eq 1 ] && continue
+        p_members=$(members_in_view "$p_i")
+        p_score=$((p_members * 100000 + $(getv "ASSIGNED_$p_i")))
+        if [ "$p_score" -gt "$p_best" ]; then
+            p_best=$p_score
+            ANCHOR=$p_i
+            ANCHOR_MEMBERS=$p_members
+        fi
+    done
+}
+
+addr_of() { printf '%s:%s' "$(getv "IP_$1")" "$(getv "PORT_$1")"; }
+name_of() { printf '%s:%s' "$(getv "HOST_$1")" "$(getv "PORT_$1")"; }
+fresh_list() {
+    f_out=""
+    f_i=0
+    while [ "$f_i" -lt "$N" ]; do
+        f_i=$((f_i + 1))
+        [ "$(getv "FRESH_$f_i")" -eq 1 ] && f_out="$f_out${f_out:+ }$f_i"
+    done
+    printf '%s' "$f_out"
+}
+
+# reset_node I: make node I an empty, unclustered node again (new node id). Its keys are dropped.
+reset_node() {
+    rcli "$(getv "IP_$1")" "$(getv "PORT_$1")" FLUSHALL >/dev/null
+    r_reply=$(rcli "$(getv "IP_$1")" "$(getv "PORT_$1")" CLUSTER RESET HARD)
+    [ "$r_reply" = OK ] || die "node $(name_of "$1"): CLUSTER RESET HARD failed: $(one_line "$r_reply")"
+}
+
+# stale_ids: "id has_slots noaddr" for every node id that is none of our live nodes and is unreachable,
+# in the view of any clustered node (fail, fail?, noaddr, or a disconnected link).
+stale_ids() {
+    st_all=""
+    st_i=0
+    while [ "$st_i" -lt "$N" ]; do
+        st_i=$((st_i + 1))
+        [ "$(getv "FRESH_$st_i")" -eq 1 ] && continue
+        st_all="$st_all
+$(getv "NODES_$st_i")"
+    done
+    printf '%s\n' "$st_all" | awk -v live="$LIVE_IDS" '
+        BEGIN { n = split(live, a, " "); for (k = 1; k <= n; k++) L[a[k]] = 1 }
+        NF < 8 || ($1 in L) || $3 ~ /handshake|myself/ { next }
+        $3 ~ /fail|noaddr/ || $8 == "disconnected" {
+            s = 0
+            for (f = 9; f <= NF; f++) if ($f !~ /^\[/) s = 1
+            if (!($1 in S) || s) S[$1] = s
+            if ($3 ~ /noaddr/) A[$1] = 1
+        }
+        END { for (k in S) print k, S[k], (k in A) ? 1 : 0 }'
+}
+
+# forget ID: CLUSTER FORGET on every clustered node (nodes that never knew it answer "Unknown node").
+forget() {
+    fg_i=0
+    while [ "$fg_i" -lt "$N" ]; do
+        fg_i=$((fg_i + 1))
+        [ "$(getv "FRESH_$fg_i")" -eq 1 ] && continue
+        fg_reply=$(rcli "$(getv "IP_$fg_i")" "$(getv "PORT_$fg_i")" CLUSTER FORGET "$1")
+        case $fg_reply in
+            OK | *"Unknown node"*) ;;
+            *) log "warning: CLUSTER FORGET $1 on $(name_of "$fg_i"): $(one_line "$fg_reply")" ;;
+        esac
+    done
+}
+
+# forget_stale: forget every stale id that no live replica still follows. Sets BLOCKED to the
+# "replica-index:stale-master-id:has_slots:noaddr" entries that must be resolved first.
+forget_stale() {
+    BLOCKED=""
+    fs_list=$(stale_ids)
+    [ -n "$fs_list" ] || return 0
+    fs_followed=""
+    fs_i=0
+    while [ "$fs_i" -lt "$N" ]; do
+        fs_i=$((fs_i + 1))
+        [ "$(getv "FRESH_$fs_i")" -eq 1 ] && continue
+        fs_master=$(getv "NODES_$fs_i" | awk '$3 ~ /myself/ { print $4; exit }')
+        fs_flags=$(printf '%s\n' "$fs_list" | awk -v id="$fs_master" '$1 == id { print $2 ":" $3; exit }')
+        if [ -n "$fs_flags" ]; then
+            BLOCKED="$BLOCKED${BLOCKED:+ }$fs_i:$fs_master:$fs_flags"
+            fs_followed="$fs_followed $fs_master"
+        fi
+    done
+    for fs_id in $(printf '%s\n' "$fs_list" | awk '{ print $1 }'); do
+        case "$fs_followed " in *" $fs_id "*) continue ;; esac
+        log "forgetting lost node $fs_id"
+        forget "$fs_id"
+    done
+}
+
+node_timeout_ms() {
+    nt=$(rcli "$(getv "IP_$1")" "$(getv "PORT_$1")" CONFIG GET cluster-node-timeout | sed -n 2p)
+    is_uint "$nt" && printf '%s' "$nt" || printf '15000'
+}
+
+# wait_healthy LABEL: poll until every node is healthy (forgetting stale ids meanwhile), else die.
+wait_healthy() {
+    wh_deadline=$(($(now) + TIMEOUT))
+    while :; do
+        snapshot
+        all_healthy && return 0
+        [ "$(now)" -ge "$wh_deadline" ] && die "$1: cluster not healthy after ${TIMEOUT}s: $(unhealthy_summary)"
+        forget_stale
+        sleep "$POLL_SECONDS"
+    done
+}
+
+final_check() {
+    cluster_op "redis-cli --cluster check $(addr_of "$1")" --cluster check "$(addr_of "$1")" ||
+        die "redis-cli --cluster check $(addr_of "$1") failed"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# 2./3. Already formed, or create from nothing
+# ---------------------------------------------------------------------------------------------------
+
+snapshot
+if all_healthy; then
+    log "cluster already formed: $N nodes, $TOTAL_SLOTS slots, state ok; nothing to do"
+    exit 0
+fi
+
+create_cluster() {
+    # shellcheck disable=SC2086 # ADDRS is a list
+    cluster_op "creating the cluster: $N nodes, $REPLICAS replica(s) per master" \
+        --cluster create $ADDRS --cluster-replicas "$REPLICAS" --cluster-yes ||
+        die "redis-cli --cluster create failed"
+    wait_healthy "after create"
+    final_check 1
+    log "cluster formed: $MASTERS_WANTED masters, $REPLICAS replica(s) each"
+    exit 0
+}
+
+pick_anchor
+if [ "$ANCHOR" -eq 0 ]; then
+    log "all $N nodes are empty"
+    create_cluster
+fi
+if [ "$ANCHOR_MEMBERS" -le 1 ]; then
+    # No two of our nodes form a cluster (an interrupted create, or every other node was lost):
+    # start over. Whatever keys the leftovers hold are dropped (acceptable: Redis is a cache here).
+    c_i=0
+    while [ "$c_i" -lt "$N" ]; do
+        c_i=$((c_i + 1))
+        [ "$(getv "FRESH_$c_i")" -eq 1 ] && continue
+        log "no multi-node cluster exists: resetting leftover node $(name_of "$c_i")"
+        reset_node "$c_i"
+    done
+    snapshot
+    create_cluster
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Repair around the anchor's cluster
+# ---------------------------------------------------------------------------------------------------
+
+log "repairing the cluster of $(name_of "$ANCHOR") ($ANCHOR_MEMBERS of $N nodes are members)"
+
+# Nodes that are clustered but unknown to the anchor's cluster (a split, an interrupted run): reset.
+reset_any=0
+x_i=0
+while [ "$x_i" -lt "$N" ]; do
+    x_i=$((x_i + 1))
+    [ "$(getv "FRESH_$x_i")" -eq 1 ] && continue
+    x_id=$(getv "ID_$x_i")
+    if ! getv "NODES_$ANCHOR" | awk -v id="$x_id" '$1 == id { found = 1 } END { exit !found }'; then
+        log "node $(name_of "$x_i") is clustered outside the cluster of $(name_of "$ANCHOR"): resetting it"
+        reset_node "$x_i"
+        reset_any=1
+    fi
+done
+[ "$reset_any" -eq 1 ] && snapshot
+
+# Lost nodes: forget them, except lost masters that a live replica still follows: those need a failover
+# first. Redis fails over by itself once the master is marked FAIL (about 2 x cluster-node-timeout);
+# it never does for a master flagged noaddr (its address now answers with another node id, e.g. the
+# rescheduled pod got the old IP back), nor without a majority of masters. So: wait GRACE seconds
+# (none for noaddr), then CLUSTER FAILOVER FORCE (needs a majority of masters), then, GRACE seconds
+# later, CLUSTER FAILOVER TAKEOVER (needs nobody).
+GRACE=$(($(node_timeout_ms "$ANCHOR") * 2 / 1000 + 5))
+phase=0
+announced=0
+phase_since=$(now)
+settle_deadline=$(($(now) + TIMEOUT))
+while :; do
+    forget_stale
+    [ -z "$BLOCKED" ] && break
+    [ "$(now)" -ge "$settle_deadline" ] && die "lost master(s) still followed by replicas after ${TIMEOUT}s: $BLOCKED"
+    wait_for=$GRACE
+    if [ "$phase" -eq 0 ]; then
+        case " $BLOCKED" in *:1:1\ * | *:1:1) wait_for=0 ;; esac
+        if [ "$wait_for" -gt 0 ] && [ "$announced" -eq 0 ]; then
+            announced=1
+            log "waiting up to ${GRACE}s for Redis to fail over lost master(s): $BLOCKED"
+        fi
+    fi
+    if [ $(($(now) - phase_since)) -ge "$wait_for" ]; then
+        done_masters=""
+        for b in $BLOCKED; do
+            b_i=${b%%:*}
+            b_rest=${b#*:}
+            b_master=${b_rest%%:*}
+            b_slots=${b_rest#*:}
+            b_slots=${b_slots%%:*}
+            case " $done_masters " in *" $b_master "*) continue ;; esac
+            done_masters="$done_masters $b_master"
+            if [ "$b_slots" -eq 0 ]; then
+                log "replica $(name_of "$b_i") follows lost slot-less master $b_master: resetting it"
+                reset_node "$b_i"
+                continue
+            fi
+            [ "$phase" -eq 0 ] && b_mode=FORCE || b_mode=TAKEOVER
+            log "lost master $b_master: CLUSTER FAILOVER $b_mode on its replica $(name_of "$b_i")"
+            b_reply=$(rcli "$(getv "IP_$b_i")" "$(getv "PORT_$b_i")" CLUSTER FAILOVER "$b_mode")
+            [ "$b_reply" = OK ] || log "warning: $(name_of "$b_i"): $(one_line "$b_reply")"
+        done
+        phase=$((phase + 1))
+        phase_since=$(now)
+    fi
+    sleep "$POLL_SECONDS"
+    snapshot
+done
+snapshot
+
+# Slots nobody serves: their master and all its replicas are gone (and forgotten above).
+slot_owners=$(getv "NODES_$ANCHOR")
+assigned=$(getv "ASSIGNED_$ANCHOR")
+missing=$((TOTAL_SLOTS - assigned))
+masters_with_slots=$(printf '%s\n' "$slot_owners" | awk '$3 ~ /master/ && $3 !~ /fail|noaddr/ {
+    for (f = 9; f <= NF; f++) if ($f !~ /^\[/) { c++; break } } END { print c + 0 }')
+FRESH=$(fresh_list)
+k=0
+
+if [ "$missing" -gt 0 ]; then
+    log "$missing slot(s) are unassigned (e.g. a master and all its replicas were lost): their keys are gone"
+    need=$((MASTERS_WANTED - masters_with_slots))
+    [ "$need" -lt 1 ] && need=1
+    # Candidates: members that are empty masters without replicas (left by an interrupted run), then
+    # fresh nodes, which first join the cluster (CLUSTER MEET, as add-node would do; add-node itself
+    # refuses to work while slots are unassigned).
+    empty_masters=""
+    e_i=0
+    while [ "$e_i" -lt "$N" ]; do
+        e_i=$((e_i + 1))
+        [ "$(getv "FRESH_$e_i")" -eq 1 ] && continue
+        if printf '%s\n' "$slot_owners" | awk -v id="$(getv "ID_$e_i")" '
+            $1 == id && $3 ~ /master/ && NF == 8 { empty = 1 }
+            $4 == id { followed = 1 }
+            END { exit !(empty && !followed) }'; then
+            empty_masters="$empty_masters${empty_masters:+ }$e_i"
+        fi
+    done
+    new_masters=""
+    k=0
+    for f in $empty_masters $FRESH; do
+        [ "$k" -ge "$need" ] && break
+        k=$((k + 1))
+        new_masters="$new_masters${new_masters:+ }$f"
+    done
+    if [ "$k" -gt 0 ]; then
+        anchor_ip=$(getv "IP_$ANCHOR")
+        anchor_port=$(getv "PORT_$ANCHOR")
+        for f in $new_masters; do
+            [ "$(getv "FRESH_$f")" -eq 1 ] || continue
+            log "joining fresh node $(name_of "$f") as a new master"
+            m_reply=$(rcli "$(getv "IP_$f")" "$(getv "PORT_$f")" CLUSTER MEET "$anchor_ip" "$anchor_port")
+            [ "$m_reply" = OK ] || die "node $(name_of "$f"): CLUSTER MEET failed: $(one_line "$m_reply")"
+        done
+        # Let each new master learn the current slot map before it claims the unassigned slots.
+        j_deadline=$(($(now) + TIMEOUT))
+        for f in $new_masters; do
+            while :; do
+                j_info=$(rcli "$(getv "IP_$f")" "$(getv "PORT_$f")" CLUSTER INFO)
+                j_assigned=$(printf '%s\n' "$j_info" | sed -n 's/^cluster_slots_assigned://p')
+                [ "${j_assigned:-0}" = "$assigned" ] && break
+                [ "$(now)" -ge "$j_deadline" ] && die "node $(name_of "$f") did not learn the slot map after ${TIMEOUT}s"
+                sleep 1
+            done
+        done
+        plan=$(printf '%s\n' "$slot_owners" | awk -v k="$k" -v total="$TOTAL_SLOTS" '
+            NF >= 9 && $3 !~ /fail|noaddr/ {
+                for (f = 9; f <= NF; f++) {
+                    if ($f ~ /^\[/) continue
+                    n = split($f, r, "-"); lo = r[1] + 0; hi = (n > 1) ? r[2] + 0 : lo
+                    for (x = lo; x <= hi; x++) used[x] = 1
+                }
+            }
+            END {
+                for (x = 0; x < total; x++) if (!(x in used)) miss++
+                if (!miss) exit
+                per = int((miss + k - 1) / k); j = 1; cnt = 0; start = -1
+                for (x = 0; x < total; x++) {
+                    if (x in used) { if (start >= 0) { print j, start, prev; start = -1 } continue }
+                    if (start < 0) start = x
+                    prev = x; cnt++
+                    if (cnt == per && j < k) { print j, start, x; start = -1; j++; cnt = 0 }
+                }
+                if (start >= 0) print j, start, prev
+            }')
+        k=0
+        for f in $new_masters; do
+            k=$((k + 1))
+            ranges=$(printf '%s\n' "$plan" | awk -v j="$k" '$1 == j { printf "%s %s ", $2, $3 }')
+            [ -n "$ranges" ] || continue
+            log "assigning unassigned slot range(s) $ranges to $(name_of "$f")"
+            # shellcheck disable=SC2086 # ranges is a list of numbers
+            a_reply=$(rcli "$(getv "IP_$f")" "$(getv "PORT_$f")" CLUSTER ADDSLOTSRANGE $ranges)
+            [ "$a_reply" = OK ] || die "node $(name_of "$f"): CLUSTER ADDSLOTSRANGE failed: $(one_line "$a_reply")"
+            rcli "$(getv "IP_$f")" "$(getv "PORT_$f")" CLUSTER BUMPEPOCH >/dev/null
+        done
+    fi
+fi
+
+# Wait until the anchor's cluster agrees on a complete slot map (add-node refuses to work otherwise).
+# Unassigned slots with no fresh node to take them, or a check that keeps failing (e.g. slots left
+# open by an interrupted migration), are handed to `redis-cli --cluster fix --cluster-yes`: it gives
+# unassigned slots to the existing masters. The keys of those slots are lost; acceptable for a cache.
+fix_tried=0
+c_deadline=$(($(now) + (TIMEOUT < 30 ? TIMEOUT : 30)))
+while ! $OP_TMO redis-cli --cluster check "$(addr_of "$ANCHOR")" >/dev/null 2>&1; do
+    snapshot
+    if [ "$fix_tried" -eq 0 ] && { [ "$(now)" -ge "$c_deadline" ] ||
+        { [ "$k" -eq 0 ] && [ "$(getv "ASSIGNED_$ANCHOR")" -lt "$TOTAL_SLOTS" ]; }; }; then
+        fix_tried=1
+        c_deadline=$(($(now) + TIMEOUT))
+        cluster_op "redis-cli --cluster fix --cluster-yes on $(addr_of "$ANCHOR") (keys of lost slots are gone)" \
+            --cluster fix "$(addr_of "$ANCHOR")" --cluster-yes || log "warning: redis-cli --cluster fix failed"
+        continue
+    fi
+    [ "$(now)" -ge "$c_deadline" ] && final_check "$ANCHOR"
+    sleep "$POLL_SECONDS"
+done
+
+# The remaining fresh nodes join as replicas of the masters with the fewest replicas.
+snapshot
+for f in $(fresh_list); do
+    NEW_REPLICAS="$NEW_REPLICAS${NEW_REPLICAS:+ }$(getv "ID_$f")"
+    cluster_op "adding fresh node $(name_of "$f") as a replica" \
+        --cluster add-node "$(addr_of "$f")" "$(addr_of "$ANCHOR")" --cluster-slave ||
+        die "redis-cli --cluster add-node $(addr_of "$f") $(addr_of "$ANCHOR") --cluster-slave failed"
+done
+
+wait_healthy "after repair"
+final_check "$ANCHOR"
+log "cluster repaired: $N nodes, $TOTAL_SLOTS slots, state ok"
+exit 0

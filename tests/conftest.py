@@ -1,0 +1,28 @@
+"""Shared fixtures: the shipped environments, synthesized once per session (jsii start-up is costly)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the repo root holds app.py, tiers/ and our half of `constructs`
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from tests.helpers import ENV_DIR, Manifest, synth_env  # noqa: E402
+from tiers.loader import load_environments  # noqa: E402
+from tiers.models import Environment  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def environments() -> dict[str, Environment]:
+    return {e.release: e for e in load_environments(ENV_DIR)}
+
+
+@pytest.fixture(scope="session")
+def manifests(environments: dict[str, Environment]) -> dict[str, list[Manifest]]:
+    return {name: synth_env(env) for name, env in environments.items()}

@@ -1,0 +1,69 @@
+"""Helpers shared by the tests: synthesize an environment in memory, pick objects and fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tiers.loader import PRESETS, deep_merge
+from tiers.models import Environment
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_DIR = ROOT / "environments"
+SHIPPED = ("client-demo", "iotistica", "iotistica-enterprise", "iotistica-starter")
+
+Manifest = dict[str, Any]
+
+
+def synth_env(env: Environment) -> list[Manifest]:
+    """Synthesize one environment in memory and return its objects as plain dicts."""
+    from cdk8s import Testing
+
+    from constructs.release_chart import ReleaseChart
+
+    app = Testing.app()
+    chart = ReleaseChart(app, env)
+    return list(chart.to_json())
+
+
+def env_from(release: str = "client-demo", **overrides: Any) -> Environment:
+    """A shipped environment with deep-merged overrides (keys as in YAML, camelCase)."""
+    data = yaml.safe_load((ENV_DIR / f"{release}.yaml").read_text())
+    preset = yaml.safe_load((PRESETS / f"{data['tier']}.yaml").read_text())
+    return Environment.model_validate(deep_merge(deep_merge(preset, data), overrides))
+
+
+def by(objs: list[Manifest], kind: str, name: str) -> Manifest:
+    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def kinds(objs: list[Manifest], kind: str) -> list[Manifest]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def container(obj: Manifest, name: str | None = None) -> Manifest:
+    containers = obj["spec"]["template"]["spec"]["containers"]
+    if name is None:
+        assert len(containers) == 1
+        return containers[0]
+    return next(c for c in containers if c["name"] == name)
+
+
+def env_map(c: Manifest) -> dict[str, Any]:
+    """A container's env as {name: value or valueFrom}."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def pod_specs(objs: list[Manifest]) -> list[tuple[Manifest, Manifest]]:
+    """(object, pod spec) for every object that runs pods."""
+    out = []
+    for o in objs:
+        if o["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
+            out.append((o, o["spec"]["template"]["spec"]))
+        elif o["kind"] == "CronJob":
+            out.append((o, o["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+    return out
