@@ -64,7 +64,9 @@ def _swap(src: Path, dst: Path) -> None:
         shutil.rmtree(old)
 
 
-def synthesize(envs: Sequence[Environment], outdir: Path, *, partial: bool, labels: dict[str, str] | None = None) -> None:
+def synthesize(
+    envs: Sequence[Environment], outdir: Path, *, partial: bool, labels: dict[str, str] | None = None
+) -> None:
     outdir = outdir.resolve()
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth-", dir=outdir.parent))
@@ -86,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env_dir: Path = args.environments
     try:
         envs = load_environments(env_dir, args.env, base=Path.cwd())
-        labels = {e.release: str((env_dir / f"{e.release}.yaml")) for e in envs}
+        labels = {e.release: str(env_dir / f"{e.release}.yaml") for e in envs}
         synthesize(envs, outdir, partial=bool(args.env), labels=labels)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,8 +12,8 @@ Contract (issue #2, seed "Operational Checks"):
 from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
-from constructs import Construct
 
+from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import (
     Props,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 
 from cdk8s_plus_27 import k8s
-from constructs import Construct
 
+from constructs import Construct
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
     Props,
@@ -138,7 +138,14 @@ class Dashboard(Construct):
         self.service_name = self.name
         self.port = PORT
         self.config_js = config_js(v)
-        config_map(self, rel, name=self.name, app=APP, component=APP, data={"config.js": self.config_js, "nginx.conf": NGINX_CONF})
+        config_map(
+            self,
+            rel,
+            name=self.name,
+            app=APP,
+            component=APP,
+            data={"config.js": self.config_js, "nginx.conf": NGINX_CONF},
+        )
 
         container = k8s.Container(
             name="dashboard",
@@ -169,7 +176,14 @@ class Dashboard(Construct):
             ),
         )
         deployment(
-            self, rel, name=self.name, app=APP, component=APP, replicas=v.replicas, template=template, scheduling=props.scheduling
+            self,
+            rel,
+            name=self.name,
+            app=APP,
+            component=APP,
+            replicas=v.replicas,
+            template=template,
+            scheduling=props.scheduling,
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=[("http", PORT, "http")])
         if v.replicas >= 2:

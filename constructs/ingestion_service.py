@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
-from constructs import Construct
 
+from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import (
     Props,
@@ -79,7 +79,9 @@ class IngestionService(Construct):
                 self, "SpoolClaim", metadata=rel.metadata(claim, APP, APP), spec=self._claim_spec(v)
             )
             volumes.append(
-                k8s.Volume(name=SPOOL_VOLUME, persistent_volume_claim=k8s.PersistentVolumeClaimVolumeSource(claim_name=claim))
+                k8s.Volume(
+                    name=SPOOL_VOLUME, persistent_volume_claim=k8s.PersistentVolumeClaimVolumeSource(claim_name=claim)
+                )
             )
 
         template = k8s.PodTemplateSpec(
@@ -202,4 +204,3 @@ class IngestionService(Construct):
             readiness_probe=http_probe("/health", PORT_NAME, period=5, failures=3),
             volume_mounts=[mount(SPOOL_VOLUME, SPOOL_PATH), mount("tmp", "/tmp")],
         )
-

@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
-from constructs import Construct
 
+from constructs import Construct
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
     Props,
@@ -134,7 +134,9 @@ class MosquittoBroker(Construct):
         ports = [("mqtt", MQTT_PORT, "mqtt"), ("websockets", WS_PORT, "websockets")]
         if self.tls_secret_name:
             volumes.append(
-                k8s.Volume(name="certs", secret=k8s.SecretVolumeSource(secret_name=self.tls_secret_name, default_mode=0o440))
+                k8s.Volume(
+                    name="certs", secret=k8s.SecretVolumeSource(secret_name=self.tls_secret_name, default_mode=0o440)
+                )
             )
             mounts.append(mount("certs", CERT_DIR, read_only=True))
             ports.append(("mqtts", MQTTS_PORT, "mqtts"))
@@ -144,7 +146,10 @@ class MosquittoBroker(Construct):
             image=v.image.ref,
             image_pull_policy=v.image.pull_policy,
             command=["/usr/sbin/mosquitto", "-c", CONFIG_PATH],
-            ports=[k8s.ContainerPort(name=n, container_port=p, protocol="TCP") for n, p, _ in sorted(ports, key=lambda x: x[1])],
+            ports=[
+                k8s.ContainerPort(name=n, container_port=p, protocol="TCP")
+                for n, p, _ in sorted(ports, key=lambda x: x[1])
+            ],
             resources=resources(v.resources),
             security_context=container_security(),
             liveness_probe=tcp_probe("mqtt", period=10),
@@ -152,10 +157,21 @@ class MosquittoBroker(Construct):
             volume_mounts=sorted(mounts, key=lambda m: m.mount_path),
         )
         template = k8s.PodTemplateSpec(
-            metadata=pod_template_metadata(rel, APP, APP, annotations={CHECKSUM_ANNOTATION: checksum(self.config_text)}),
-            spec=pod_spec(containers=[container], security=pod_security(UID), scheduling=props.scheduling, volumes=volumes),
+            metadata=pod_template_metadata(
+                rel, APP, APP, annotations={CHECKSUM_ANNOTATION: checksum(self.config_text)}
+            ),
+            spec=pod_spec(
+                containers=[container], security=pod_security(UID), scheduling=props.scheduling, volumes=volumes
+            ),
         )
         self.workload = deployment(
-            self, rel, name=self.name, app=APP, component=APP, replicas=1, template=template, scheduling=props.scheduling
+            self,
+            rel,
+            name=self.name,
+            app=APP,
+            component=APP,
+            replicas=1,
+            template=template,
+            scheduling=props.scheduling,
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=ports)

@@ -9,8 +9,8 @@ else of the restricted profile applies.
 from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
-from constructs import Construct
 
+from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import (
     Props,
@@ -77,7 +77,10 @@ class NodeRed(Construct):
         template = k8s.PodTemplateSpec(
             metadata=pod_template_metadata(rel, APP, APP),
             spec=pod_spec(
-                containers=[container], security=pod_security(UID), scheduling=props.scheduling, volumes=[empty_dir("tmp", "64Mi")]
+                containers=[container],
+                security=pod_security(UID),
+                scheduling=props.scheduling,
+                volumes=[empty_dir("tmp", "64Mi")],
             ),
         )
         deployment(
@@ -89,6 +92,8 @@ class NodeRed(Construct):
             replicas=1,
             template=template,
             scheduling=props.scheduling,
-            annotations={"iotistica.com/security-exception": f"readOnlyRootFilesystem=false: {READ_ONLY_ROOT_EXCEPTION}"},
+            annotations={
+                "iotistica.com/security-exception": f"readOnlyRootFilesystem=false: {READ_ONLY_ROOT_EXCEPTION}"
+            },
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=[("http", v.port, "http")])

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal
 
 from cdk8s import ApiObject, JsonPatch
 from cdk8s_plus_27 import k8s
-from constructs import Construct
 from pydantic import BaseModel, ConfigDict
 
+from constructs import Construct
 from tiers.models import Hpa, Resources, Scheduling
 
 PART_OF = "iotistica"
@@ -86,12 +86,12 @@ class Release(Props):
 # --------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def quantity(value: str) -> k8s.Quantity:
     return k8s.Quantity.from_string(value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def int_or_string(value: int | str) -> k8s.IntOrString:
     if isinstance(value, int):
         return k8s.IntOrString.from_number(value)
@@ -252,7 +252,9 @@ def node_selector(sched: Scheduling) -> dict[str, str] | None:
 def apply_affinity(obj: ApiObject, sched: Scheduling, pod_spec_path: str = "/spec/template/spec") -> None:
     """Affinity is passed through as the Kubernetes API spells it (too wide to model field by field)."""
     if sched.affinity:
-        obj.add_json_patch(JsonPatch.add(f"{pod_spec_path}/affinity", json.loads(json.dumps(sched.affinity, sort_keys=True))))
+        obj.add_json_patch(
+            JsonPatch.add(f"{pod_spec_path}/affinity", json.loads(json.dumps(sched.affinity, sort_keys=True)))
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,6 +273,7 @@ def add_hpa(
     hpa: Hpa,
 ) -> k8s.KubeHorizontalPodAutoscalerV2:
     """HPA with the seed's targets and stabilisation windows (60 s up, 5 min down)."""
+
     def util(resource: str, percent: int) -> k8s.MetricSpecV2:
         return k8s.MetricSpecV2(
             type="Resource",
@@ -356,7 +359,14 @@ def service(
 
 
 def config_map(
-    scope: Construct, rel: Release, *, name: str, app: str, component: str, data: dict[str, str], construct_id: str = "Config"
+    scope: Construct,
+    rel: Release,
+    *,
+    name: str,
+    app: str,
+    component: str,
+    data: dict[str, str],
+    construct_id: str = "Config",
 ) -> k8s.KubeConfigMap:
     return k8s.KubeConfigMap(
         scope, construct_id, metadata=rel.metadata(name, app, component), data=dict(sorted(data.items()))
@@ -364,7 +374,12 @@ def config_map(
 
 
 def pod_template_metadata(
-    rel: Release, app: str, component: str, *, annotations: dict[str, str] | None = None, extra_labels: dict[str, str] | None = None
+    rel: Release,
+    app: str,
+    component: str,
+    *,
+    annotations: dict[str, str] | None = None,
+    extra_labels: dict[str, str] | None = None,
 ) -> k8s.ObjectMeta:
     return k8s.ObjectMeta(
         labels=rel.labels(app, component, extra_labels),

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cdk8s_plus_27 import k8s
-from constructs import Construct
 
+from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
@@ -99,7 +99,9 @@ class RedisStore(Construct):
         self.service_name = self.name
         self.port = PORT
         self.auth_secret = sc.redis_auth(rel.release).name if v.auth.enabled else None
-        self.endpoint = RedisEndpoint(host=self.name, port=PORT, cluster=v.cluster.enabled, auth_secret=self.auth_secret)
+        self.endpoint = RedisEndpoint(
+            host=self.name, port=PORT, cluster=v.cluster.enabled, auth_secret=self.auth_secret
+        )
         self.config_text = redis_conf(rel, v)
 
         data = {"redis.conf": self.config_text}
@@ -108,7 +110,9 @@ class RedisStore(Construct):
         config_map(self, rel, name=self.name, app=APP, component=APP, data=data)
 
         template = k8s.PodTemplateSpec(
-            metadata=pod_template_metadata(rel, APP, APP, annotations={CHECKSUM_ANNOTATION: checksum(self.config_text)}),
+            metadata=pod_template_metadata(
+                rel, APP, APP, annotations={CHECKSUM_ANNOTATION: checksum(self.config_text)}
+            ),
             spec=pod_spec(
                 containers=[self._container(props)],
                 security=pod_security(UID),
@@ -206,7 +210,10 @@ class RedisStore(Construct):
             startup_probe=exec_probe(["redis-cli", "ping"], period=2, failures=30),
             liveness_probe=exec_probe(["redis-cli", "ping"], period=10, failures=3, timeout=5),
             readiness_probe=exec_probe(["redis-cli", "ping"], period=5, failures=3, timeout=3),
-            volume_mounts=[mount("config", CONFIG_PATH, sub_path="redis.conf", read_only=True), mount("data", DATA_DIR)],
+            volume_mounts=[
+                mount("config", CONFIG_PATH, sub_path="redis.conf", read_only=True),
+                mount("data", DATA_DIR),
+            ],
         )
 
     def _bootstrap_job(self, props: RedisStoreProps, headless: str) -> None:

@@ -7,8 +7,8 @@ of the environment plus the outputs (service names, ports, endpoints) of the con
 from __future__ import annotations
 
 from cdk8s import Chart
-from constructs import Construct
 
+from constructs import Construct
 from constructs.api_service import ApiService, ApiServiceProps
 from constructs.dashboard import Dashboard, DashboardProps
 from constructs.ingestion_service import IngestionService, IngestionServiceProps
@@ -28,7 +28,9 @@ class ReleaseChart(Chart):
         def sched(own: Scheduling | None) -> Scheduling:
             return own if own is not None else env.scheduling
 
-        self.redis = RedisStore(self, "Redis", props=RedisStoreProps(release=rel, values=env.redis, scheduling=sched(env.redis.scheduling)))
+        self.redis = RedisStore(
+            self, "Redis", props=RedisStoreProps(release=rel, values=env.redis, scheduling=sched(env.redis.scheduling))
+        )
         self.mosquitto = MosquittoBroker(
             self,
             "Mosquitto",

@@ -71,7 +71,8 @@ def test_stream_maxlen_matches_ingestion(manifests) -> None:
 
 
 @pytest.mark.parametrize(
-    "release, limit, heap", [("client-demo", "1Gi", 768), ("iotistica", "2Gi", 1536), ("iotistica-enterprise", "4Gi", 3072)]
+    "release, limit, heap",
+    [("client-demo", "1Gi", 768), ("iotistica", "2Gi", 1536), ("iotistica-enterprise", "4Gi", 3072)],
 )
 def test_node_heap_fits_the_memory_limit(manifests, release, limit, heap) -> None:
     c = container(by(manifests[release], "Deployment", f"{release}-api"))

@@ -63,7 +63,9 @@ def test_fails_hpa_min_above_max_with_exact_message(tmp_path: Path) -> None:
 
 def test_fails_unknown_tier(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "tier": "gold"})
-    assert msg == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise"
+    assert (
+        msg == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise"
+    )
 
 
 def test_fails_unknown_key(tmp_path: Path) -> None:
@@ -117,7 +119,9 @@ def test_wildcard_cors_is_allowed(tmp_path: Path) -> None:
 
 
 def test_fails_redis_limit_without_headroom(tmp_path: Path) -> None:
-    msg = error_of(tmp_path, {**BASE, "redis": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "2Gi"}}}})
+    msg = error_of(
+        tmp_path, {**BASE, "redis": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "2Gi"}}}}
+    )
     assert msg == (
         "environments/acme.yaml: redis.resources.limits.memory: must exceed maxmemoryMb (2048 MiB) by 25% "
         "(>= 2560Mi), got 2Gi"
@@ -139,7 +143,9 @@ def test_fails_persistent_spool_shared_by_deployment_replicas(tmp_path: Path) ->
 
 
 def test_persistent_spool_with_several_pods_becomes_a_statefulset(tmp_path: Path) -> None:
-    env = load_environment(write(tmp_path, "acme", {**BASE, "ingestion": {"spool": {"persistence": {"enabled": True}}}}))
+    env = load_environment(
+        write(tmp_path, "acme", {**BASE, "ingestion": {"spool": {"persistence": {"enabled": True}}}})
+    )
     assert env.ingestion.kind == "StatefulSet"
 
 
@@ -150,7 +156,9 @@ def test_fails_latest_image(tmp_path: Path) -> None:
 
 def test_fails_bad_memory_quantity(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "api": {"resources": {"limits": {"memory": "2GB"}}}})
-    assert msg == "environments/acme.yaml: api.resources.limits.memory: must be a memory quantity such as 512Mi or 4Gi, got '2GB'"
+    assert msg == (
+        "environments/acme.yaml: api.resources.limits.memory: must be a memory quantity such as 512Mi or 4Gi, got '2GB'"
+    )
 
 
 def test_fails_duplicate_namespace(tmp_path: Path) -> None:

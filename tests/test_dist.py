@@ -16,8 +16,13 @@ def tree(path: Path) -> dict[str, bytes]:
 
 def test_dist_equals_a_fresh_synth(tmp_path: Path) -> None:
     out = tmp_path / "dist"
-    proc = subprocess.run([sys.executable, str(ROOT / "app.py"), "--outdir", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--outdir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr == "", "a normal synth prints nothing alarming"
     fresh, committed = tree(out), tree(ROOT / "dist")
@@ -31,8 +36,13 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
     outs = []
     for i in range(2):
         out = tmp_path / f"d{i}"
-        subprocess.run([sys.executable, str(ROOT / "app.py"), "--env", "client-demo", "--outdir", str(out)],
-                       cwd=ROOT, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, str(ROOT / "app.py"), "--env", "client-demo", "--outdir", str(out)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         outs.append(tree(out))
     assert outs[0] == outs[1]
 
@@ -43,8 +53,13 @@ def test_partial_synth_replaces_only_that_release(tmp_path: Path) -> None:
     (out / "other" / "x.yaml").write_text("kept\n")
     (out / "client-demo").mkdir()
     (out / "client-demo" / "stale.k8s.yaml").write_text("stale\n")
-    subprocess.run([sys.executable, str(ROOT / "app.py"), "--env", "client-demo", "--outdir", str(out)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--env", "client-demo", "--outdir", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert (out / "other" / "x.yaml").read_text() == "kept\n"
     assert not (out / "client-demo" / "stale.k8s.yaml").exists(), "stale files of a release are removed"
     assert (out / "client-demo" / "Deployment.client-demo-api.k8s.yaml").exists()

@@ -6,7 +6,12 @@ import pytest
 
 from tests.helpers import by, container, env_from, env_map, kinds, synth_env
 
-KIND = {"client-demo": "Deployment", "iotistica-starter": "Deployment", "iotistica": "Deployment", "iotistica-enterprise": "StatefulSet"}
+KIND = {
+    "client-demo": "Deployment",
+    "iotistica-starter": "Deployment",
+    "iotistica": "Deployment",
+    "iotistica-enterprise": "StatefulSet",
+}
 
 
 def workload(manifests, release):
@@ -15,7 +20,12 @@ def workload(manifests, release):
 
 @pytest.mark.parametrize(
     "release, workers, maxlen",
-    [("client-demo", "4", "10000"), ("iotistica-starter", "6", "60000"), ("iotistica", "10", "600000"), ("iotistica-enterprise", "20", "1200000")],
+    [
+        ("client-demo", "4", "10000"),
+        ("iotistica-starter", "6", "60000"),
+        ("iotistica", "10", "600000"),
+        ("iotistica-enterprise", "20", "1200000"),
+    ],
 )
 def test_workers_and_stream_maxlen_per_tier(manifests, release, workers, maxlen) -> None:
     env = env_map(container(workload(manifests, release)))

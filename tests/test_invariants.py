@@ -9,8 +9,14 @@ import pytest
 
 from tests.helpers import pod_specs
 
-LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-          "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "iotistica.com/tier")
+LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "iotistica.com/tier",
+)
 SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -41,7 +47,9 @@ def test_every_object_carries_the_label_set(manifests, environments) -> None:
 def test_every_namespaced_object_sets_its_namespace(manifests, environments) -> None:
     for release, o in all_objects(manifests):
         if o["kind"] not in CLUSTER_SCOPED:
-            assert o["metadata"].get("namespace") == environments[release].namespace, f"{o['kind']}/{o['metadata']['name']}"
+            assert o["metadata"].get("namespace") == environments[release].namespace, (
+                f"{o['kind']}/{o['metadata']['name']}"
+            )
 
 
 def test_names_are_explicit_dns_labels_without_hashes(manifests) -> None:
@@ -70,12 +78,14 @@ def test_selectors_hold_only_the_immutable_subset(manifests) -> None:
 
 
 def test_every_workload_object_of_a_release_is_selected_by_its_service(manifests) -> None:
-    for release, objs in manifests.items():
+    for _release, objs in manifests.items():
         pods = [(o, s) for o, s in pod_specs(objs) if o["kind"] != "Job"]
         services = [o for o in objs if o["kind"] == "Service"]
         for o, _ in pods:
             labels = o["spec"]["template"]["metadata"]["labels"]
-            assert any(all(labels.get(k) == v for k, v in s["spec"]["selector"].items()) for s in services), o["metadata"]["name"]
+            assert any(all(labels.get(k) == v for k, v in s["spec"]["selector"].items()) for s in services), o[
+                "metadata"
+            ]["name"]
 
 
 def _containers(spec):
@@ -83,7 +93,7 @@ def _containers(spec):
 
 
 def test_images_pinned_resources_set(manifests) -> None:
-    for release, objs in manifests.items():
+    for _release, objs in manifests.items():
         for o, spec in pod_specs(objs):
             for c in _containers(spec):
                 image = c["image"]
@@ -95,7 +105,7 @@ def test_images_pinned_resources_set(manifests) -> None:
 
 
 def test_only_pods_that_talk_to_the_kubernetes_api_mount_a_token(manifests) -> None:
-    for release, objs in manifests.items():
+    for _release, objs in manifests.items():
         for o, spec in pod_specs(objs):
             component = o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
             expected = component in TOKEN_PODS
@@ -104,7 +114,7 @@ def test_only_pods_that_talk_to_the_kubernetes_api_mount_a_token(manifests) -> N
 
 
 def test_security_baseline(manifests) -> None:
-    for release, objs in manifests.items():
+    for _release, objs in manifests.items():
         for o, spec in pod_specs(objs):
             name = o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
             psc = spec["securityContext"]

@@ -39,14 +39,23 @@ def test_mosquitto_workload(manifests) -> None:
     certs = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "certs")
     assert certs["secret"]["secretName"] == "client-demo-mosquitto-tls"
     assert {"mountPath": "/mosquitto/certs", "name": "certs", "readOnly": True} in c["volumeMounts"]
-    assert {"mountPath": "/etc/mosquitto/mosquitto.conf", "name": "config", "readOnly": True, "subPath": "mosquitto.conf"} in c["volumeMounts"]
+    assert {
+        "mountPath": "/etc/mosquitto/mosquitto.conf",
+        "name": "config",
+        "readOnly": True,
+        "subPath": "mosquitto.conf",
+    } in c["volumeMounts"]
     ports = {p["name"]: p["port"] for p in by(objs, "Service", "client-demo-mosquitto")["spec"]["ports"]}
     assert ports == {"mqtt": 1883, "mqtts": 8883, "websockets": 9001}
 
 
 def test_mosquitto_checksum_rolls_pod() -> None:
     a = by(synth_env(env_from("client-demo")), "Deployment", "client-demo-mosquitto")
-    b = by(synth_env(env_from("client-demo", mosquitto={"authHttpTimeoutSeconds": 9})), "Deployment", "client-demo-mosquitto")
+    b = by(
+        synth_env(env_from("client-demo", mosquitto={"authHttpTimeoutSeconds": 9})),
+        "Deployment",
+        "client-demo-mosquitto",
+    )
     ann = lambda d: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]  # noqa: E731
     assert ann(a) != ann(b)
 
@@ -75,7 +84,12 @@ def test_dashboard_config_js_has_the_seed_keys(manifests) -> None:
     assert "location = /config.js" in data["nginx.conf"] and "no-cache" in data["nginx.conf"]
     dep = by(objs, "Deployment", "client-demo-dashboard")
     c = container(dep)
-    assert {"mountPath": "/usr/share/nginx/html/config.js", "name": "config", "readOnly": True, "subPath": "config.js"} in c["volumeMounts"]
+    assert {
+        "mountPath": "/usr/share/nginx/html/config.js",
+        "name": "config",
+        "readOnly": True,
+        "subPath": "config.js",
+    } in c["volumeMounts"]
     svc = by(objs, "Service", "client-demo-dashboard")["spec"]["ports"]
     assert svc == [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]
 
@@ -101,7 +115,15 @@ def test_scheduling_is_configurable_per_environment_and_component() -> None:
             scheduling={
                 "nodeSelector": {"role": "worker"},
                 "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "iot", "effect": "NoSchedule"}],
-                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                            ]
+                        }
+                    }
+                },
             },
             redis={"scheduling": {"nodeSelector": {"role": "cache"}}},
         )

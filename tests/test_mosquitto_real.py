@@ -52,9 +52,25 @@ def test_real_mosquitto_runs_generated_config(manifests, workdir: Path) -> None:
     tmp_path = workdir
     conf = by(manifests["client-demo"], "ConfigMap", "client-demo-mosquitto")["data"]["mosquitto.conf"]
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(tmp_path / "tls.key"),
+            "-out",
+            str(tmp_path / "tls.crt"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     ports = {1883: free_port(), 8883: free_port(), 9001: free_port()}
     lines = []
@@ -81,7 +97,9 @@ def test_real_mosquitto_runs_generated_config(manifests, workdir: Path) -> None:
                 assert s.version() in ("TLSv1.2", "TLSv1.3")
                 assert connack(s) == 5
         with socket.create_connection(("127.0.0.1", ports[9001]), timeout=5) as s:
-            s.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n"
-                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+            s.sendall(
+                b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
             assert s.recv(64).startswith(b"HTTP/1.1 101"), "the websockets listener upgrades"

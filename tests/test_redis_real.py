@@ -17,7 +17,10 @@ EXPECTED_MB = {"client-demo": 1536, "iotistica-starter": 512, "iotistica": 2048,
 def cli(port: int, *args: str) -> str:
     out = subprocess.run(
         [need("redis-cli"), "-p", str(port), "--no-auth-warning", "-a", "test-password", *args],
-        capture_output=True, text=True, timeout=10, check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
     )
     return out.stdout
 
@@ -30,8 +33,18 @@ def test_real_redis_loads_generated_config(manifests, release, tmp_path: Path) -
     port = free_port()
     # Only the places differ from the pod: loopback, a free port, a temporary dir. The password is
     # passed the way the container passes $(REDIS_PASSWORD).
-    cmd = [need("redis-server"), str(path), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-           "--requirepass", "test-password"]
+    cmd = [
+        need("redis-server"),
+        str(path),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(tmp_path),
+        "--requirepass",
+        "test-password",
+    ]
     with running(cmd, [port]):
         assert cli(port, "CONFIG", "GET", "maxmemory").split() == ["maxmemory", str(EXPECTED_MB[release] * 1024 * 1024)]
         assert cli(port, "CONFIG", "GET", "maxmemory-policy").split() == ["maxmemory-policy", "noeviction"]
@@ -50,7 +63,11 @@ def test_real_redis_loads_generated_config(manifests, release, tmp_path: Path) -
         # noeviction for real: with maxmemory lowered below usage, writes are refused, never evicted.
         cli(port, "SET", "keep", "1")
         cli(port, "CONFIG", "SET", "maxmemory", "1")
-        refused = subprocess.run([need("redis-cli"), "-p", str(port), "--no-auth-warning", "-a", "test-password",
-                                  "SET", "more", "x"], capture_output=True, text=True, timeout=10)
+        refused = subprocess.run(
+            [need("redis-cli"), "-p", str(port), "--no-auth-warning", "-a", "test-password", "SET", "more", "x"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert "OOM" in refused.stdout + refused.stderr
         assert cli(port, "GET", "keep").strip() == "1"

@@ -8,7 +8,13 @@ from tests.helpers import by, container, env_from, env_map, kinds, synth_env
 
 
 @pytest.mark.parametrize(
-    "release, maxmemory", [("client-demo", "1536mb"), ("iotistica-starter", "512mb"), ("iotistica", "2048mb"), ("iotistica-enterprise", "8192mb")]
+    "release, maxmemory",
+    [
+        ("client-demo", "1536mb"),
+        ("iotistica-starter", "512mb"),
+        ("iotistica", "2048mb"),
+        ("iotistica-enterprise", "8192mb"),
+    ],
 )
 def test_redis_conf_per_tier(manifests, release, maxmemory) -> None:
     conf = by(manifests[release], "ConfigMap", f"{release}-redis")["data"]["redis.conf"]
@@ -24,7 +30,9 @@ def test_standalone_redis_is_a_deployment(manifests, release) -> None:
     dep = by(objs, "Deployment", f"{release}-redis")  # kubectl exec deploy/<release>-redis
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
     assert dep["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"
-    assert not kinds(objs, "StatefulSet") or all(s["metadata"]["name"] != f"{release}-redis" for s in kinds(objs, "StatefulSet"))
+    assert not kinds(objs, "StatefulSet") or all(
+        s["metadata"]["name"] != f"{release}-redis" for s in kinds(objs, "StatefulSet")
+    )
 
 
 def test_demo_resources_from_seed(manifests) -> None:
@@ -51,7 +59,9 @@ def test_config_checksum_rolls_pods() -> None:
     a = by(synth_env(env_from("client-demo")), "Deployment", "client-demo-redis")
     b = by(synth_env(env_from("client-demo", redis={"maxmemoryMb": 1024})), "Deployment", "client-demo-redis")
     key = "checksum/config"
-    assert a["spec"]["template"]["metadata"]["annotations"][key] != b["spec"]["template"]["metadata"]["annotations"][key]
+    assert (
+        a["spec"]["template"]["metadata"]["annotations"][key] != b["spec"]["template"]["metadata"]["annotations"][key]
+    )
 
 
 def test_enterprise_redis_cluster(manifests) -> None:

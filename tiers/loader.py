@@ -88,7 +88,7 @@ def format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "missing":
         return _loc(loc), "required key is missing"
     if msg.startswith("Value error, "):
-        return _loc(loc), msg[len("Value error, "):]
+        return _loc(loc), msg[len("Value error, ") :]
     if "input" in err and kind not in ("model_type", "dict_type"):
         return _loc(loc), f"{msg[:1].lower()}{msg[1:]}, got {_short(err['input'])}"
     return _loc(loc), f"{msg[:1].lower()}{msg[1:]}"
@@ -120,6 +120,7 @@ def load_environment(path: Path, label: str | None = None) -> Environment:
 
 def load_environments(directory: Path, only: Iterable[str] = (), base: Path | None = None) -> list[Environment]:
     """Load every ``*.yaml`` of a directory (or only the named releases), sorted by release."""
+
     def label(p: Path) -> str:
         try:
             return str(p.relative_to(base)) if base else str(p)
@@ -135,7 +136,7 @@ def load_environments(directory: Path, only: Iterable[str] = (), base: Path | No
             raise ConfigError(label(directory), "", "no environment files (*.yaml) found")
     envs = [load_environment(p, label(p)) for p in paths]
     namespaces: dict[str, str] = {}
-    for env, p in zip(envs, paths):
+    for env, p in zip(envs, paths, strict=True):
         other = namespaces.setdefault(env.namespace, env.release)
         if other != env.release:
             raise ConfigError(label(p), "namespace", f"{env.namespace!r} is already used by release {other!r}")

@@ -144,9 +144,7 @@ class Resources(Model):
                 f"must be >= requests.memory ({self.requests.memory}), got {self.limits.memory}",
             )
         if self.limits.cpu is not None and cpu_millis(self.limits.cpu) < cpu_millis(self.requests.cpu):
-            raise rule(
-                "limits.cpu", f"must be >= requests.cpu ({self.requests.cpu}), got {self.limits.cpu}"
-            )
+            raise rule("limits.cpu", f"must be >= requests.cpu ({self.requests.cpu}), got {self.limits.cpu}")
         return self
 
     @property
@@ -159,8 +157,7 @@ def _res(cpu: str, mem: str, cpu_limit: str | None, mem_limit: str) -> Any:
         default_factory=lambda: Resources(
             requests=Requests(cpu=cpu, memory=mem), limits=Limits(cpu=cpu_limit, memory=mem_limit)
         ),
-        description=f"Container resources. Default: requests {cpu}/{mem}, limits "
-        f"{cpu_limit or 'none'}/{mem_limit}.",
+        description=f"Container resources. Default: requests {cpu}/{mem}, limits {cpu_limit or 'none'}/{mem_limit}.",
     )
 
 
@@ -171,9 +168,7 @@ class Hpa(Model):
     min_replicas: int = Field(1, ge=1, description="minReplicas. Default: 1.")
     max_replicas: int = Field(1, ge=1, description="maxReplicas. Default: 1.")
     cpu_target_percent: int = Field(70, ge=1, le=100, description="Average CPU utilisation target. Default: 70.")
-    memory_target_percent: int = Field(
-        80, ge=1, le=100, description="Average memory utilisation target. Default: 80."
-    )
+    memory_target_percent: int = Field(80, ge=1, le=100, description="Average memory utilisation target. Default: 80.")
     scale_up_stabilization_seconds: int = Field(
         60, ge=0, le=3600, description="Scale-up stabilisation window. Default: 60 (seed)."
     )
@@ -184,9 +179,7 @@ class Hpa(Model):
     @model_validator(mode="after")
     def _bounds(self) -> Hpa:
         if self.min_replicas > self.max_replicas:
-            raise rule(
-                "minReplicas", f"must be <= maxReplicas ({self.max_replicas}), got {self.min_replicas}"
-            )
+            raise rule("minReplicas", f"must be <= maxReplicas ({self.max_replicas}), got {self.min_replicas}")
         return self
 
 
@@ -232,9 +225,7 @@ class Database(Model):
 
 class DiskSpool(Model):
     enabled: bool = Field(True, description="DISK_SPOOL_ENABLED. Default: true (seed; code default is off).")
-    max_size_mb: int = Field(
-        1000, ge=1, description="DISK_SPOOL_MAX_SIZE_MB. Default: 1000 (seed; code default 500)."
-    )
+    max_size_mb: int = Field(1000, ge=1, description="DISK_SPOOL_MAX_SIZE_MB. Default: 1000 (seed; code default 500).")
 
 
 class Api(Model):
@@ -386,7 +377,8 @@ class Ingestion(Model):
         if self.autoscale_lag_scale_up_ms >= self.autoscale_lag_critical_ms:
             raise rule(
                 "autoscaleLagScaleUpMs",
-                f"must be < autoscaleLagCriticalMs ({self.autoscale_lag_critical_ms}), got {self.autoscale_lag_scale_up_ms}",
+                f"must be < autoscaleLagCriticalMs ({self.autoscale_lag_critical_ms}), "
+                f"got {self.autoscale_lag_scale_up_ms}",
             )
         persistent = self.spool.enabled and self.spool.persistence.enabled
         if persistent and self.workload_kind == "Deployment" and self.max_pods > 1:
@@ -493,7 +485,9 @@ class Mosquitto(Model):
     resources: Resources = _res("100m", "64Mi", "200m", "128Mi")
     tls: MosquittoTls = Field(default_factory=MosquittoTls, description="TLS on 8883.")
     auth_http_timeout_seconds: int = Field(5, ge=1, le=60, description="auth_opt_http_timeout. Default: 5.")
-    sys_interval_seconds: int = Field(10, ge=1, description="sys_interval ($SYS feeds the API's broker monitor). Default: 10.")
+    sys_interval_seconds: int = Field(
+        10, ge=1, description="sys_interval ($SYS feeds the API's broker monitor). Default: 10."
+    )
     scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
 
 
