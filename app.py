@@ -37,11 +37,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build(envs: Sequence[Environment], outdir: Path, labels: dict[str, str] | None = None) -> None:
-    """Synthesize ``envs`` into ``outdir`` (which must not exist yet)."""
+def build(
+    envs: Sequence[Environment],
+    outdir: Path,
+    labels: dict[str, str] | None = None,
+    all_envs: Sequence[Environment] | None = None,
+) -> None:
+    """Synthesize ``envs`` (and the shared charts, from ``all_envs``) into ``outdir`` (must not exist)."""
     from cdk8s import App, YamlOutputType
 
     from constructs.release_chart import ReleaseChart
+    from constructs.shared_charts import ArgoCdChart, ClusterChart
 
     app = App(outdir=str(outdir), yaml_output_type=YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE)
     for env in envs:
@@ -50,6 +56,9 @@ def build(envs: Sequence[Environment], outdir: Path, labels: dict[str, str] | No
         except ValueError as exc:
             label = (labels or {}).get(env.release, env.release)
             raise ConfigError(label, "", str(exc)) from None
+    shared = list(all_envs if all_envs is not None else envs)
+    ClusterChart(app, shared)
+    ArgoCdChart(app, shared)
     app.synth()
 
 
@@ -65,17 +74,28 @@ def _swap(src: Path, dst: Path) -> None:
 
 
 def synthesize(
-    envs: Sequence[Environment], outdir: Path, *, partial: bool, labels: dict[str, str] | None = None
+    envs: Sequence[Environment],
+    outdir: Path,
+    *,
+    partial: bool,
+    labels: dict[str, str] | None = None,
+    all_envs: Sequence[Environment] | None = None,
 ) -> None:
     outdir = outdir.resolve()
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth-", dir=outdir.parent))
     try:
-        build(envs, staging / "out", labels)
+        build(envs, staging / "out", labels, all_envs)
         if partial:
+            from constructs.shared_charts import SHARED_FOLDERS
+
             outdir.mkdir(exist_ok=True)
-            for env in envs:
-                _swap(staging / "out" / env.release, outdir / env.release)
+            for folder in [*(env.release for env in envs), *SHARED_FOLDERS]:
+                src = staging / "out" / folder
+                if src.exists():
+                    _swap(src, outdir / folder)
+                elif (outdir / folder).exists():
+                    shutil.rmtree(outdir / folder)
         else:
             _swap(staging / "out", outdir)
     finally:

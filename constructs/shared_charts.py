@@ -1,0 +1,33 @@
+"""Charts that are not one release: ``dist/cluster/`` and ``dist/argocd/``.
+
+- ``ClusterChart`` holds cluster-scoped objects shared by every release (e.g. the fleet ClusterRoles).
+- ``ArgoCdChart`` holds the Argo CD Applications (one per release) and the app-of-apps.
+
+Both are built from *all* environments, also when ``app.py --env`` limits the release folders, so
+they never describe a subset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cdk8s import Chart
+
+from constructs import Construct
+from tiers.models import Environment
+
+CLUSTER = "cluster"
+ARGOCD = "argocd"
+SHARED_FOLDERS = (ARGOCD, CLUSTER)
+
+
+class ClusterChart(Chart):
+    def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
+        super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
+        self.envs = list(envs)
+
+
+class ArgoCdChart(Chart):
+    def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
+        super().__init__(scope, ARGOCD, disable_resource_name_hashes=True)
+        self.envs = list(envs)
