@@ -21,9 +21,12 @@ help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 12
 	@echo "Variables: ENV='name ...' (synth), PYTHON=$(PYTHON) (to create .venv)"
 
-$(VENV)/.stamp: requirements.lock
+$(VENV)/.stamp: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements.lock
+	@# The console script `iotistica-k8s` (cli:main); setuptools' editable-install notice goes to a log.
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . >$(VENV)/editable-install.log 2>&1 \
+		|| { cat $(VENV)/editable-install.log; exit 1; }
 	@touch $@
 
 node_modules/.stamp: package-lock.json package.json

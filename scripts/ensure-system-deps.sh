@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the tests run for real are installed:
 #   redis-server (redis-server), mosquitto (mosquitto), prometheus (promtool),
-#   postgresql (/usr/lib/postgresql/*/bin/initdb).
+#   postgresql (/usr/lib/postgresql/*/bin/initdb), busybox (runs the Redis cluster bootstrap
+#   script the way the Alpine image does).
 # Silent when everything is present. Installs only the missing packages when run as
 # root; otherwise prints what to install and exits 1.
 set -euo pipefail
@@ -19,6 +20,7 @@ have_cmd redis-server || missing+=(redis-server)
 have_cmd mosquitto || missing+=(mosquitto)
 have_cmd promtool || missing+=(prometheus)
 have_initdb || missing+=(postgresql)
+have_cmd busybox || missing+=(busybox)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

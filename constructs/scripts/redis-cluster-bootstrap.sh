@@ -21,19 +21,21 @@
 #      all connected, every node knows every other) -> "cluster already formed", change nothing, exit 0.
 #   3. Every node empty (knows only itself, no slots) -> redis-cli --cluster create, wait for ok.
 #   4. Otherwise repair the existing cluster (the one that knows the most of our nodes):
-#      - a replica whose master is gone waits for Redis' own failover; if none happens within
-#        2 x cluster-node-timeout + 5 s (e.g. most masters lost at once) it is promoted with
-#        CLUSTER FAILOVER TAKEOVER;
+#      - nodes clustered on their own (an interrupted create, a split) are reset; if no two of our
+#        nodes form a cluster at all, every leftover is reset and the cluster is created afresh;
+#      - a replica whose master is gone waits for Redis' own failover (2 x cluster-node-timeout + 5 s;
+#        no wait if the master is flagged noaddr, which Redis never fails over), then gets
+#        CLUSTER FAILOVER FORCE, and TAKEOVER if even that does not happen (most masters lost);
 #      - node ids that are none of our live nodes and are unreachable (fail, fail?, noaddr, disconnected)
 #        are forgotten on every member (CLUSTER FORGET);
-#      - slots nobody serves any more (a master and all of its replicas were lost; their data is gone,
+#      - slots nobody serves any more (a master and all of its replicas were lost; their keys are gone,
 #        which is acceptable for a cache) go to fresh nodes joined as new masters (CLUSTER MEET +
-#        ADDSLOTSRANGE), or, with no fresh node to spare, to the existing masters through
-#        `redis-cli --cluster fix --cluster-yes`;
+#        ADDSLOTSRANGE, keeping the wanted number of masters), or, with no fresh node to spare, to the
+#        existing masters through `redis-cli --cluster fix` (its prompts answered "yes");
 #      - the remaining fresh nodes join as replicas: `redis-cli --cluster add-node --cluster-slave`,
 #        which picks the master with the fewest replicas;
-#      - nodes clustered on their own (an interrupted create, a split) are reset and re-added;
-#      - then wait for the healthy state of step 2 and require `redis-cli --cluster check` to pass.
+#      - then wait for the healthy state of step 2 (and every node agreeing on masters, replicas and
+#        slots) and require `redis-cli --cluster check` to pass.
 #   Scaling up only adds replicas; moving slots onto new masters is a deliberate
 #   `redis-cli --cluster rebalance --cluster-use-empty-masters`, never done here.
 #
@@ -188,6 +190,7 @@ log "all $N node(s) answer: $ADDRS"
 # ---------------------------------------------------------------------------------------------------
 
 # snapshot: per node i: ID_i, STATE_i, ASSIGNED_i, KNOWN_i, NODES_i (CLUSTER NODES), FRESH_i; LIVE_IDS.
+# shellcheck disable=SC2015,SC2034 # "a && b || die" is meant; the s_* values are stored through eval
 snapshot() {
     LIVE_IDS=""
     s_i=0

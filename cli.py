@@ -1,0 +1,495 @@
+"""iotistica-k8s: the operator CLI (synth, validate, diff, explain, new, schema).
+
+Exit codes: 0 success (and, for ``diff``, no differences); 1 a check failed or ``diff`` found
+differences; 2 bad input (one line naming the file and the key path, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+# As a console script, this file runs from the venv: put the repo root on sys.path before anything
+# imports the `constructs` library, so that our constructs/ folder merges into it.
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+import app  # noqa: E402
+from tiers import TIERS  # noqa: E402
+from tiers.capacity import capacity  # noqa: E402
+from tiers.loader import ConfigError, load_environment, load_environments  # noqa: E402
+from tiers.models import Environment  # noqa: E402
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+Manifest = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering in memory
+# --------------------------------------------------------------------------------------------------
+
+
+def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
+    """Every environment's objects as plain dicts, built in one process, nothing written."""
+    from cdk8s import App
+
+    from constructs.release_chart import ReleaseChart
+
+    application = App(outdir=tempfile.gettempdir())
+    out: dict[str, list[Manifest]] = {}
+    for env in envs:
+        try:
+            out[env.release] = list(ReleaseChart(application, env).to_json())
+        except ValueError as exc:
+            raise ConfigError(f"environments/{env.release}.yaml", "", str(exc)) from None
+    return out
+
+
+def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
+    return load_environments(env_dir, names, base=Path.cwd())
+
+
+# --------------------------------------------------------------------------------------------------
+# validate
+# --------------------------------------------------------------------------------------------------
+
+LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "iotistica.com/tier",
+)
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+
+
+def _containers(obj: Manifest) -> Iterable[Manifest]:
+    spec = obj.get("spec", {})
+    template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template")
+    if not template:
+        return []
+    pod = template.get("spec", {})
+    return [*pod.get("initContainers", []), *pod.get("containers", [])]
+
+
+def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
+    """The contract every object must meet (labels, namespace, pinned images, resources, no Secrets)."""
+    import kubernetes_validate
+
+    problems: list[str] = []
+    for o in objs:
+        ref = f"{o['kind']}/{o['metadata'].get('name')}"
+        labels = o["metadata"].get("labels", {})
+        missing = [k for k in LABELS if k not in labels]
+        if missing:
+            problems.append(f"{ref}: missing labels {', '.join(missing)}")
+        if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") != env.namespace:
+            problems.append(f"{ref}: metadata.namespace is not {env.namespace}")
+        if o["kind"] == "Secret":
+            problems.append(f"{ref}: a Secret must never be written to dist/")
+        for c in _containers(o):
+            if ":" not in c["image"] or c["image"].endswith(":latest"):
+                problems.append(f"{ref}: container {c['name']}: image {c['image']} is not pinned")
+            res = c.get("resources", {})
+            if not {"cpu", "memory"} <= set(res.get("requests", {})) or "memory" not in res.get("limits", {}):
+                problems.append(f"{ref}: container {c['name']}: needs cpu/memory requests and a memory limit")
+        group = o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else ""
+        if "." not in group or group.endswith(".k8s.io") and not group.startswith("gateway."):
+            try:
+                kubernetes_validate.validate(o, "1.27", strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                problems.append(f"{ref}: schema (Kubernetes 1.27, strict): {path}: {exc.message}")
+    return problems
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    envs = _load(args.environments, args.env)
+    rendered = render(envs)
+    failed = False
+    warnings = 0
+    for env in envs:
+        label = f"environments/{env.release}.yaml"
+        for problem in policy_problems(env, rendered[env.release]):
+            print(f"error: {label}: {problem}")
+            failed = True
+        for finding in capacity(env).findings:
+            level = "error" if args.strict else finding.level
+            print(f"{level}: {label}: {finding.key}: {finding.message}")
+            failed = failed or args.strict
+            warnings += 1
+    if not failed:
+        print(f"ok: {len(envs)} environment(s) valid" + (f", {warnings} capacity warning(s)" if warnings else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# diff
+# --------------------------------------------------------------------------------------------------
+
+
+def _key(o: Manifest) -> str:
+    return f"{o['kind']}/{o['metadata'].get('name')}"
+
+
+def _normalise(objs: list[Manifest], env: Environment) -> dict[str, Manifest]:
+    """Objects keyed by kind/name with the release and namespace replaced, to compare two environments."""
+    text = json.dumps(objs, sort_keys=True)
+    text = text.replace(env.release, "{release}")
+    if env.namespace != env.release:
+        text = text.replace(f'"{env.namespace}"', '"{namespace}"').replace(f"-{env.namespace}", "-{namespace}")
+    return {_key(o): o for o in json.loads(text)}
+
+
+def _field_changes(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        changes = []
+        for k in sorted(set(a) | set(b)):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in a:
+                changes.append((sub, None, b[k]))
+            elif k not in b:
+                changes.append((sub, a[k], None))
+            else:
+                changes += _field_changes(a[k], b[k], sub)
+        return changes
+    if isinstance(a, list) and isinstance(b, list):
+        named = all(isinstance(x, dict) and "name" in x for x in [*a, *b])
+        if named and a and b:
+            return _field_changes({x["name"]: x for x in a}, {x["name"]: x for x in b}, path)
+        if len(a) == len(b):
+            changes = []
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                changes += _field_changes(x, y, f"{path}[{i}]")
+            return changes
+    return [] if a == b else [(path, a, b)]
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "(absent)"
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def diff_objects(old: dict[str, Manifest], new: dict[str, Manifest]) -> list[str]:
+    lines: list[str] = []
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+    for k in added:
+        lines.append(f"+ {k}")
+    for k in removed:
+        lines.append(f"- {k}")
+    for k in changed:
+        lines.append(f"~ {k}")
+        for path, a, b in _field_changes(old[k], new[k]):
+            if isinstance(a, str) and isinstance(b, str) and ("\n" in a or "\n" in b):
+                lines.append(f"    {path}: (text)")
+                body = difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
+                lines += [f"      {line}" for line in list(body)[2:]]
+            else:
+                lines.append(f"    {path}: {_short(a)} -> {_short(b)}")
+    lines.append(f"{len(added)} added, {len(removed)} removed, {len(changed)} changed")
+    return lines
+
+
+def _read_tree(path: Path) -> dict[str, dict[str, Manifest]]:
+    tree: dict[str, dict[str, Manifest]] = {}
+    if not path.exists():
+        return tree
+    for file in sorted(path.glob("*/*.yaml")):
+        for doc in yaml.safe_load_all(file.read_text()):
+            if isinstance(doc, dict) and "kind" in doc:
+                tree.setdefault(file.parent.name, {})[_key(doc)] = doc
+    return tree
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    if len(args.env) == 2:
+        by_name = {e.release: e for e in _load(args.environments, args.env)}
+        a, b = by_name[args.env[0]], by_name[args.env[1]]
+        rendered = render(list({a.release: a, b.release: b}.values()))
+        print(f"--- {a.release} (tier {a.tier})\n+++ {b.release} (tier {b.tier})")
+        lines = diff_objects(_normalise(rendered[a.release], a), _normalise(rendered[b.release], b))
+        print("\n".join(lines))
+        return EXIT_FAILED if not lines[-1].startswith("0 added, 0 removed, 0 changed") else EXIT_OK
+    if args.env:
+        print("error: diff takes no environment (working change against dist/) or two (A against B)", file=sys.stderr)
+        return EXIT_CONFIG
+    committed = _read_tree(args.dist)
+    with tempfile.TemporaryDirectory() as tmp:
+        envs = _load(args.environments, [])
+        app.synthesize(envs, Path(tmp) / "dist", partial=False, all_envs=envs)
+        fresh = _read_tree(Path(tmp) / "dist")
+    any_change = False
+    for folder in sorted(set(committed) | set(fresh)):
+        lines = diff_objects(committed.get(folder, {}), fresh.get(folder, {}))
+        if lines[-1].startswith("0 added, 0 removed, 0 changed"):
+            continue
+        any_change = True
+        print(f"## dist/{folder}")
+        print("\n".join(lines))
+    if not any_change:
+        print("no changes: dist/ is what a synth writes")
+    return EXIT_FAILED if any_change else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# explain
+# --------------------------------------------------------------------------------------------------
+
+
+def _secret_refs(objs: list[Manifest]) -> list[str]:
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("secretKeyRef", "secretRef"):
+                if key in node and isinstance(node[key], dict) and "name" in node[key]:
+                    names.add(node[key]["name"])
+            if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
+                names.add(node["secret"]["secretName"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(objs)
+    return sorted(names)
+
+
+def _hosts(objs: list[Manifest]) -> list[str]:
+    hosts: set[str] = set()
+    for o in objs:
+        hosts.update(o.get("spec", {}).get("hostnames", []) or [])
+        if o["kind"] == "Certificate":
+            hosts.update(o["spec"].get("dnsNames", []) or [])
+    return sorted(hosts)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    (env,) = _load(args.environments, [args.env_name])
+    objs = render([env])[env.release]
+    print(f"{env.release}: namespace {env.namespace}, tier {env.tier}")
+    print("\nworkloads:")
+    for o in objs:
+        if o["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        replicas = o["spec"].get("replicas", "HPA")
+        for c in _containers(o):
+            r = c["resources"]
+            print(
+                f"  {o['kind']:<11} {o['metadata']['name']:<40} replicas {replicas!s:<4} {c['image']}  "
+                f"requests {r['requests']['cpu']}/{r['requests']['memory']}  limit {r['limits']['memory']}"
+            )
+    hpas = [o for o in objs if o["kind"] == "HorizontalPodAutoscaler"]
+    for h in hpas:
+        print(f"  HPA {h['metadata']['name']}: {h['spec']['minReplicas']}..{h['spec']['maxReplicas']}")
+    hosts = _hosts(objs)
+    print("\nhosts:" + ("".join(f"\n  {h}" for h in hosts) if hosts else " none"))
+    print("\nrequired secrets (referenced by name, never in dist/):")
+    for name in _secret_refs(objs):
+        print(f"  {name}")
+    cap = capacity(env)
+    print("\ncapacity:")
+    if cap.rated_rps:
+        print(f"  rated readings/s         {cap.rated_rps:,}")
+        buffer = f"{cap.buffer_seconds:,.0f} s (MAXLEN {cap.stream_maxlen:,} / {cap.rated_rps:,} r/s)"
+        print(f"  stream buffer            {buffer}")
+    else:
+        print(f"  rated readings/s         not rated (demo); MAXLEN {cap.stream_maxlen:,}")
+    mem = cap.redis_maxmemory_bytes / 2**20
+    used = cap.stream_bytes / 2**20
+    print(f"  redis memory             full stream ~{used:,.0f} MiB of {mem:,.0f} MiB maxmemory ({used / mem:.0%})")
+    print(
+        f"  db connections (HPA max) {cap.db_connections_max} of max_connections {cap.db_max_connections} "
+        f"(API {cap.api_pods_max} pods x {env.api.db_pool_size}, ingestion {cap.ingestion_pods_max} pods x "
+        f"{env.ingestion.db_pool_size})"
+    )
+    for f in cap.findings:
+        print(f"warning: {f.key}: {f.message}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# new, schema, synth
+# --------------------------------------------------------------------------------------------------
+
+NEW_TEMPLATE = """\
+# yaml-language-server: $schema=../environment.schema.json
+# Environment {release}: tier {tier}, namespace {namespace}. Created by `iotistica-k8s new`.
+# Settings layer like Helm's -f: model defaults (the seed's demo values) < tiers/presets/{tier}.yaml < this file.
+# Every setting is listed in README.md ("Settings reference"); `iotistica-k8s explain {release}` shows the result.
+release: {release}
+namespace: {namespace}
+tier: {tier}
+
+api:
+  # Origins allowed to call the API (a bare '*' is refused).
+  corsOrigins: ["https://{release}.iotistica.com"]
+
+dashboard:
+  config:
+    apiUrl: https://api-{release}.iotistica.com
+    auth0CallbackUrl: https://{release}.iotistica.com/auth/callback
+
+# Examples of overrides (uncomment to use):
+# api:
+#   hpa: {{maxReplicas: 6}}
+# database:
+#   maxConnections: 200
+"""
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    path = args.environments / f"{args.env_name}.yaml"
+    if path.exists() and not args.force:
+        print(f"error: {path}: already exists (use --force to overwrite)", file=sys.stderr)
+        return EXIT_CONFIG
+    text = NEW_TEMPLATE.format(release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier)
+    args.environments.mkdir(parents=True, exist_ok=True)
+    # Validate under the final file name (the release must match it) before anything is written there.
+    with tempfile.TemporaryDirectory(dir=args.environments) as tmp:
+        draft = Path(tmp) / path.name
+        draft.write_text(text)
+        load_environment(draft, str(path))
+        draft.replace(path)
+    print(f"wrote {path}; next: make synth ENV={args.env_name}")
+    return EXIT_OK
+
+
+def environment_schema() -> dict[str, Any]:
+    schema = Environment.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Iotistica environment"
+    return schema
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+SCHEMA_FILE = ROOT / "environment.schema.json"
+
+
+def schema_text() -> str:
+    return json.dumps(environment_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Regenerate the README's settings reference and environment.schema.json (or check them)."""
+    from tiers.reference import update_readme
+
+    stale = []
+    if not update_readme(ROOT / "README.md", check=args.check):
+        stale.append("README.md (settings reference)")
+    current = SCHEMA_FILE.read_text() if SCHEMA_FILE.exists() else ""
+    if current != schema_text():
+        stale.append(SCHEMA_FILE.name)
+        if not args.check:
+            SCHEMA_FILE.write_text(schema_text())
+    if args.check and stale:
+        print(f"error: stale: {', '.join(stale)}; run `iotistica-k8s docs`", file=sys.stderr)
+        return EXIT_FAILED
+    print("docs: " + (f"updated {', '.join(stale)}" if stale else "current"))
+    return EXIT_OK
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
+    if args.outdir:
+        argv += ["--outdir", str(args.outdir)]
+    return app.main(argv)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="iotistica-k8s",
+        description="Operate Iotistica environments: synthesize, validate, diff, explain, scaffold.",
+        epilog="Exit codes: 0 ok; 1 a check failed or diff found changes; 2 bad input.",
+    )
+    p.add_argument("--environments", type=Path, default=ROOT / "environments", help="environment files folder")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="write dist/ (like make synth)", description="Synthesize into dist/<release>/.")
+    s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
+    s.add_argument("--outdir", type=Path, help="output folder (default: $CDK8S_OUTDIR or dist)")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser(
+        "validate",
+        help="check models, rules, schema, policy and capacity; write nothing",
+        description="Validate environments without writing anything. "
+        "Capacity risks are warnings, errors with --strict.",
+    )
+    s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
+    s.add_argument("--strict", action="store_true", help="capacity warnings are errors")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser(
+        "diff",
+        help="object-level diff: working change vs dist/, or ENV_A vs ENV_B",
+        description="With no ENV: what a synth would change in the committed dist/. With two: ENV_A against ENV_B "
+        "(release and namespace normalised). Exit 1 when there are differences.",
+    )
+    s.add_argument("env", nargs="*", metavar="ENV")
+    s.add_argument("--dist", type=Path, default=ROOT / "dist", help="the committed output (default: dist)")
+    s.set_defaults(func=cmd_diff)
+
+    s = sub.add_parser(
+        "explain", help="what an environment deploys, and its capacity", description="Explain one environment."
+    )
+    s.add_argument("env_name", metavar="ENV")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser(
+        "new", help="write a new environment file with comments", description="Scaffold environments/ENV.yaml."
+    )
+    s.add_argument("env_name", metavar="ENV")
+    s.add_argument("--tier", required=True, choices=TIERS)
+    s.add_argument("--namespace", help="default: ENV")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s.set_defaults(func=cmd_new)
+
+    s = sub.add_parser(
+        "schema", help="print the JSON Schema of environment files", description="JSON Schema for editors."
+    )
+    s.set_defaults(func=cmd_schema)
+
+    s = sub.add_parser(
+        "docs",
+        help="regenerate the README settings reference and environment.schema.json",
+        description="Regenerate generated docs from the models; --check only reports staleness (exit 1).",
+    )
+    s.add_argument("--check", action="store_true", help="change nothing; exit 1 when stale")
+    s.set_defaults(func=cmd_docs)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())
