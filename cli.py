@@ -87,13 +87,16 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     import kubernetes_validate
 
     problems: list[str] = []
+    # Issue 5: fleet objects live in the fleet namespaces the model declares.
+    fleets = env.fleet_namespaces
+    namespaces = {env.namespace} | ({env.fleet_namespace(f.name) for f in fleets.fleets} if fleets.enabled else set())
     for o in objs:
         ref = f"{o['kind']}/{o['metadata'].get('name')}"
         labels = o["metadata"].get("labels", {})
         missing = [k for k in LABELS if k not in labels]
         if missing:
             problems.append(f"{ref}: missing labels {', '.join(missing)}")
-        if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") != env.namespace:
+        if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") not in namespaces:
             problems.append(f"{ref}: metadata.namespace is not {env.namespace}")
         if o["kind"] == "Secret":
             problems.append(f"{ref}: a Secret must never be written to dist/")

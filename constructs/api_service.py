@@ -59,6 +59,8 @@ class ApiServiceProps(Props):
     broker_url: str
     redis: RedisEndpoint
     stream_maxlen: int
+    #: CORS_ORIGINS: api.corsOrigins, else derived from the dashboard host(s) (Environment.cors_origins).
+    cors_origins: list[str]
 
 
 class ApiService(Construct):
@@ -123,7 +125,7 @@ class ApiService(Construct):
             env("NODE_OPTIONS", f"--max-old-space-size={heap_mb(v.resources, v.heap_percent)}"),
             env_field("NAMESPACE", "metadata.namespace"),
             env("CLOUD_API_URL", f"http://{self.name}.{rel.namespace}.svc.cluster.local:{PORT}"),
-            env("CORS_ORIGINS", ",".join(v.cors_origins)),
+            env("CORS_ORIGINS", ",".join(props.cors_origins)),
             # Database (seed table: sql-credentials-{ns})
             env_secret("DB_HOST", sql, "server"),
             env_secret("DB_PORT", sql, "port"),

@@ -1,6 +1,7 @@
 """NodeRed: optional low-code automation (off by default), flows stored in the API.
 
-Security exception (documented, minimal): the root filesystem stays writable. The image keeps
+Security exception (documented, minimal, and in the model as ``nodered.readOnlyRootFilesystem``,
+default false): the root filesystem stays writable. The image keeps
 ``settings.js`` and the ``@iotistic/*`` plugins in ``/data``, its userDir, and Node-RED writes there
 at run time; an emptyDir over ``/data`` would hide that baked content (platform-facts §9). Everything
 else of the restricted profile applies.
@@ -69,7 +70,7 @@ class NodeRed(Construct):
                 ]
             ),
             resources=resources(v.resources),
-            security_context=container_security(read_only_root=False),
+            security_context=container_security(read_only_root=v.read_only_root_filesystem),
             liveness_probe=http_probe("/", "http", period=10, initial_delay=60),
             readiness_probe=http_probe("/", "http", period=5, initial_delay=30),
             volume_mounts=[mount("tmp", "/tmp")],
@@ -92,8 +93,8 @@ class NodeRed(Construct):
             replicas=1,
             template=template,
             scheduling=props.scheduling,
-            annotations={
-                "iotistica.com/security-exception": f"readOnlyRootFilesystem=false: {READ_ONLY_ROOT_EXCEPTION}"
-            },
+            annotations=None
+            if v.read_only_root_filesystem
+            else {"iotistica.com/security-exception": f"readOnlyRootFilesystem=false: {READ_ONLY_ROOT_EXCEPTION}"},
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=[("http", v.port, "http")])

@@ -15,7 +15,7 @@ import json
 from functools import cache
 from typing import Any, Literal
 
-from cdk8s import ApiObject, JsonPatch
+from cdk8s import ApiObject, ApiObjectMetadata, JsonPatch
 from cdk8s_plus_27 import k8s
 from pydantic import BaseModel, ConfigDict
 
@@ -79,6 +79,12 @@ class Release(Props):
             labels=self.labels(app, component, extra_labels),
             annotations=dict(sorted(annotations.items())) if annotations else None,
         )
+
+    def api_metadata(
+        self, name: str, app: str, component: str, *, extra_labels: dict[str, str] | None = None
+    ) -> ApiObjectMetadata:
+        """Like :meth:`metadata`, for the CRD bindings of imports/ (they take cdk8s.ApiObjectMetadata)."""
+        return ApiObjectMetadata(name=name, namespace=self.namespace, labels=self.labels(app, component, extra_labels))
 
 
 # --------------------------------------------------------------------------------------------------

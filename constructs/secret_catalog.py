@@ -52,6 +52,13 @@ def redis_auth(release: str) -> SecretRef:
     return SecretRef(f"{release}-redis-auth", ("password",), "Redis, API, Ingestion")
 
 
+def ingestion_runtime_env(release: str) -> SecretRef:
+    """Written in the cluster by the stream key resolver Job (issue 4), read by ingestion (envFrom)."""
+    return SecretRef(
+        f"{release}-ingestion-runtime-env", ("INGESTION_TENANT_ID", "REDIS_INGESTION_STREAM_KEY"), "Ingestion"
+    )
+
+
 def required(ns: str) -> list[SecretRef]:
     """The seed's table, in its order."""
     return [

@@ -25,9 +25,17 @@ class ClusterChart(Chart):
     def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
         super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
         self.envs = list(envs)
+        # --- issue 5: the API deployer's ClusterRoles (labels: instance `cluster`, no tier label) ---
+        from constructs.cluster_rbac import ClusterRbac
+
+        self.rbac = ClusterRbac(self, "Rbac")
 
 
 class ArgoCdChart(Chart):
     def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
         super().__init__(scope, ARGOCD, disable_resource_name_hashes=True)
         self.envs = list(envs)
+        # --- issue 4: one Application per environment, dist/cluster/, and the app-of-apps ---
+        from constructs.argocd_apps import ArgoCdApplications
+
+        self.applications = ArgoCdApplications(self, "Applications", envs=self.envs)

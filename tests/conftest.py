@@ -26,3 +26,13 @@ def environments() -> dict[str, Environment]:
 @pytest.fixture(scope="session")
 def manifests(environments: dict[str, Environment]) -> dict[str, list[Manifest]]:
     return {name: synth_env(env) for name, env in environments.items()}
+
+
+@pytest.fixture(scope="session")
+def cluster_manifests(environments: dict[str, Environment]) -> list[Manifest]:
+    """dist/cluster/: the objects shared by every release (issue 5: the deployer's ClusterRoles)."""
+    from cdk8s import Testing
+
+    from constructs.shared_charts import ClusterChart
+
+    return list(ClusterChart(Testing.app(), list(environments.values())).to_json())

@@ -17,7 +17,7 @@ def tree(path: Path) -> dict[str, bytes]:
 def test_dist_equals_a_fresh_synth(tmp_path: Path) -> None:
     out = tmp_path / "dist"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--outdir", str(out)],
+        [sys.executable, str(ROOT / "app.py"), "--no-cache", "--outdir", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -22,7 +22,9 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResou
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HASHED = re.compile(r"-c8[0-9a-f]{6}$|-[0-9a-f]{8}$")
 #: Pods that talk to the Kubernetes API (and so mount a ServiceAccount token).
-TOKEN_PODS = {"api"}
+TOKEN_PODS = {"api", "stream-key-resolver", "redis-auth-generator"}  # issue 4: hook Jobs that write Secrets
+#: CRD API groups that end in k8s.io all the same (Gateway API): not part of the core schemas.
+CRD_GROUPS = {"gateway.networking.k8s.io"}
 #: readOnlyRootFilesystem exceptions, each documented in its construct and on its workload.
 RW_ROOT_EXCEPTIONS = {"nodered"}
 
@@ -44,19 +46,33 @@ def test_every_object_carries_the_label_set(manifests, environments) -> None:
         assert labels["iotistica.com/tier"] == environments[release].tier
 
 
+def fleet_namespaces(env) -> set[str]:
+    """The fleet namespaces the model declares for a release (issue 5): their objects live there."""
+    fleets = env.fleet_namespaces
+    return {env.fleet_namespace(f.name) for f in fleets.fleets} if fleets.enabled else set()
+
+
 def test_every_namespaced_object_sets_its_namespace(manifests, environments) -> None:
     for release, o in all_objects(manifests):
         if o["kind"] not in CLUSTER_SCOPED:
-            assert o["metadata"].get("namespace") == environments[release].namespace, (
+            env = environments[release]
+            namespace = o["metadata"].get("namespace")
+            assert namespace == env.namespace or namespace in fleet_namespaces(env), (
                 f"{o['kind']}/{o['metadata']['name']}"
             )
+        else:
+            assert "namespace" not in o["metadata"], f"cluster-scoped {o['kind']}/{o['metadata']['name']}"
 
 
-def test_names_are_explicit_dns_labels_without_hashes(manifests) -> None:
+def test_names_are_explicit_dns_labels_without_hashes(manifests, environments) -> None:
     for release, o in all_objects(manifests):
         name = o["metadata"]["name"]
         assert DNS_LABEL.match(name) and len(name) <= 63, name
-        assert name.startswith(f"{release}-") or name == "iotistic-api", f"unexpected name {name}"
+        # Namespace objects are named by the model: the release namespace and its fleet namespaces.
+        namespaces = {environments[release].namespace} | fleet_namespaces(environments[release])
+        expected = name.startswith(f"{release}-") or name == "iotistic-api"
+        expected = expected or (o["kind"] == "Namespace" and name in namespaces)
+        assert expected, f"unexpected name {o['kind']}/{name}"
         assert not HASHED.search(name), f"hashed name {name}"
 
 
@@ -147,8 +163,30 @@ def test_unique_kind_and_name_per_release(manifests) -> None:
 def test_strict_kubernetes_1_27_schema(manifests, release) -> None:
     checked = 0
     for o in manifests[release]:
-        if "." in o["apiVersion"].split("/")[0] and not o["apiVersion"].split("/")[0].endswith("k8s.io"):
-            continue  # custom resources: validated against their CRDs elsewhere
+        group = o["apiVersion"].split("/")[0]
+        if group in CRD_GROUPS or ("." in group and not group.endswith("k8s.io")):
+            continue  # custom resources: validated against their CRDs in tests/test_crd_schemas.py
         kubernetes_validate.validate(o, "1.27", strict=True)
         checked += 1
     assert checked >= 14
+
+
+# --- dist/cluster/ (issue 5): shared by every release, so instance `cluster` and no tier label ------
+
+
+def test_cluster_chart_objects_are_cluster_scoped_labelled_and_valid(cluster_manifests) -> None:
+    assert cluster_manifests, "dist/cluster/ must not be empty"
+    for o in cluster_manifests:
+        where = f"cluster {o['kind']}/{o['metadata']['name']}"
+        assert o["kind"] in CLUSTER_SCOPED and "namespace" not in o["metadata"], where
+        labels = o["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/name") and labels.get("app.kubernetes.io/component"), where
+        assert labels.get("app.kubernetes.io/instance") == "cluster", where
+        assert labels.get("app.kubernetes.io/part-of") == "iotistica", where
+        assert labels.get("app.kubernetes.io/managed-by") == "cdk8s", where
+        assert "iotistica.com/tier" not in labels, f"{where}: shared objects carry no tier"
+        name = o["metadata"]["name"]
+        assert DNS_LABEL.match(name) and len(name) <= 63 and not HASHED.search(name), where
+        kubernetes_validate.validate(o, "1.27", strict=True)
+    keys = [(o["kind"], o["metadata"]["name"]) for o in cluster_manifests]
+    assert len(keys) == len(set(keys))

@@ -30,6 +30,10 @@ class ConfigError(Exception):
         self.file, self.path, self.message = file, path, message
         super().__init__(f"{file}: {path}: {message}" if path else f"{file}: {message}")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str, str]]:
+        # Raised in synth worker processes and re-raised in the parent: pickle the three parts.
+        return (ConfigError, (self.file, self.path, self.message))
+
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``override`` into ``base`` recursively; the override wins for every non-mapping value."""

@@ -12,8 +12,10 @@ exact key path (``api.hpa.minReplicas: must be <= maxReplicas (4), got 6``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -269,11 +271,11 @@ class Api(Model):
     )
     jwt_access_token_expiry: Duration = Field("15m", description="JWT_ACCESS_TOKEN_EXPIRY. Default: 15m.")
     jwt_refresh_token_expiry: Duration = Field("7d", description="JWT_REFRESH_TOKEN_EXPIRY. Default: 7d.")
-    cors_origins: list[str] = Field(
-        default_factory=lambda: ["https://demo.iotistica.com"],
+    cors_origins: list[str] | None = Field(
+        None,
         description="CORS_ORIGINS (joined with commas). A bare '*' makes the API refuse to start and is "
-        "rejected; wildcards such as https://*.iotistica.com are allowed. Default: "
-        "[https://demo.iotistica.com].",
+        "rejected; wildcards such as https://*.iotistica.com are allowed. Default: derived, "
+        "https://<host> for edge.hosts.dashboard and each of edge.hosts.dashboardAliases.",
     )
     node_env: Literal["production", "development"] = Field(
         "production",
@@ -292,7 +294,9 @@ class Api(Model):
 
     @model_validator(mode="after")
     def _api_rules(self) -> Api:
-        for i, origin in enumerate(self.cors_origins):
+        if self.cors_origins is not None and not self.cors_origins:
+            raise rule("corsOrigins", "must list an origin, or be left unset to derive it from the dashboard hosts")
+        for i, origin in enumerate(self.cors_origins or []):
             if origin.strip() == "*":
                 raise rule(
                     f"corsOrigins.{i}",
@@ -527,8 +531,795 @@ class NodeRed(Model):
         description="Default: iotistic/nodered:v0.0.22-rc.1.",
     )
     port: int = Field(1880, ge=1024, le=65535, description="Listening port (PORT). Default: 1880.")
+    read_only_root_filesystem: bool = Field(
+        False,
+        description="Security exception (issue 5), the only one of the platform: our own rule is a read-only "
+        "root filesystem (stricter than the Kubernetes restricted profile, which Node-RED still meets). The "
+        "image keeps settings.js and the @iotistic plugins in /data, its userDir, and Node-RED writes there at "
+        "run time; an emptyDir over /data would hide that baked content (platform-facts §9). Set true for an "
+        "image that writes elsewhere. Default: false.",
+    )
     resources: Resources = _res("100m", "256Mi", "500m", "512Mi")
     scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 5: network isolation, pod security, fleet namespaces
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"must be a CIDR such as 10.0.0.0/8 (host bits zero), got {value!r}") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+PortNumber = Annotated[int, Field(ge=1, le=65535)]
+
+#: Private ranges (RFC 1918): "the internet" for the API's outbound HTTPS excludes them, so that rule
+#: never opens a path to pods or nodes inside the cluster.
+PRIVATE_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+def http_target(url: str) -> tuple[str, str | None, int]:
+    """(host, in-cluster namespace or None, port) of an http(s) URL.
+
+    ``svc.ns.svc`` and ``svc.ns.svc.cluster.local`` are in-cluster Services of namespace ``ns``; any
+    other host with a dot is taken as outside the cluster (write in-cluster Services in full). A bare
+    ``svc`` names no namespace and is refused. Raises ValueError.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL with a host, got {url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"has an invalid port, got {url!r}") from None
+    host = parts.hostname
+    labels = host.split(".")
+    if len(labels) >= 3 and ".".join(labels[2:]) in ("svc", "svc.cluster.local"):
+        return host, labels[1], port
+    if len(labels) == 1:
+        raise ValueError(
+            f"must be a public host or an in-cluster name such as svc.namespace.svc.cluster.local "
+            f"(so that egress can be allowed), got {url!r}"
+        )
+    return host, None, port
+
+
+class NetworkDns(Model):
+    """Where cluster DNS runs (egress on 53/UDP and 53/TCP for the pods that resolve names)."""
+
+    namespace: DnsLabel = Field("kube-system", description="Namespace of the DNS pods. Default: kube-system.")
+    pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"k8s-app": "kube-dns"},
+        description="Labels of the DNS pods ({} = every pod of the namespace). Default: {k8s-app: kube-dns} "
+        "(CoreDNS on kubeadm, EKS, GKE and AKS).",
+    )
+    port: PortNumber = Field(53, description="DNS port (UDP and TCP). Default: 53.")
+
+
+class NetworkDatabase(Model):
+    """Where the database runs: a namespace selector, a CIDR, or both (either is allowed)."""
+
+    namespace: DnsLabel | None = Field(
+        "iotistica-cnpg-cl01",
+        description="Namespace of the CNPG cluster (egress to every pod of it on `port`). Default: "
+        "iotistica-cnpg-cl01 (platform-facts §7). null to use only `cidr`.",
+    )
+    cidr: Cidr | None = Field(None, description="CIDR of a managed database outside the cluster. Default: none.")
+    port: PortNumber = Field(5432, description="PostgreSQL port. Default: 5432.")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> NetworkDatabase:
+        if self.namespace is None and self.cidr is None:
+            raise rule("namespace", "set a namespace or a cidr: the API and ingestion must reach the database")
+        return self
+
+
+class NetworkKubernetesApi(Model):
+    """The Kubernetes API server as seen by pods (after the kubernetes Service's DNAT)."""
+
+    cidr: Cidr = Field(
+        "0.0.0.0/0",
+        description="CIDR of the API server endpoints. Narrow it to the control plane's addresses where known. "
+        "Default: 0.0.0.0/0 (only on `ports`, only for pods that talk to the API server).",
+    )
+    ports: list[PortNumber] = Field(
+        default_factory=lambda: [443, 6443],
+        description="API server ports (443 on managed clusters, 6443 on kubeadm). Default: [443, 6443].",
+    )
+
+
+class NetworkInternet(Model):
+    """Outbound HTTPS to the internet (the API's OpenAI calls when api.aiProvider is openai)."""
+
+    cidr: Cidr = Field("0.0.0.0/0", description="Destination CIDR. Default: 0.0.0.0/0.")
+    except_cidrs: list[Cidr] = Field(
+        default_factory=lambda: list(PRIVATE_CIDRS),
+        description="Excluded from `cidr`, so this rule never reaches inside the cluster. "
+        "Default: the RFC 1918 ranges.",
+    )
+    ports: list[PortNumber] = Field(default_factory=lambda: [443], description="Ports. Default: [443].")
+
+    @model_validator(mode="after")
+    def _except_inside(self) -> NetworkInternet:
+        outer = ipaddress.ip_network(self.cidr)
+        for i, c in enumerate(self.except_cidrs):
+            inner = ipaddress.ip_network(c)
+            if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
+                raise rule(f"exceptCidrs.{i}", f"must lie inside cidr ({self.cidr}), got {c}")
+        return self
+
+
+class Network(Model):
+    """NetworkPolicies of the release namespace: default deny, then exactly the platform's flows
+    (constructs/network_policies.py holds the flow table)."""
+
+    enabled: bool = Field(True, description="Emit the release namespace's NetworkPolicies. Default: true.")
+    default_deny_egress: bool = Field(
+        True,
+        description="Deny egress too, then allow each pod exactly what it needs (DNS, database, Kubernetes API, "
+        "internet HTTPS, in-namespace peers). false = ingress isolation only. Default: true.",
+    )
+    gateway_namespace: DnsLabel = Field(
+        "envoy-gateway-system",
+        description="Namespace of the Gateway's proxy pods (Envoy Gateway runs them in its controller's "
+        "namespace). They may reach the API, dashboard, Node-RED and broker. Default: envoy-gateway-system.",
+    )
+    prometheus_namespace: DnsLabel = Field(
+        "monitoring", description="Namespace of Prometheus: it may scrape the metrics ports. Default: monitoring."
+    )
+    dns: NetworkDns = Field(default_factory=NetworkDns, description="Cluster DNS.")
+    database: NetworkDatabase = Field(default_factory=NetworkDatabase, description="The database.")
+    kubernetes_api: NetworkKubernetesApi = Field(
+        default_factory=NetworkKubernetesApi, description="The Kubernetes API server."
+    )
+    internet: NetworkInternet = Field(default_factory=NetworkInternet, description="Outbound HTTPS.")
+    agent_namespaces: list[DnsLabel] = Field(
+        default_factory=lambda: ["virtual-agents"],
+        description="Extra namespaces whose pods (agents the API deploys itself) may reach the API and the "
+        "broker; this release's fleet namespaces always may. Default: [virtual-agents] (the API's "
+        "VIRTUAL_AGENT_NAMESPACE default).",
+    )
+
+
+class PodSecurity(Model):
+    """Pod Security Admission labels of the release namespace (every pod meets `restricted`)."""
+
+    level: Literal["restricted", "baseline"] = Field(
+        "restricted",
+        description="pod-security.kubernetes.io/{enforce,audit,warn} of the release namespace. Default: restricted.",
+    )
+    manage_namespace: bool = Field(
+        True,
+        description="Emit the release Namespace object (labels, PSS labels) into dist/<release>/. Argo CD's "
+        "CreateNamespace=true is harmless beside it. Default: true.",
+    )
+
+
+class FleetQuota(Model):
+    """ResourceQuota of a fleet namespace: the seed's per-agent-slot allocation."""
+
+    cpu_request_per_agent: Cpu = Field("300m", description="requests.cpu per agent slot. Default: 300m (seed).")
+    memory_request_per_agent: Memory = Field(
+        "480Mi", description="requests.memory per agent slot. Default: 480Mi (seed)."
+    )
+    cpu_limit: Cpu = Field("2000m", description="limits.cpu, shared by the whole fleet. Default: 2000m (seed).")
+    memory_limit: Memory = Field("4Gi", description="limits.memory, shared by the whole fleet. Default: 4Gi (seed).")
+    secrets_per_agent: int = Field(5, ge=1, description="secrets = this x maxAgents. Default: 5 (facts §11).")
+    config_maps_per_agent: int = Field(2, ge=1, description="configmaps = this x maxAgents. Default: 2 (facts §11).")
+
+
+class FleetLimitRange(Model):
+    """LimitRange of a fleet namespace (container defaults for pods that set none)."""
+
+    default_cpu: Cpu = Field("100m", description="Container default limit cpu. Default: 100m.")
+    default_memory: Memory = Field("256Mi", description="Container default limit memory. Default: 256Mi.")
+    default_request_cpu: Cpu = Field("50m", description="Container default request cpu. Default: 50m.")
+    default_request_memory: Memory = Field("64Mi", description="Container default request memory. Default: 64Mi.")
+    max_cpu: Cpu = Field("1000m", description="Container max cpu. Default: 1000m.")
+    max_memory: Memory = Field("1Gi", description="Container max memory. Default: 1Gi.")
+    min_cpu: Cpu = Field("25m", description="Container min cpu. Default: 25m.")
+    min_memory: Memory = Field("32Mi", description="Container min memory. Default: 32Mi.")
+    pod_max_cpu: Cpu = Field("800m", description="Pod max cpu. Default: 800m.")
+    pod_max_memory: Memory = Field("2Gi", description="Pod max memory. Default: 2Gi.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FleetLimitRange:
+        # The API server refuses a LimitRange unless min <= defaultRequest <= default <= max.
+        for kind, conv in (("cpu", cpu_millis), ("memory", mem_mib)):
+            cap = kind.capitalize()
+            chain = [
+                (f"min{cap}", getattr(self, f"min_{kind}")),
+                (f"defaultRequest{cap}", getattr(self, f"default_request_{kind}")),
+                (f"default{cap}", getattr(self, f"default_{kind}")),
+                (f"max{cap}", getattr(self, f"max_{kind}")),
+            ]
+            for (lo_key, lo), (hi_key, hi) in zip(chain, chain[1:], strict=False):
+                if conv(hi) < conv(lo):
+                    raise rule(hi_key, f"must be >= {lo_key} ({lo}), got {hi}")
+        return self
+
+
+class FleetNetworkPolicy(Model):
+    enabled: bool = Field(True, description="Isolate the fleet namespace with a NetworkPolicy. Default: true.")
+    protocol_ports: list[PortNumber] = Field(
+        default_factory=lambda: [80, 443, 502, 4840],
+        description="TCP ports agents use towards devices and simulators (HTTP, HTTPS, Modbus 502, OPC UA "
+        "4840), allowed between the fleet's own pods. Default: [80, 443, 502, 4840] (the old chart's).",
+    )
+
+
+class Fleet(Model):
+    """One fleet namespace `fleet-{release namespace}-{name}`."""
+
+    name: DnsLabel = Field(description="Fleet name; the namespace is fleet-{namespace}-{name}. Required.")
+    max_agents: int = Field(ge=1, le=1000, description="Agent slots: the quota scales with it. Required.")
+    max_devices: int | None = Field(
+        None, ge=1, description="Label iotistica.com/max-devices. Default: maxAgents (one device per slot)."
+    )
+    fleet_type: DnsLabel = Field("virtual", description="Label iotistica.com/fleet-type. Default: virtual.")
+    quota_policy: DnsLabel = Field(
+        "per-agent-slot", description="Annotation iotistica.com/quota-policy. Default: per-agent-slot."
+    )
+    description: str | None = Field(None, description="Annotation iotistica.com/description. Default: generated.")
+    quota: FleetQuota = Field(default_factory=FleetQuota, description="ResourceQuota overrides.")
+    limit_range: FleetLimitRange = Field(default_factory=FleetLimitRange, description="LimitRange overrides.")
+    network_policy: FleetNetworkPolicy = Field(default_factory=FleetNetworkPolicy, description="NetworkPolicy.")
+
+    @property
+    def devices(self) -> int:
+        return self.max_devices if self.max_devices is not None else self.max_agents
+
+
+class FleetNamespaces(Model):
+    """Namespaces for agent fleets (seed "Fleet Namespaces"), each with quota, limits, RBAC, policy."""
+
+    enabled: bool = Field(False, description="Provision the fleets below. Default: false.")
+    pod_security_enforce: Literal["baseline", "restricted"] = Field(
+        "baseline",
+        description="pod-security.kubernetes.io/enforce of fleet namespaces (audit and warn are always "
+        "restricted). The API's agent Deployments set pod-level security only (no container "
+        "allowPrivilegeEscalation=false / drop ALL; platform-facts §11), which restricted would reject. "
+        "Default: baseline.",
+    )
+    virtual_agent_manager: bool = Field(
+        True,
+        description="Bind the API's ServiceAccount cluster-wide to ClusterRole iotistic-virtual-agent-manager "
+        "(namespaces get/create/patch, quotas and RoleBindings in the namespaces it creates). Without it the "
+        "API's own fleet creation fails. Default: true.",
+    )
+    fleets: list[Fleet] = Field(default_factory=list, description="The fleets. Default: [].")
+
+    @model_validator(mode="after")
+    def _fleet_rules(self) -> FleetNamespaces:
+        if self.enabled and not self.fleets:
+            raise rule("fleets", "must list at least one fleet when enabled is true")
+        seen: dict[str, int] = {}
+        for i, fleet in enumerate(self.fleets):
+            if fleet.name in seen:
+                raise rule(f"fleets.{i}.name", f"{fleet.name!r} is already used by fleets.{seen[fleet.name]}")
+            seen[fleet.name] = i
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 3: edge (hostnames, Gateway API routes, rate limit, broker certificate) and monitoring
+# --------------------------------------------------------------------------------------------------
+
+_HOST_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _check_hostname(value: str) -> str:
+    labels = value.split(".")
+    if len(value) > 253 or len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"must be a fully qualified DNS name such as api.example.com (lowercase labels of at most 63 "
+            f"letters, digits and '-', no wildcard), got {value!r}"
+        )
+    return value
+
+
+#: A public hostname: at least two labels, no wildcard, no trailing dot.
+Hostname = Annotated[str, AfterValidator(_check_hostname)]
+#: A Gateway listener name (Gateway API SectionName).
+SectionName = Annotated[str, AfterValidator(_check_dns_name)]
+
+GATEWAY_API = "gateway.networking.k8s.io"
+HttpRouteApiVersion = Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+TlsRouteApiVersion = Literal[
+    "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha3", "gateway.networking.k8s.io/v1alpha2"
+]
+TcpRouteApiVersion = Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha2"]
+EdgeHostKind = Literal["api", "dashboard", "mqtt", "nodered"]
+#: How an unset host is derived from the release and ``edge.domain`` (the provisioning service's scheme).
+HOST_PATTERNS: dict[str, str] = {
+    "api": "api-{release}.{domain}",
+    "dashboard": "{release}.{domain}",
+    "mqtt": "mqtt-{release}.{domain}",
+    "nodered": "nr-{release}.{domain}",
+}
+
+
+class EdgeHosts(Model):
+    """Public hostnames. An unset host is derived from the release and ``edge.domain``."""
+
+    api: Hostname | None = Field(
+        None, description="The API's host (HTTPRoute to {release}-api:3002). Default: api-{release}.{edge.domain}."
+    )
+    dashboard: Hostname | None = Field(
+        None,
+        description="The dashboard's host (HTTPRoute to {release}-dashboard:80); https://<host> is a CORS origin "
+        "of the API unless api.corsOrigins is set. Default: {release}.{edge.domain}.",
+    )
+    dashboard_aliases: list[Hostname] = Field(
+        default_factory=list,
+        description="More hosts that serve the dashboard (same HTTPRoute, also CORS origins). Default: [].",
+    )
+    mqtt: Hostname | None = Field(
+        None,
+        description="The broker's host: SNI hostname of the TLSRoute, commonName of the broker Certificate, "
+        "host of the optional websockets route. Default: mqtt-{release}.{edge.domain}.",
+    )
+    nodered: Hostname | None = Field(
+        None, description="Node-RED's host (when nodered.enabled). Default: nr-{release}.{edge.domain}."
+    )
+
+
+class EdgeListeners(Model):
+    """Listener names (sectionName) of the shared Gateway (platform-facts §5)."""
+
+    https: SectionName = Field(
+        "https", description="HTTPS listener (443, TLS terminated by the Gateway): HTTPRoutes. Default: https."
+    )
+    mqtt_tls: SectionName = Field(
+        "mqtt-tls",
+        description="TLS listener on 8883 in Passthrough mode (mosquitto terminates TLS): the TLSRoute. "
+        "Default: mqtt-tls.",
+    )
+    mqtt: SectionName = Field("mqtt", description="TCP listener on 1883: the optional TCPRoute. Default: mqtt.")
+
+
+class EdgeGateway(Model):
+    """The parent Gateway every route attaches to. It must allow routes from this namespace."""
+
+    name: DnsName = Field("iotistica-gateway", description="Gateway name. Default: iotistica-gateway.")
+    namespace: DnsLabel = Field("envoy-gateway-system", description="Gateway namespace. Default: envoy-gateway-system.")
+    listeners: EdgeListeners = Field(default_factory=EdgeListeners, description="Listener names (sectionName).")
+
+
+class EdgeApiVersions(Model):
+    """Route API versions. The defaults are what Envoy Gateway v1.9 reconciles with Gateway API v1.6 CRDs."""
+
+    http_route: HttpRouteApiVersion = Field(
+        "gateway.networking.k8s.io/v1", description="HTTPRoute apiVersion. Default: gateway.networking.k8s.io/v1."
+    )
+    tls_route: TlsRouteApiVersion = Field(
+        "gateway.networking.k8s.io/v1",
+        description="TLSRoute apiVersion (v1 since Gateway API v1.5; Envoy Gateway >= v1.8 watches v1). "
+        "Default: gateway.networking.k8s.io/v1.",
+    )
+    tcp_route: TcpRouteApiVersion = Field(
+        "gateway.networking.k8s.io/v1",
+        description="TCPRoute apiVersion (v1 since Gateway API v1.6; Envoy Gateway >= v1.9 watches v1). "
+        "Default: gateway.networking.k8s.io/v1.",
+    )
+
+
+class EdgeRoutes(Model):
+    """Which routes exist."""
+
+    api: bool = Field(True, description="HTTPRoute to the API. Default: true.")
+    dashboard: bool = Field(True, description="HTTPRoute to the dashboard. Default: true.")
+    nodered: bool = Field(True, description="HTTPRoute to Node-RED, when nodered.enabled. Default: true.")
+    mqtt_tls: bool = Field(
+        True,
+        description="TLSRoute (passthrough) to {release}-mosquitto:8883. Needs mosquitto.tls.enabled. Default: true.",
+    )
+    mqtt: bool = Field(
+        False, description="TCPRoute for plain MQTT to {release}-mosquitto:1883 (unencrypted). Default: false."
+    )
+    websockets: bool = Field(
+        False,
+        description="HTTPRoute for MQTT over websockets (wss://<mqtt host>/ to {release}-mosquitto:9001). "
+        "Default: false.",
+    )
+
+
+class EdgeRateLimit(Model):
+    """Envoy Gateway BackendTrafficPolicy on the API's HTTPRoute (seed: 1,000 requests per minute)."""
+
+    enabled: bool = Field(True, description="Create the BackendTrafficPolicy. Default: true.")
+    requests: int = Field(
+        1000,
+        ge=1,
+        le=4294967295,
+        description="Requests per unit. A local limit: each Envoy replica counts on its own. Default: 1000 (seed).",
+    )
+    unit: Literal["Second", "Minute", "Hour", "Day", "Week", "Month", "Year"] = Field(
+        "Minute", description="Unit of the limit. Default: Minute (seed)."
+    )
+
+
+class EdgeCertificate(Model):
+    """cert-manager Certificate for the broker; it writes the Secret mosquitto mounts for 8883."""
+
+    enabled: bool = Field(True, description="Create the Certificate (when mosquitto.tls.enabled). Default: true.")
+    issuer_name: DnsName = Field(
+        "letsencrypt-production", description="Issuer name. Default: letsencrypt-production (seed)."
+    )
+    issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
+        "ClusterIssuer", description="Issuer kind. Default: ClusterIssuer (seed)."
+    )
+
+
+class Edge(Model):
+    """How the environment is reached: hostnames and Gateway API routes through Envoy Gateway."""
+
+    domain: Hostname | None = Field(
+        "iotistica.com",
+        description="Domain that unset hosts are derived from (api-{release}.<domain>, ...). null: every host "
+        "of an enabled route must be set. Default: iotistica.com.",
+    )
+    hosts: EdgeHosts = Field(default_factory=EdgeHosts, description="Public hostnames.")
+    gateway: EdgeGateway = Field(default_factory=EdgeGateway, description="The parent Gateway.")
+    api_versions: EdgeApiVersions = Field(default_factory=EdgeApiVersions, description="Route API versions.")
+    routes: EdgeRoutes = Field(default_factory=EdgeRoutes, description="Which routes exist.")
+    rate_limit: EdgeRateLimit = Field(default_factory=EdgeRateLimit, description="Rate limit of the API route.")
+    certificate: EdgeCertificate = Field(default_factory=EdgeCertificate, description="The broker's Certificate.")
+
+    def host(self, kind: EdgeHostKind, release: str) -> str | None:
+        """The host of ``kind``: the one set, else derived from ``domain``; None when neither."""
+        explicit: str | None = getattr(self.hosts, kind)
+        if explicit is not None:
+            return explicit
+        if self.domain is None:
+            return None
+        return HOST_PATTERNS[kind].format(release=release, domain=self.domain)
+
+    def dashboard_hosts(self, release: str) -> list[str]:
+        main = self.host("dashboard", release)
+        return ([main] if main else []) + [h for h in self.hosts.dashboard_aliases if h != main]
+
+
+class MonitoringAlerts(Model):
+    """The PrometheusRule. Unset thresholds come from the ingestion profile (platform-facts §3.2, §13)."""
+
+    enabled: bool = Field(True, description="Create the PrometheusRule (when monitoring.enabled). Default: true.")
+    dwell_latency_warning_seconds: int = Field(
+        30, ge=1, description="Warn when ingestion's p95 dwell latency exceeds this. Default: 30."
+    )
+    dwell_latency_critical_seconds: int = Field(
+        60, ge=1, description="Page when ingestion's p95 dwell latency exceeds this. Default: 60."
+    )
+    stream_watermark_percent: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Alert when the ingestion stream holds at least this share of ingestion.streamMaxlen. "
+        "Default: the profile's REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT (80 for batch, balanced, streaming).",
+    )
+    redis_memory_percent: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Alert when Redis memory reaches this share of maxmemory. Default: the profile's "
+        "REDIS_MEMORY_HIGH_WATERMARK_PCT (75).",
+    )
+    db_pool_saturation_percent: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Alert when an ingestion pod's DB pool saturation reaches this. Default: the profile's "
+        "DB_SATURATION_HIGH_WATERMARK_PCT (batch 70, balanced 80, streaming 85).",
+    )
+    hpa_at_max_for: Duration = Field(
+        "15m", description="How long an HPA must sit at maxReplicas before it alerts. Default: 15m."
+    )
+
+    @model_validator(mode="after")
+    def _alert_rules(self) -> MonitoringAlerts:
+        if self.dwell_latency_critical_seconds <= self.dwell_latency_warning_seconds:
+            raise rule(
+                "dwellLatencyCriticalSeconds",
+                f"must be > dwellLatencyWarningSeconds ({self.dwell_latency_warning_seconds}), "
+                f"got {self.dwell_latency_critical_seconds}",
+            )
+        return self
+
+
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+class Monitoring(Model):
+    """Prometheus Operator objects: ServiceMonitors for the API and ingestion, and alert rules."""
+
+    enabled: bool = Field(False, description="Create ServiceMonitors (and the PrometheusRule). Default: false.")
+    interval: Duration = Field("30s", description="Scrape interval. Default: 30s (seed).")
+    scrape_timeout: Duration = Field("10s", description="Scrape timeout, at most the interval. Default: 10s.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the ServiceMonitors and the PrometheusRule, for Prometheus' selectors "
+        "(e.g. release: kube-prometheus-stack). Default: {}.",
+    )
+    alerts: MonitoringAlerts = Field(default_factory=MonitoringAlerts, description="Alert rules.")
+
+    @model_validator(mode="after")
+    def _monitoring_rules(self) -> Monitoring:
+        if _seconds(self.scrape_timeout) > _seconds(self.interval):
+            raise rule("scrapeTimeout", f"must be <= interval ({self.interval}), got {self.scrape_timeout}")
+        for key, value in self.labels.items():
+            if key.startswith("app.kubernetes.io/") or key.startswith("iotistica.com/"):
+                raise rule(f"labels.{key}", "may not override the platform's own labels")
+            if not _LABEL_KEY.match(key) or len(key) > 317:
+                raise rule(f"labels.{key}", "must be a label key")
+            if not _LABEL_VALUE.match(value):
+                raise rule(f"labels.{key}", f"must be a label value, got {value!r}")
+        return self
+
+
+def _seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 4: secrets provider, lifecycle jobs (db-init, TimescaleDB policies, stream key resolver), Argo CD
+# --------------------------------------------------------------------------------------------------
+
+_DURATION_UNITS = {"s": ("second", 1), "m": ("minute", 60), "h": ("hour", 3600), "d": ("day", 86400)}
+_ITEM_PATH = re.compile(r"^vaults/[^/\s]+/items/[^/\s]+$")
+
+
+def duration_seconds(value: str) -> int:
+    """``30d`` -> 2592000. ``value`` is a validated Duration."""
+    return int(value[:-1]) * _DURATION_UNITS[value[-1]][1]
+
+
+def pg_interval(value: str) -> str:
+    """A Duration as PostgreSQL interval text: ``2d`` -> ``2 days``, ``1h`` -> ``1 hour``."""
+    count, unit = int(value[:-1]), _DURATION_UNITS[value[-1]][0]
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+def _python_image() -> Image:
+    return Image(repository="python", tag="3.12.8-alpine3.21")
+
+
+def _postgres_image() -> Image:
+    return Image(repository="postgres", tag="17.2-alpine3.21")
+
+
+def _job_res() -> Any:
+    return _res("50m", "64Mi", "500m", "128Mi")
+
+
+class OnePassword(Model):
+    """Where the 1Password Operator finds each Secret's item (`OnePasswordItem.spec.itemPath`)."""
+
+    item_path: str = Field(
+        "vaults/iotistica/items/{name}",
+        description="Item path template; `{name}` is the Secret's name. Default: vaults/iotistica/items/{name} "
+        "(the in-repo chart's layout, platform-facts §12).",
+    )
+    items: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-Secret item paths (Secret name -> vaults/<vault>/items/<item>), overriding `itemPath`. "
+        "Default: {}.",
+    )
+
+    @model_validator(mode="after")
+    def _paths(self) -> OnePassword:
+        if "{name}" not in self.item_path or not _ITEM_PATH.match(self.item_path.replace("{name}", "x")):
+            raise rule("itemPath", f"must look like vaults/<vault>/items/{{name}}, got {self.item_path!r}")
+        for name, path in self.items.items():
+            if not _DNS_NAME.match(name):
+                raise rule(f"items.{name}", "must be keyed by a Secret name")
+            if not _ITEM_PATH.match(path):
+                raise rule(f"items.{name}", f"must look like vaults/<vault>/items/<item>, got {path!r}")
+        return self
+
+    def path_for(self, secret: str) -> str:
+        return self.items.get(secret, self.item_path.replace("{name}", secret))
+
+
+class Secrets(Model):
+    """Where the release's Secrets come from. Their material never enters dist/."""
+
+    provider: Literal["existing", "onepassword"] = Field(
+        "existing",
+        description="existing: the Secrets of the seed's table must exist before the sync; dist/<release>/"
+        "REQUIRED-SECRETS.md lists them. onepassword: a OnePasswordItem per Secret (the 1Password Operator "
+        "writes the Secret). Default: existing.",
+    )
+    one_password: OnePassword = Field(default_factory=OnePassword, description="1Password item paths.")
+    redis_auth: Literal["generate", "onepassword"] = Field(
+        "generate",
+        description="Source of `{release}-redis-auth` (when redis.auth.enabled). generate: a hook Job creates it "
+        "with a random password if it is missing and never rotates it; onepassword: a OnePasswordItem. "
+        "Default: generate (seed: the chart creates it).",
+    )
+    generator_image: Image = Field(
+        default_factory=_python_image,
+        description="Image of the redis-auth generator Job. Default: python:3.12.8-alpine3.21.",
+    )
+    generator_resources: Resources = _job_res()
+
+
+class DbInit(Model):
+    """The db-init hook Job (seed "Database Initialization")."""
+
+    enabled: bool = Field(
+        False,
+        description="Run db-init before the API on every sync. Default: false (demo: the role is created by hand "
+        "before GitOps); the starter, standard and enterprise presets turn it on.",
+    )
+    admin_secret_name: DnsName = Field(
+        "pg-admin-credentials",
+        description="Admin Secret (keys username, password) db-init connects with. Default: pg-admin-credentials.",
+    )
+    admin_database: str = Field(
+        "postgres", pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$", description="Maintenance database. Default: postgres."
+    )
+    wait_seconds: int = Field(300, ge=10, le=3600, description="How long to wait for the server. Default: 300.")
+    image: Image = Field(
+        default_factory=_postgres_image,
+        description="psql client image. Default: postgres:17.2-alpine3.21 (the CNPG server runs 17).",
+    )
+    resources: Resources = _job_res()
+
+
+def _check_policies(model: Any, window: str | None) -> None:
+    """compressAfter < retain; a continuous aggregate's policies lie outside its refresh window."""
+    compress, retain = model.compress_after, model.retain
+    if compress and retain and duration_seconds(retain) <= duration_seconds(compress):
+        raise rule("retain", f"must be longer than compressAfter ({compress}), got {retain}")
+    if window is None:
+        return
+    for key, value in (("compressAfter", compress), ("retain", retain)):
+        if value is not None and duration_seconds(value) <= duration_seconds(window):
+            raise rule(
+                key,
+                f"must lie outside the refresh window (longer than refreshStartOffset {window}): every refresh "
+                f"would recompress or re-drop it, got {value}",
+            )
+
+
+class ReadingsPolicies(Model):
+    """The raw hypertable `readings`. null = no such policy (an existing one is removed)."""
+
+    compress_after: Duration | None = Field("2d", description="Compress chunks older than this. Default: 2d (seed).")
+    retain: Duration | None = Field(
+        "30d",
+        description="Drop chunks older than this. Default: 30d (demo, as the provisioning values; the tier "
+        "presets: starter 30d, standard 60d, enterprise 90d).",
+    )
+
+    @model_validator(mode="after")
+    def _policies(self) -> ReadingsPolicies:
+        _check_policies(self, None)
+        return self
+
+
+class Readings1mPolicies(Model):
+    """The continuous aggregate `readings_1m`. null = no such policy (an existing one is removed)."""
+
+    compress_after: Duration | None = Field("7d", description="Compress after. Default: 7d (seed).")
+    retain: Duration | None = Field("90d", description="Retention. Default: 90d (seed).")
+    refresh_start_offset: Duration = Field(
+        "10m",
+        description="start_offset of its refresh policy as the API's migration 027 creates it (the job never "
+        "changes it; the validator keeps the policies outside it). Default: 10m.",
+    )
+
+    @model_validator(mode="after")
+    def _policies(self) -> Readings1mPolicies:
+        _check_policies(self, self.refresh_start_offset)
+        return self
+
+
+class AgentMetrics5minPolicies(Model):
+    """The continuous aggregate `agent_metrics_5min`. null = no such policy (an existing one is removed)."""
+
+    compress_after: Duration | None = Field(None, description="Compress after. Default: none.")
+    retain: Duration | None = Field(None, description="Retention. Default: none (the enterprise preset: 60d, seed).")
+    refresh_start_offset: Duration = Field(
+        "1h", description="start_offset of its refresh policy as migration 023 creates it. Default: 1h."
+    )
+
+    @model_validator(mode="after")
+    def _policies(self) -> AgentMetrics5minPolicies:
+        _check_policies(self, self.refresh_start_offset)
+        return self
+
+
+class TimescaleDb(Model):
+    """The timescaledb-policy hook Job (seed "TimescaleDB Lifecycle Policies"): wave 1, every sync."""
+
+    enabled: bool = Field(
+        True,
+        description="Run the policy Job on every sync. Set false on a fresh database until the API's migrations "
+        "(006, 007, 023) have run. Default: true.",
+    )
+    credentials_secret_name: DnsName | None = Field(
+        None,
+        description="Secret (keys username, password) of a role that owns the tables; policy functions need "
+        "ownership. Default: dbInit.adminSecretName.",
+    )
+    wait_for_tables_seconds: int = Field(
+        600, ge=0, le=3600, description="Wait this long for the tables, then fail with a clear message. Default: 600."
+    )
+    readings: ReadingsPolicies = Field(default_factory=ReadingsPolicies, description="The raw hypertable.")
+    readings_1m: Readings1mPolicies = Field(
+        default_factory=Readings1mPolicies, alias="readings1m", description="Continuous aggregate readings_1m."
+    )
+    agent_metrics_5min: AgentMetrics5minPolicies = Field(
+        default_factory=AgentMetrics5minPolicies,
+        alias="agentMetrics5min",
+        description="Continuous aggregate agent_metrics_5min.",
+    )
+    image: Image = Field(
+        default_factory=_postgres_image, description="psql client image. Default: postgres:17.2-alpine3.21."
+    )
+    resources: Resources = _job_res()
+
+    @model_validator(mode="after")
+    def _raw_outlives_refresh(self) -> TimescaleDb:
+        if self.readings.retain is None:
+            return self
+        for key, agg in (("readings1m", self.readings_1m), ("agentMetrics5min", self.agent_metrics_5min)):
+            if duration_seconds(self.readings.retain) <= duration_seconds(agg.refresh_start_offset):
+                raise rule(
+                    "readings.retain",
+                    f"must be longer than {key}.refreshStartOffset ({agg.refresh_start_offset}): a refresh would "
+                    f"erase aggregates of dropped raw data, got {self.readings.retain}",
+                )
+        return self
+
+
+class StreamKeyResolver(Model):
+    """The stream key resolver hook Job: license JWT -> `{release}-ingestion-runtime-env`."""
+
+    license_secret_key: str = Field(
+        "key", pattern=r"^[-._a-zA-Z0-9]+$", description="Key of the JWT in api-license-credentials-{ns}. Default: key."
+    )
+    license_wait_seconds: int = Field(
+        120,
+        ge=0,
+        le=1800,
+        description="Wait this long for the license Secret (the 1Password Operator may still be writing it), then "
+        "fail. Default: 120.",
+    )
+    image: Image = Field(default_factory=_python_image, description="Default: python:3.12.8-alpine3.21.")
+    resources: Resources = _job_res()
+
+
+class ArgoCd(Model):
+    """The Argo CD Application of this environment (dist/argocd/). repoUrl, targetRevision and namespace
+    must be the same in every environment: the app-of-apps syncs dist/argocd/ from there."""
+
+    repo_url: str = Field(
+        "https://github.com/Iotistica/iotistica-k8s.git",
+        pattern=r"^(https://|ssh://|git@)\S+$",
+        description="Git repository holding dist/. Default: https://github.com/Iotistica/iotistica-k8s.git.",
+    )
+    target_revision: str = Field(
+        "main", pattern=r"^[A-Za-z0-9._/-]{1,200}$", description="Branch, tag or commit. Default: main."
+    )
+    project: DnsLabel = Field("default", description="Argo CD project. Default: default.")
+    namespace: DnsLabel = Field("argocd", description="Namespace of the Application objects. Default: argocd.")
+    destination_server: str = Field(
+        "https://kubernetes.default.svc",
+        pattern=r"^https://\S+$",
+        description="Target cluster API. Default: https://kubernetes.default.svc (the cluster Argo CD runs in).",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -552,6 +1343,24 @@ class Environment(Model):
     mosquitto: Mosquitto = Field(default_factory=Mosquitto, description="The MQTT broker.")
     dashboard: Dashboard = Field(default_factory=Dashboard, description="The dashboard.")
     nodered: NodeRed = Field(default_factory=NodeRed, description="Node-RED.")
+    network: Network = Field(default_factory=Network, description="NetworkPolicies of the release namespace.")
+    pod_security: PodSecurity = Field(default_factory=PodSecurity, description="Pod Security Admission labels.")
+    fleet_namespaces: FleetNamespaces = Field(default_factory=FleetNamespaces, description="Agent fleet namespaces.")
+    edge: Edge = Field(default_factory=Edge, description="Hostnames, Gateway API routes, rate limit, certificate.")
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="ServiceMonitors and alert rules.")
+    # --- issue 4: secrets provider, lifecycle jobs, Argo CD Application ---
+    secrets: Secrets = Field(default_factory=Secrets, description="Where the release's Secrets come from.")
+    db_init: DbInit = Field(default_factory=DbInit, description="The db-init hook Job.")
+    timescaledb: TimescaleDb = Field(default_factory=TimescaleDb, description="The TimescaleDB policy hook Job.")
+    stream_key_resolver: StreamKeyResolver = Field(
+        default_factory=StreamKeyResolver, description="The stream key resolver hook Job."
+    )
+    argocd: ArgoCd = Field(default_factory=ArgoCd, description="The Argo CD Application.")
+
+    @property
+    def policy_credentials_secret(self) -> str:
+        """The Secret the TimescaleDB policy Job connects with (a role that owns the tables)."""
+        return self.timescaledb.credentials_secret_name or self.db_init.admin_secret_name
 
     @model_validator(mode="after")
     def _environment_rules(self) -> Environment:
@@ -559,4 +1368,87 @@ class Environment(Model):
             raise rule("release", f"{self.release!r} is reserved for dist/{self.release}/")
         if self.tier == "enterprise" and not self.redis.cluster.enabled:
             raise rule("redis.cluster.enabled", "must be true on the enterprise tier (the seed requires Redis Cluster)")
+        # --- issue 5: fleet namespace names, the provisioning API as an egress target ---
+        for i, fleet in enumerate(self.fleet_namespaces.fleets):
+            namespace, base = self.fleet_namespace(fleet.name), self.fleet_object_name(fleet.name)
+            for what, name in (("fleet namespace", namespace), ("object name", base)):
+                if len(name) > 63 or not _DNS_LABEL.match(name):
+                    room = 63 - (len(name) - len(fleet.name))
+                    raise rule(
+                        f"fleetNamespaces.fleets.{i}.name",
+                        f"the {what} {name!r} must be a DNS-1123 label of at most 63 characters, got "
+                        f"{len(name)}; use a name of at most {max(room, 0)} characters",
+                    )
+        if self.network.enabled and self.network.default_deny_egress:
+            try:
+                http_target(self.api.provisioning_api_url)
+            except ValueError as exc:
+                raise rule("api.provisioningApiUrl", str(exc)) from None
+        # --- issue 3: hosts of the enabled routes, the TLS route, CORS origins ---
+        self._edge_rules()
         return self
+
+    def _edge_rules(self) -> None:
+        edge, routes = self.edge, self.edge.routes
+        tls = self.mosquitto.tls.enabled
+        needs: dict[EdgeHostKind, str | None] = {
+            "api": "edge.routes.api" if routes.api else None,
+            "dashboard": "edge.routes.dashboard" if routes.dashboard else None,
+            "nodered": "edge.routes.nodered" if routes.nodered and self.nodered.enabled else None,
+            "mqtt": "edge.routes.mqttTls"
+            if routes.mqtt_tls
+            else "edge.routes.websockets"
+            if routes.websockets
+            else "edge.certificate.enabled"
+            if edge.certificate.enabled and tls
+            else None,
+        }
+        for kind, why in needs.items():
+            host = edge.host(kind, self.release)
+            if host is None:
+                if why is not None:
+                    raise rule(f"edge.hosts.{kind}", f"must be set while {why} is on (edge.domain is null)")
+                continue
+            if getattr(edge.hosts, kind) is None:
+                try:
+                    _check_hostname(host)
+                except ValueError as exc:
+                    raise rule("edge.domain", f"derived host of {kind}: {exc}") from None
+        if routes.mqtt_tls and not tls:
+            raise rule(
+                "edge.routes.mqttTls",
+                "needs mosquitto.tls.enabled: true (the Gateway passes TLS through to mosquitto's 8883 listener)",
+            )
+        https: dict[str, str] = {}
+        listed: list[tuple[str, str | None]] = []
+        if routes.api:
+            listed.append(("edge.hosts.api", edge.host("api", self.release)))
+        if routes.dashboard:
+            listed += [("edge.hosts.dashboard", h) for h in self.edge.dashboard_hosts(self.release)]
+        if routes.nodered and self.nodered.enabled:
+            listed.append(("edge.hosts.nodered", edge.host("nodered", self.release)))
+        if routes.websockets:
+            listed.append(("edge.hosts.mqtt", edge.host("mqtt", self.release)))
+        for key, host in listed:
+            if host is None:
+                continue
+            if host in https:
+                raise rule(key, f"{host!r} is already routed by {https[host]} on the same HTTPS listener")
+            https[host] = key
+        if self.api.cors_origins is None and not self.cors_origins:
+            raise rule("api.corsOrigins", "must be set: there is no dashboard host to derive it from")
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """CORS_ORIGINS of the API: api.corsOrigins, else https://<each dashboard host>."""
+        if self.api.cors_origins is not None:
+            return list(self.api.cors_origins)
+        return [f"https://{host}" for host in self.edge.dashboard_hosts(self.release)]
+
+    def fleet_namespace(self, fleet: str) -> str:
+        """The seed's fleet namespace name: ``fleet-{release namespace}-{name}``."""
+        return f"fleet-{self.namespace}-{fleet}"
+
+    def fleet_object_name(self, fleet: str) -> str:
+        """Name of the quota, limits, RoleBinding and NetworkPolicy inside a fleet namespace."""
+        return f"{self.release}-fleet-{fleet}"

@@ -1,0 +1,178 @@
+"""Argo CD sync ordering and the building blocks of the lifecycle hook Jobs (issue 4).
+
+Everything runs in Argo CD's **Sync** phase, ordered by sync waves (Argo CD applies a wave, waits until
+its resources are healthy and its hook Jobs have succeeded, then moves on):
+
+====  ==========================================================================================
+wave  what
+====  ==========================================================================================
+ -3   OnePasswordItems (provider ``onepassword``): the operator writes the Secrets
+ -2   ServiceAccounts, Roles, RoleBindings and script ConfigMaps of the hook Jobs (plain resources)
+ -1   Sync hook Jobs: redis-auth generator, stream key resolver, db-init
+  0   the workloads (API, ingestion, Redis, broker, dashboard, Node-RED): no annotation
+  1   Sync hook Job timescaledb-policy (seed: wave "1"), once the API (and its migrations) is healthy
+====  ==========================================================================================
+
+Why not PreSync: a PreSync hook runs before any Sync-phase resource exists, so on a first sync its
+ServiceAccount, Role and ConfigMap would not exist yet. Hook Jobs carry
+``BeforeHookCreation,HookSucceeded``: a re-sync replaces the previous run, a successful run is removed,
+and a failed one stays for ``kubectl logs`` until the next sync.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cdk8s_plus_27 import k8s
+
+from constructs import Construct
+from constructs.platform import (
+    Release,
+    config_map_volume,
+    container_security,
+    empty_dir,
+    mount,
+    pod_security,
+    pod_spec,
+    pod_template_metadata,
+    resources,
+    sorted_env,
+)
+from tiers.models import Environment, Image, Resources, Scheduling
+
+if TYPE_CHECKING:
+    from constructs.network_policies import Endpoint
+
+HOOK = "argocd.argoproj.io/hook"
+WAVE = "argocd.argoproj.io/sync-wave"
+DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
+HOOK_DELETE_POLICY = "BeforeHookCreation,HookSucceeded"
+
+WAVE_SECRETS = -3
+WAVE_PREREQUISITES = -2
+WAVE_SECRET_JOBS = -1
+WAVE_WORKLOADS = 0
+WAVE_POLICY = 1
+
+SCRIPTS_DIR = "/scripts"
+#: uid of `nobody` in the python alpine image (the image itself runs as root).
+PYTHON_UID = 65534
+#: uid of `postgres` in the postgres alpine image.
+POSTGRES_UID = 70
+
+
+def wave(n: int) -> dict[str, str]:
+    return {WAVE: str(n)}
+
+
+def sync_hook(n: int) -> dict[str, str]:
+    return {HOOK: "Sync", WAVE: str(n), DELETE_POLICY: HOOK_DELETE_POLICY}
+
+
+def secret_rule(verbs: list[str], names: list[str] | None = None) -> k8s.PolicyRule:
+    return k8s.PolicyRule(
+        api_groups=[""], resources=["secrets"], resource_names=sorted(names) if names else None, verbs=verbs
+    )
+
+
+def job_rbac(
+    scope: Construct, rel: Release, *, name: str, app: str, component: str, rules: list[k8s.PolicyRule]
+) -> str:
+    """A ServiceAccount of its own, a Role with exactly ``rules``, and the binding. Returns the SA name.
+
+    The ServiceAccount does not automount its token; the Job's pod asks for it explicitly.
+    """
+    meta = rel.metadata(name, app, component, annotations=wave(WAVE_PREREQUISITES))
+    k8s.KubeServiceAccount(scope, "ServiceAccount", metadata=meta, automount_service_account_token=False)
+    k8s.KubeRole(scope, "Role", metadata=meta, rules=rules)
+    k8s.KubeRoleBinding(
+        scope,
+        "RoleBinding",
+        metadata=meta,
+        role_ref=k8s.RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+        subjects=[k8s.Subject(kind="ServiceAccount", name=name, namespace=rel.namespace)],
+    )
+    return name
+
+
+def scripts_config_map(
+    scope: Construct, rel: Release, *, name: str, app: str, component: str, files: dict[str, str]
+) -> k8s.KubeConfigMap:
+    return k8s.KubeConfigMap(
+        scope,
+        "Scripts",
+        metadata=rel.metadata(name, app, component, annotations=wave(WAVE_PREREQUISITES)),
+        data=dict(sorted(files.items())),
+    )
+
+
+def hook_job(
+    scope: Construct,
+    rel: Release,
+    *,
+    name: str,
+    app: str,
+    component: str,
+    job_wave: int,
+    image: Image,
+    res: Resources,
+    command: list[str],
+    env: list[k8s.EnvVar],
+    uid: int,
+    scheduling: Scheduling,
+    scripts: str,
+    backoff_limit: int,
+    deadline_seconds: int,
+    service_account: str | None = None,
+) -> k8s.KubeJob:
+    """A Sync hook Job at ``job_wave`` running ``command`` from the ``scripts`` ConfigMap (read-only root,
+    restricted profile, no token unless ``service_account`` is given)."""
+    return k8s.KubeJob(
+        scope,
+        "Job",
+        metadata=rel.metadata(name, app, component, annotations=sync_hook(job_wave)),
+        spec=k8s.JobSpec(
+            backoff_limit=backoff_limit,
+            active_deadline_seconds=deadline_seconds,
+            template=k8s.PodTemplateSpec(
+                metadata=pod_template_metadata(rel, app, component),
+                spec=pod_spec(
+                    containers=[
+                        k8s.Container(
+                            name=app,
+                            image=image.ref,
+                            image_pull_policy=image.pull_policy,
+                            command=command,
+                            env=sorted_env(env),
+                            resources=resources(res),
+                            security_context=container_security(),
+                            volume_mounts=[mount("scripts", SCRIPTS_DIR, read_only=True), mount("tmp", "/tmp")],
+                        )
+                    ],
+                    security=pod_security(uid),
+                    scheduling=scheduling,
+                    volumes=[config_map_volume("scripts", scripts), empty_dir("tmp", "16Mi")],
+                    service_account=service_account,
+                    restart_policy="Never",
+                ),
+            ),
+        ),
+    )
+
+
+def lifecycle_endpoints(environment: Environment) -> list[Endpoint]:
+    """The hook Jobs' pod groups, for the NetworkPolicies (their flows: network_policies.FLOWS)."""
+    from constructs import db_init_job, secrets_provider, stream_key_resolver, timescale_policy_job
+    from constructs.network_policies import Endpoint
+
+    e = environment
+    out = [Endpoint(key=stream_key_resolver.APP, app=stream_key_resolver.APP, component=stream_key_resolver.COMPONENT)]
+    if e.redis.auth.enabled and e.secrets.redis_auth == "generate":
+        app = secrets_provider.APP_GENERATOR
+        out.append(Endpoint(key=app, app=app, component="redis"))
+    if e.db_init.enabled:
+        out.append(Endpoint(key=db_init_job.APP, app=db_init_job.APP, component=db_init_job.COMPONENT))
+    if e.timescaledb.enabled:
+        app = timescale_policy_job.APP
+        out.append(Endpoint(key=app, app=app, component=timescale_policy_job.COMPONENT))
+    return out
