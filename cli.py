@@ -339,20 +339,26 @@ release: {release}
 namespace: {namespace}
 tier: {tier}
 
-api:
-  # Origins allowed to call the API (a bare '*' is refused).
-  corsOrigins: ["https://{release}.iotistica.com"]
+edge:
+  hosts:                       # public hostnames; CORS_ORIGINS is derived from the dashboard host
+    api: api-{release}.iotistica.com
+    dashboard: {release}.iotistica.com
+    mqtt: mqtt-{release}.iotistica.com
 
 dashboard:
-  config:
+  config:                      # window.env of the dashboard's config.js
     apiUrl: https://api-{release}.iotistica.com
     auth0CallbackUrl: https://{release}.iotistica.com/auth/callback
 
 # Examples of overrides (uncomment to use):
 # api:
 #   hpa: {{maxReplicas: 6}}
+# monitoring:
+#   enabled: true
 # database:
 #   maxConnections: 200
+# secrets:
+#   provider: onepassword
 """
 
 
@@ -361,6 +367,16 @@ def cmd_new(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"error: {path}: already exists (use --force to overwrite)", file=sys.stderr)
         return EXIT_CONFIG
+    from pydantic import TypeAdapter, ValidationError
+
+    from tiers.models import DnsLabel, ReleaseName
+
+    for key, value, kind in (("release", args.env_name, ReleaseName), ("namespace", args.namespace, DnsLabel)):
+        try:
+            if value is not None:
+                TypeAdapter(kind).validate_python(value)
+        except ValidationError as exc:
+            raise ConfigError(str(path), key, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     text = NEW_TEMPLATE.format(release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier)
     args.environments.mkdir(parents=True, exist_ok=True)
     # Validate under the final file name (the release must match it) before anything is written there.

@@ -97,7 +97,7 @@ class IngestionService(Construct):
         replicas = None if v.hpa.enabled else v.replicas
         if self.kind == "Deployment":
             # One pod with one ReadWriteOnce claim: Recreate, so the old pod releases it first.
-            self.workload = deployment(
+            self.workload: k8s.KubeDeployment | k8s.KubeStatefulSet = deployment(
                 self,
                 rel,
                 name=self.name,

@@ -141,6 +141,7 @@ class MosquittoBroker(Construct):
             mounts.append(mount("certs", CERT_DIR, read_only=True))
             ports.append(("mqtts", MQTTS_PORT, "mqtts"))
 
+        ordered_mounts = sorted(mounts, key=lambda m: m.mount_path)
         container = k8s.Container(
             name="mosquitto",
             image=v.image.ref,
@@ -154,7 +155,7 @@ class MosquittoBroker(Construct):
             security_context=container_security(),
             liveness_probe=tcp_probe("mqtt", period=10),
             readiness_probe=tcp_probe("mqtt", period=5),
-            volume_mounts=sorted(mounts, key=lambda m: m.mount_path),
+            volume_mounts=ordered_mounts,
         )
         template = k8s.PodTemplateSpec(
             metadata=pod_template_metadata(

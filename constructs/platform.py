@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, Literal
 
@@ -341,7 +342,7 @@ def service(
     name: str,
     app: str,
     component: str,
-    ports: list[tuple[str, int, int | str]],
+    ports: Sequence[tuple[str, int, int | str]],
     headless: bool = False,
     construct_id: str = "Service",
     publish_not_ready: bool | None = None,
@@ -430,6 +431,7 @@ def pod_spec(
 ) -> k8s.PodSpec:
     """A pod spec with the platform's defaults: no ServiceAccount token unless a ServiceAccount that
     talks to the Kubernetes API is named, no service-link env vars, explicit grace period."""
+    ordered_volumes = sorted(volumes, key=lambda v: v.name) if volumes else None
     return k8s.PodSpec(
         containers=containers,
         init_containers=init_containers,
@@ -440,7 +442,7 @@ def pod_spec(
         termination_grace_period_seconds=grace_seconds,
         node_selector=node_selector(scheduling),
         tolerations=tolerations(scheduling),
-        volumes=sorted(volumes, key=lambda v: v.name) if volumes else None,
+        volumes=ordered_volumes,
         restart_policy=restart_policy,
     )
 

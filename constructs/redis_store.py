@@ -126,7 +126,7 @@ class RedisStore(Construct):
         )
         ports = [(PORT_NAME, PORT, PORT_NAME)]
         if not v.cluster.enabled:
-            self.workload = deployment(
+            self.workload: k8s.KubeDeployment | k8s.KubeStatefulSet = deployment(
                 self,
                 rel,
                 name=self.name,
@@ -197,6 +197,7 @@ class RedisStore(Construct):
             if self.auth_secret:
                 args += ["--masterauth", "$(REDIS_PASSWORD)"]
             container_ports.append(k8s.ContainerPort(name="cluster-bus", container_port=BUS_PORT, protocol="TCP"))
+        ordered_env = sorted(values, key=lambda e: e.name)
         return k8s.Container(
             name="redis",
             image=v.image.ref,
@@ -204,7 +205,7 @@ class RedisStore(Construct):
             command=["redis-server"],
             args=args,
             ports=container_ports,
-            env=sorted(values, key=lambda e: e.name) or None,
+            env=ordered_env or None,
             resources=resources(v.resources),
             security_context=container_security(),
             startup_probe=exec_probe(["redis-cli", "ping"], period=2, failures=30),
@@ -229,6 +230,7 @@ class RedisStore(Construct):
         ]
         if self.auth_secret:
             values.append(env_secret("REDISCLI_AUTH", self.auth_secret, "password"))
+        ordered_env = sorted(values, key=lambda e: e.name)
         k8s.KubeJob(
             self,
             "ClusterInit",
@@ -255,7 +257,7 @@ class RedisStore(Construct):
                                 image=v.image.ref,
                                 image_pull_policy=v.image.pull_policy,
                                 command=["sh", "/scripts/redis-cluster-bootstrap.sh"],
-                                env=sorted(values, key=lambda e: e.name),
+                                env=ordered_env,
                                 resources=resources(BOOTSTRAP_RESOURCES),
                                 security_context=container_security(),
                                 volume_mounts=[mount("scripts", "/scripts", read_only=True)],

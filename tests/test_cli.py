@@ -101,7 +101,11 @@ def test_new_writes_a_valid_commented_file(capsys, tmp_path: Path) -> None:
     rc, _, err = run(capsys, "--environments", str(tmp_path), "new", "client-acme", "--tier", "starter")
     assert rc == 2 and "already exists" in err
     rc, _, err = run(capsys, "--environments", str(tmp_path), "new", "Bad_Name", "--tier", "demo")
-    assert rc == 2 and "must be a DNS-1123 label" in err and not (tmp_path / "Bad_Name.yaml").exists()
+    assert (
+        rc == 2
+        and "Bad_Name.yaml: release: must be a DNS-1123 label" in err
+        and not (tmp_path / "Bad_Name.yaml").exists()
+    )
     rc, out, _ = run(capsys, "--environments", str(tmp_path), "validate")
     assert rc == 0
 

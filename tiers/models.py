@@ -106,7 +106,7 @@ class Image(Model):
     repository: str = Field(description="Image repository, e.g. `iotistic/api`. Required.")
     tag: str = Field(description="Image tag. Required; `latest` is refused.")
     pull_policy: Literal["IfNotPresent", "Always"] = Field(
-        "IfNotPresent", description="imagePullPolicy. Default: IfNotPresent (tags are pinned)."
+        default="IfNotPresent", description="imagePullPolicy. Default: IfNotPresent (tags are pinned)."
     )
 
     @model_validator(mode="after")
@@ -128,7 +128,7 @@ class Requests(Model):
 
 
 class Limits(Model):
-    cpu: Cpu | None = Field(None, description="CPU limit. Default: none (no CPU throttling).")
+    cpu: Cpu | None = Field(default=None, description="CPU limit. Default: none (no CPU throttling).")
     memory: Memory = Field(description="Memory limit. Required.")
 
 
@@ -166,16 +166,20 @@ def _res(cpu: str, mem: str, cpu_limit: str | None, mem_limit: str) -> Any:
 class Hpa(Model):
     """A HorizontalPodAutoscaler. When enabled, the workload omits spec.replicas."""
 
-    enabled: bool = Field(False, description="Create an HPA. Default: false.")
-    min_replicas: int = Field(1, ge=1, description="minReplicas. Default: 1.")
-    max_replicas: int = Field(1, ge=1, description="maxReplicas. Default: 1.")
-    cpu_target_percent: int = Field(70, ge=1, le=100, description="Average CPU utilisation target. Default: 70.")
-    memory_target_percent: int = Field(80, ge=1, le=100, description="Average memory utilisation target. Default: 80.")
+    enabled: bool = Field(default=False, description="Create an HPA. Default: false.")
+    min_replicas: int = Field(default=1, ge=1, description="minReplicas. Default: 1.")
+    max_replicas: int = Field(default=1, ge=1, description="maxReplicas. Default: 1.")
+    cpu_target_percent: int = Field(
+        default=70, ge=1, le=100, description="Average CPU utilisation target. Default: 70."
+    )
+    memory_target_percent: int = Field(
+        default=80, ge=1, le=100, description="Average memory utilisation target. Default: 80."
+    )
     scale_up_stabilization_seconds: int = Field(
-        60, ge=0, le=3600, description="Scale-up stabilisation window. Default: 60 (seed)."
+        default=60, ge=0, le=3600, description="Scale-up stabilisation window. Default: 60 (seed)."
     )
     scale_down_stabilization_seconds: int = Field(
-        300, ge=0, le=3600, description="Scale-down stabilisation window. Default: 300 (seed: 5 min)."
+        default=300, ge=0, le=3600, description="Scale-down stabilisation window. Default: 300 (seed: 5 min)."
     )
 
     @model_validator(mode="after")
@@ -186,13 +190,13 @@ class Hpa(Model):
 
 
 class Toleration(Model):
-    key: str | None = Field(None, description="Taint key. Default: none (matches all keys with Exists).")
-    operator: Literal["Exists", "Equal"] = Field("Equal", description="Operator. Default: Equal.")
-    value: str | None = Field(None, description="Taint value. Default: none.")
+    key: str | None = Field(default=None, description="Taint key. Default: none (matches all keys with Exists).")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Operator. Default: Equal.")
+    value: str | None = Field(default=None, description="Taint value. Default: none.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        None, description="Taint effect. Default: all effects."
+        default=None, description="Taint effect. Default: all effects."
     )
-    toleration_seconds: int | None = Field(None, ge=0, description="For NoExecute. Default: forever.")
+    toleration_seconds: int | None = Field(default=None, ge=0, description="For NoExecute. Default: forever.")
 
 
 class Scheduling(Model):
@@ -209,14 +213,14 @@ class Scheduling(Model):
 class Database(Model):
     """The external TimescaleDB (CNPG or managed). Credentials come from `sql-credentials-{ns}`."""
 
-    ssl: bool = Field(True, description="DB_SSL. The code turns SSL on unless exactly 'false'. Default: true.")
+    ssl: bool = Field(default=True, description="DB_SSL. The code turns SSL on unless exactly 'false'. Default: true.")
     ssl_reject_unauthorized: bool = Field(
-        False,
+        default=False,
         description="DB_SSL_REJECT_UNAUTHORIZED. CNPG serves a self-signed CA and the code has no CA-file "
         "setting, so the default is false, as in the old charts.",
     )
     max_connections: int = Field(
-        100, ge=1, description="The server's max_connections (capacity checks). Default: 100 (CNPG cluster)."
+        default=100, ge=1, description="The server's max_connections (capacity checks). Default: 100 (CNPG cluster)."
     )
 
 
@@ -226,8 +230,10 @@ class Database(Model):
 
 
 class DiskSpool(Model):
-    enabled: bool = Field(True, description="DISK_SPOOL_ENABLED. Default: true (seed; code default is off).")
-    max_size_mb: int = Field(1000, ge=1, description="DISK_SPOOL_MAX_SIZE_MB. Default: 1000 (seed; code default 500).")
+    enabled: bool = Field(default=True, description="DISK_SPOOL_ENABLED. Default: true (seed; code default is off).")
+    max_size_mb: int = Field(
+        default=1000, ge=1, description="DISK_SPOOL_MAX_SIZE_MB. Default: 1000 (seed; code default 500)."
+    )
 
 
 class Api(Model):
@@ -237,9 +243,9 @@ class Api(Model):
         default_factory=lambda: Image(repository="iotistic/api", tag="v0.0.22-rc.1"),
         description="Default: iotistic/api:v0.0.22-rc.1.",
     )
-    replicas: int = Field(1, ge=1, description="Replicas, or minReplicas when the HPA is on. Default: 1.")
+    replicas: int = Field(default=1, ge=1, description="Replicas, or minReplicas when the HPA is on. Default: 1.")
     workers: int | None = Field(
-        None,
+        default=None,
         ge=1,
         description="The seed's 'API workers'. The API reads no such setting (platform-facts §14); the "
         "value is recorded as the annotation iotistica.com/api-workers only. Default: unset.",
@@ -247,50 +253,54 @@ class Api(Model):
     resources: Resources = _res("100m", "256Mi", "500m", "1Gi")
     hpa: Hpa = Field(default_factory=Hpa, description="Autoscaling. Default: off.")
     heap_percent: int = Field(
-        75,
+        default=75,
         ge=25,
         le=90,
         description="V8 heap (--max-old-space-size) as a percentage of the memory limit. The image's "
         "built-in 1536 MB does not fit small tiers. Default: 75.",
     )
-    db_pool_size: int = Field(20, ge=5, le=100, description="DB_POOL_SIZE. Default: 20 (seed; code 50).")
+    db_pool_size: int = Field(default=20, ge=5, le=100, description="DB_POOL_SIZE. Default: 20 (seed; code 50).")
     db_statement_timeout_ms: int = Field(
-        45000, ge=1000, le=600000, description="DB_STATEMENT_TIMEOUT_MS. Default: 45000 (seed; code 60000)."
+        default=45000, ge=1000, le=600000, description="DB_STATEMENT_TIMEOUT_MS. Default: 45000 (seed; code 60000)."
     )
     mqtt_auth_cache_ttl_seconds: int = Field(
-        300, ge=0, description="MQTT_AUTH_CACHE_TTL_SECONDS. Default: 300 (seed; code 30)."
+        default=300, ge=0, description="MQTT_AUTH_CACHE_TTL_SECONDS. Default: 300 (seed; code 30)."
     )
     mqtt_persist_db: bool = Field(
-        True,
+        default=True,
         description="The seed's MQTT_PERSIST_TO_DB, which the code never reads; it is emitted as "
         "MQTT_PERSIST_DB, the variable the broker monitor reads. Default: true.",
     )
     disk_spool: DiskSpool = Field(default_factory=DiskSpool, description="The API's Redis-outage spool.")
     ai_provider: Literal["openai", "ollama"] = Field(
-        "openai", description="AI_PROVIDER. Default: openai (seed; code default ollama)."
+        default="openai", description="AI_PROVIDER. Default: openai (seed; code default ollama)."
     )
-    jwt_access_token_expiry: Duration = Field("15m", description="JWT_ACCESS_TOKEN_EXPIRY. Default: 15m.")
-    jwt_refresh_token_expiry: Duration = Field("7d", description="JWT_REFRESH_TOKEN_EXPIRY. Default: 7d.")
+    jwt_access_token_expiry: Duration = Field(default="15m", description="JWT_ACCESS_TOKEN_EXPIRY. Default: 15m.")
+    jwt_refresh_token_expiry: Duration = Field(default="7d", description="JWT_REFRESH_TOKEN_EXPIRY. Default: 7d.")
     cors_origins: list[str] | None = Field(
-        None,
+        default=None,
         description="CORS_ORIGINS (joined with commas). A bare '*' makes the API refuse to start and is "
         "rejected; wildcards such as https://*.iotistica.com are allowed. Default: derived, "
         "https://<host> for edge.hosts.dashboard and each of edge.hosts.dashboardAliases.",
     )
     node_env: Literal["production", "development"] = Field(
-        "production",
+        default="production",
         description="NODE_ENV. Anything but production applies a development license profile. Default: production.",
     )
-    log_level: Literal["error", "warn", "info", "debug"] = Field("info", description="LOG_LEVEL. Default: info.")
+    log_level: Literal["error", "warn", "info", "debug"] = Field(
+        default="info", description="LOG_LEVEL. Default: info."
+    )
     provisioning_api_url: str = Field(
-        "http://provisioning-api.provisioning.svc.cluster.local:3100",
+        default="http://provisioning-api.provisioning.svc.cluster.local:3100",
         description="PROVISIONING_API_URL (Auth0 role lookup, invites). Default: the old chart's in-cluster URL.",
     )
     extra_env: dict[str, str] = Field(
         default_factory=dict,
         description="Additional environment variables. They may not redefine a managed one. Default: {}.",
     )
-    scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
+    scheduling: Scheduling | None = Field(
+        default=None, description="Overrides the environment's scheduling. Default: inherit."
+    )
 
     @model_validator(mode="after")
     def _api_rules(self) -> Api:
@@ -316,18 +326,19 @@ IngestionProfile = Literal["batch", "balanced", "streaming"]
 
 class SpoolPersistence(Model):
     enabled: bool = Field(
-        False, description="Back the spool with a PersistentVolumeClaim (one per pod). Default: false (emptyDir)."
+        default=False,
+        description="Back the spool with a PersistentVolumeClaim (one per pod). Default: false (emptyDir).",
     )
-    size: Memory = Field("10Gi", description="Claim size. Default: 10Gi.")
-    storage_class_name: str | None = Field(None, description="StorageClass. Default: the cluster default.")
+    size: Memory = Field(default="10Gi", description="Claim size. Default: 10Gi.")
+    storage_class_name: str | None = Field(default=None, description="StorageClass. Default: the cluster default.")
     access_mode: Literal["ReadWriteOnce", "ReadWriteOncePod"] = Field(
-        "ReadWriteOnce", description="Access mode. Default: ReadWriteOnce. A claim is never shared by pods."
+        default="ReadWriteOnce", description="Access mode. Default: ReadWriteOnce. A claim is never shared by pods."
     )
 
 
 class IngestionSpool(Model):
-    enabled: bool = Field(True, description="INGESTION_SPOOL_ENABLED (DB-outage spool). Default: true.")
-    max_size_mb: int = Field(1000, ge=1, description="INGESTION_SPOOL_MAX_SIZE_MB. Default: 1000.")
+    enabled: bool = Field(default=True, description="INGESTION_SPOOL_ENABLED (DB-outage spool). Default: true.")
+    max_size_mb: int = Field(default=1000, ge=1, description="INGESTION_SPOOL_MAX_SIZE_MB. Default: 1000.")
     persistence: SpoolPersistence = Field(default_factory=SpoolPersistence, description="Spool storage.")
 
 
@@ -338,32 +349,36 @@ class Ingestion(Model):
         default_factory=lambda: Image(repository="iotistic/ingestion", tag="v0.0.22-rc.1"),
         description="Default: iotistic/ingestion:v0.0.22-rc.1.",
     )
-    replicas: int = Field(1, ge=1, description="Replicas, or minReplicas when the HPA is on. Default: 1.")
+    replicas: int = Field(default=1, ge=1, description="Replicas, or minReplicas when the HPA is on. Default: 1.")
     workload_kind: Literal["auto", "Deployment", "StatefulSet"] = Field(
-        "auto",
+        default="auto",
         description="auto: a StatefulSet (a claim per pod) when the spool is persistent and more than "
         "one pod may run, else a Deployment. Default: auto.",
     )
     resources: Resources = _res("300m", "256Mi", "1000m", "1Gi")
     hpa: Hpa = Field(default_factory=Hpa, description="Autoscaling. Default: off.")
-    heap_percent: int = Field(75, ge=25, le=90, description="V8 heap as % of the memory limit. Default: 75.")
+    heap_percent: int = Field(default=75, ge=25, le=90, description="V8 heap as % of the memory limit. Default: 75.")
     profile: IngestionProfile = Field(
-        "batch", description="INGESTION_PROFILE. Default: batch (seed; the code's default is balanced)."
+        default="batch", description="INGESTION_PROFILE. Default: batch (seed; the code's default is balanced)."
     )
-    worker_count: int = Field(4, ge=1, description="WORKER_COUNT. Default: 4 (batch profile).")
-    batch_size: int = Field(500, ge=1, description="BATCH_SIZE. Default: 500 (batch profile).")
-    autoscale_min_workers: int = Field(2, ge=1, description="AUTOSCALE_MIN_WORKERS. Default: 2.")
-    autoscale_max_workers: int = Field(12, ge=1, description="AUTOSCALE_MAX_WORKERS. Default: 12.")
-    autoscale_lag_scale_up_ms: int = Field(5000, ge=1, description="AUTOSCALE_LAG_SCALE_UP_MS. Default: 5000.")
-    autoscale_lag_critical_ms: int = Field(15000, ge=1, description="AUTOSCALE_LAG_CRITICAL_MS. Default: 15000.")
+    worker_count: int = Field(default=4, ge=1, description="WORKER_COUNT. Default: 4 (batch profile).")
+    batch_size: int = Field(default=500, ge=1, description="BATCH_SIZE. Default: 500 (batch profile).")
+    autoscale_min_workers: int = Field(default=2, ge=1, description="AUTOSCALE_MIN_WORKERS. Default: 2.")
+    autoscale_max_workers: int = Field(default=12, ge=1, description="AUTOSCALE_MAX_WORKERS. Default: 12.")
+    autoscale_lag_scale_up_ms: int = Field(default=5000, ge=1, description="AUTOSCALE_LAG_SCALE_UP_MS. Default: 5000.")
+    autoscale_lag_critical_ms: int = Field(
+        default=15000, ge=1, description="AUTOSCALE_LAG_CRITICAL_MS. Default: 15000."
+    )
     stream_maxlen: int = Field(
-        10000,
+        default=10000,
         ge=100,
         description="REDIS_INGESTION_STREAM_MAXLEN, set on ingestion and on the API alike. Default: 10000.",
     )
-    db_pool_size: int = Field(20, ge=1, le=100, description="DB_POOL_SIZE of each pod. Default: 20 (batch).")
+    db_pool_size: int = Field(default=20, ge=1, le=100, description="DB_POOL_SIZE of each pod. Default: 20 (batch).")
     spool: IngestionSpool = Field(default_factory=IngestionSpool, description="The DB-outage spool.")
-    scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
+    scheduling: Scheduling | None = Field(
+        default=None, description="Overrides the environment's scheduling. Default: inherit."
+    )
 
     @model_validator(mode="after")
     def _ingestion_rules(self) -> Ingestion:
@@ -415,17 +430,19 @@ class Ingestion(Model):
 
 class RedisAuth(Model):
     enabled: bool = Field(
-        True,
+        default=True,
         description="requirepass from Secret `{release}-redis-auth`, key `password` (never written to dist/). "
         "Default: true.",
     )
 
 
 class RedisCluster(Model):
-    enabled: bool = Field(False, description="Run Redis Cluster (StatefulSet). Default: false.")
-    masters: int = Field(3, ge=3, le=16, description="Master nodes (hash-slot owners). Default: 3, the minimum.")
-    replicas_per_master: int = Field(1, ge=0, le=3, description="Replicas of each master. Default: 1.")
-    node_timeout_ms: int = Field(5000, ge=1000, description="cluster-node-timeout. Default: 5000.")
+    enabled: bool = Field(default=False, description="Run Redis Cluster (StatefulSet). Default: false.")
+    masters: int = Field(
+        default=3, ge=3, le=16, description="Master nodes (hash-slot owners). Default: 3, the minimum."
+    )
+    replicas_per_master: int = Field(default=1, ge=0, le=3, description="Replicas of each master. Default: 1.")
+    node_timeout_ms: int = Field(default=5000, ge=1000, description="cluster-node-timeout. Default: 5000.")
 
     @property
     def nodes(self) -> int:
@@ -441,14 +458,14 @@ class Redis(Model):
     )
     resources: Resources = _res("100m", "1Gi", "250m", "2Gi")
     maxmemory_mb: int = Field(
-        1536, ge=16, description="maxmemory in MiB (Redis reads 'mb' as MiB). Default: 1536 (demo)."
+        default=1536, ge=16, description="maxmemory in MiB (Redis reads 'mb' as MiB). Default: 1536 (demo)."
     )
     maxmemory_policy: Literal["noeviction"] = Field(
-        "noeviction",
+        default="noeviction",
         description="Fixed: API and ingestion treat OOM as backpressure; an evicting policy silently drops streams.",
     )
     headroom_percent: int = Field(
-        25,
+        default=25,
         ge=10,
         le=200,
         description="The memory limit must exceed maxmemory by at least this much (buffers, "
@@ -456,7 +473,9 @@ class Redis(Model):
     )
     auth: RedisAuth = Field(default_factory=RedisAuth, description="Password auth.")
     cluster: RedisCluster = Field(default_factory=RedisCluster, description="Redis Cluster.")
-    scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
+    scheduling: Scheduling | None = Field(
+        default=None, description="Overrides the environment's scheduling. Default: inherit."
+    )
 
     @model_validator(mode="after")
     def _headroom(self) -> Redis:
@@ -471,9 +490,9 @@ class Redis(Model):
 
 
 class MosquittoTls(Model):
-    enabled: bool = Field(True, description="The 8883 TLS listener. Default: true.")
+    enabled: bool = Field(default=True, description="The 8883 TLS listener. Default: true.")
     secret_name: DnsLabel | None = Field(
-        None,
+        default=None,
         description="Secret holding tls.crt/tls.key (cert-manager's Certificate writes it). "
         "Default: {release}-mosquitto-tls.",
     )
@@ -488,25 +507,31 @@ class Mosquitto(Model):
     )
     resources: Resources = _res("100m", "64Mi", "200m", "128Mi")
     tls: MosquittoTls = Field(default_factory=MosquittoTls, description="TLS on 8883.")
-    auth_http_timeout_seconds: int = Field(5, ge=1, le=60, description="auth_opt_http_timeout. Default: 5.")
+    auth_http_timeout_seconds: int = Field(default=5, ge=1, le=60, description="auth_opt_http_timeout. Default: 5.")
     sys_interval_seconds: int = Field(
-        10, ge=1, description="sys_interval ($SYS feeds the API's broker monitor). Default: 10."
+        default=10, ge=1, description="sys_interval ($SYS feeds the API's broker monitor). Default: 10."
     )
-    scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
+    scheduling: Scheduling | None = Field(
+        default=None, description="Overrides the environment's scheduling. Default: inherit."
+    )
 
 
 class DashboardConfig(Model):
     """`window.env` of the dashboard's config.js (seed: "Update dashboard.config.* ... per environment")."""
 
-    api_url: str = Field("https://demo-api.iotistica.com", description="VITE_API_URL.")
-    auth0_domain: str = Field("auth.iotistica.com", description="VITE_AUTH0_DOMAIN.")
-    auth0_client_id: str = Field("...", description="VITE_AUTH0_CLIENT_ID (public). Default: the seed's placeholder.")
-    auth0_audience: str = Field("https://api.iotistica.com", description="VITE_AUTH0_AUDIENCE.")
-    auth0_callback_url: str = Field("https://demo.iotistica.com/auth/callback", description="VITE_AUTH0_CALLBACK_URL.")
-    provisioning_api_url: str = Field(
-        "https://api.iotistica.com/provisioning", description="VITE_PROVISIONING_API_URL."
+    api_url: str = Field(default="https://demo-api.iotistica.com", description="VITE_API_URL.")
+    auth0_domain: str = Field(default="auth.iotistica.com", description="VITE_AUTH0_DOMAIN.")
+    auth0_client_id: str = Field(
+        default="...", description="VITE_AUTH0_CLIENT_ID (public). Default: the seed's placeholder."
     )
-    app_version: str | None = Field(None, description="APP_VERSION. Default: the dashboard image tag.")
+    auth0_audience: str = Field(default="https://api.iotistica.com", description="VITE_AUTH0_AUDIENCE.")
+    auth0_callback_url: str = Field(
+        default="https://demo.iotistica.com/auth/callback", description="VITE_AUTH0_CALLBACK_URL."
+    )
+    provisioning_api_url: str = Field(
+        default="https://api.iotistica.com/provisioning", description="VITE_PROVISIONING_API_URL."
+    )
+    app_version: str | None = Field(default=None, description="APP_VERSION. Default: the dashboard image tag.")
 
 
 class Dashboard(Model):
@@ -516,23 +541,25 @@ class Dashboard(Model):
         default_factory=lambda: Image(repository="iotistic/dashboard", tag="v0.0.22-rc.1"),
         description="Default: iotistic/dashboard:v0.0.22-rc.1.",
     )
-    replicas: int = Field(1, ge=1, description="Replicas. Default: 1.")
+    replicas: int = Field(default=1, ge=1, description="Replicas. Default: 1.")
     resources: Resources = _res("100m", "128Mi", "200m", "256Mi")
     config: DashboardConfig = Field(default_factory=DashboardConfig, description="config.js values.")
-    scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
+    scheduling: Scheduling | None = Field(
+        default=None, description="Overrides the environment's scheduling. Default: inherit."
+    )
 
 
 class NodeRed(Model):
     """Optional Node-RED (flows stored in the API)."""
 
-    enabled: bool = Field(False, description="Deploy Node-RED. Default: false.")
+    enabled: bool = Field(default=False, description="Deploy Node-RED. Default: false.")
     image: Image = Field(
         default_factory=lambda: Image(repository="iotistic/nodered", tag="v0.0.22-rc.1"),
         description="Default: iotistic/nodered:v0.0.22-rc.1.",
     )
-    port: int = Field(1880, ge=1024, le=65535, description="Listening port (PORT). Default: 1880.")
+    port: int = Field(default=1880, ge=1024, le=65535, description="Listening port (PORT). Default: 1880.")
     read_only_root_filesystem: bool = Field(
-        False,
+        default=False,
         description="Security exception (issue 5), the only one of the platform: our own rule is a read-only "
         "root filesystem (stricter than the Kubernetes restricted profile, which Node-RED still meets). The "
         "image keeps settings.js and the @iotistic plugins in /data, its userDir, and Node-RED writes there at "
@@ -540,7 +567,9 @@ class NodeRed(Model):
         "image that writes elsewhere. Default: false.",
     )
     resources: Resources = _res("100m", "256Mi", "500m", "512Mi")
-    scheduling: Scheduling | None = Field(None, description="Overrides the environment's scheduling. Default: inherit.")
+    scheduling: Scheduling | None = Field(
+        default=None, description="Overrides the environment's scheduling. Default: inherit."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,25 +622,27 @@ def http_target(url: str) -> tuple[str, str | None, int]:
 class NetworkDns(Model):
     """Where cluster DNS runs (egress on 53/UDP and 53/TCP for the pods that resolve names)."""
 
-    namespace: DnsLabel = Field("kube-system", description="Namespace of the DNS pods. Default: kube-system.")
+    namespace: DnsLabel = Field(default="kube-system", description="Namespace of the DNS pods. Default: kube-system.")
     pod_labels: dict[str, str] = Field(
         default_factory=lambda: {"k8s-app": "kube-dns"},
         description="Labels of the DNS pods ({} = every pod of the namespace). Default: {k8s-app: kube-dns} "
         "(CoreDNS on kubeadm, EKS, GKE and AKS).",
     )
-    port: PortNumber = Field(53, description="DNS port (UDP and TCP). Default: 53.")
+    port: PortNumber = Field(default=53, description="DNS port (UDP and TCP). Default: 53.")
 
 
 class NetworkDatabase(Model):
     """Where the database runs: a namespace selector, a CIDR, or both (either is allowed)."""
 
     namespace: DnsLabel | None = Field(
-        "iotistica-cnpg-cl01",
+        default="iotistica-cnpg-cl01",
         description="Namespace of the CNPG cluster (egress to every pod of it on `port`). Default: "
         "iotistica-cnpg-cl01 (platform-facts §7). null to use only `cidr`.",
     )
-    cidr: Cidr | None = Field(None, description="CIDR of a managed database outside the cluster. Default: none.")
-    port: PortNumber = Field(5432, description="PostgreSQL port. Default: 5432.")
+    cidr: Cidr | None = Field(
+        default=None, description="CIDR of a managed database outside the cluster. Default: none."
+    )
+    port: PortNumber = Field(default=5432, description="PostgreSQL port. Default: 5432.")
 
     @model_validator(mode="after")
     def _somewhere(self) -> NetworkDatabase:
@@ -624,7 +655,7 @@ class NetworkKubernetesApi(Model):
     """The Kubernetes API server as seen by pods (after the kubernetes Service's DNAT)."""
 
     cidr: Cidr = Field(
-        "0.0.0.0/0",
+        default="0.0.0.0/0",
         description="CIDR of the API server endpoints. Narrow it to the control plane's addresses where known. "
         "Default: 0.0.0.0/0 (only on `ports`, only for pods that talk to the API server).",
     )
@@ -637,7 +668,7 @@ class NetworkKubernetesApi(Model):
 class NetworkInternet(Model):
     """Outbound HTTPS to the internet (the API's OpenAI calls when api.aiProvider is openai)."""
 
-    cidr: Cidr = Field("0.0.0.0/0", description="Destination CIDR. Default: 0.0.0.0/0.")
+    cidr: Cidr = Field(default="0.0.0.0/0", description="Destination CIDR. Default: 0.0.0.0/0.")
     except_cidrs: list[Cidr] = Field(
         default_factory=lambda: list(PRIVATE_CIDRS),
         description="Excluded from `cidr`, so this rule never reaches inside the cluster. "
@@ -659,19 +690,20 @@ class Network(Model):
     """NetworkPolicies of the release namespace: default deny, then exactly the platform's flows
     (constructs/network_policies.py holds the flow table)."""
 
-    enabled: bool = Field(True, description="Emit the release namespace's NetworkPolicies. Default: true.")
+    enabled: bool = Field(default=True, description="Emit the release namespace's NetworkPolicies. Default: true.")
     default_deny_egress: bool = Field(
-        True,
+        default=True,
         description="Deny egress too, then allow each pod exactly what it needs (DNS, database, Kubernetes API, "
         "internet HTTPS, in-namespace peers). false = ingress isolation only. Default: true.",
     )
     gateway_namespace: DnsLabel = Field(
-        "envoy-gateway-system",
+        default="envoy-gateway-system",
         description="Namespace of the Gateway's proxy pods (Envoy Gateway runs them in its controller's "
         "namespace). They may reach the API, dashboard, Node-RED and broker. Default: envoy-gateway-system.",
     )
     prometheus_namespace: DnsLabel = Field(
-        "monitoring", description="Namespace of Prometheus: it may scrape the metrics ports. Default: monitoring."
+        default="monitoring",
+        description="Namespace of Prometheus: it may scrape the metrics ports. Default: monitoring.",
     )
     dns: NetworkDns = Field(default_factory=NetworkDns, description="Cluster DNS.")
     database: NetworkDatabase = Field(default_factory=NetworkDatabase, description="The database.")
@@ -691,11 +723,11 @@ class PodSecurity(Model):
     """Pod Security Admission labels of the release namespace (every pod meets `restricted`)."""
 
     level: Literal["restricted", "baseline"] = Field(
-        "restricted",
+        default="restricted",
         description="pod-security.kubernetes.io/{enforce,audit,warn} of the release namespace. Default: restricted.",
     )
     manage_namespace: bool = Field(
-        True,
+        default=True,
         description="Emit the release Namespace object (labels, PSS labels) into dist/<release>/. Argo CD's "
         "CreateNamespace=true is harmless beside it. Default: true.",
     )
@@ -704,29 +736,35 @@ class PodSecurity(Model):
 class FleetQuota(Model):
     """ResourceQuota of a fleet namespace: the seed's per-agent-slot allocation."""
 
-    cpu_request_per_agent: Cpu = Field("300m", description="requests.cpu per agent slot. Default: 300m (seed).")
+    cpu_request_per_agent: Cpu = Field(default="300m", description="requests.cpu per agent slot. Default: 300m (seed).")
     memory_request_per_agent: Memory = Field(
-        "480Mi", description="requests.memory per agent slot. Default: 480Mi (seed)."
+        default="480Mi", description="requests.memory per agent slot. Default: 480Mi (seed)."
     )
-    cpu_limit: Cpu = Field("2000m", description="limits.cpu, shared by the whole fleet. Default: 2000m (seed).")
-    memory_limit: Memory = Field("4Gi", description="limits.memory, shared by the whole fleet. Default: 4Gi (seed).")
-    secrets_per_agent: int = Field(5, ge=1, description="secrets = this x maxAgents. Default: 5 (facts §11).")
-    config_maps_per_agent: int = Field(2, ge=1, description="configmaps = this x maxAgents. Default: 2 (facts §11).")
+    cpu_limit: Cpu = Field(default="2000m", description="limits.cpu, shared by the whole fleet. Default: 2000m (seed).")
+    memory_limit: Memory = Field(
+        default="4Gi", description="limits.memory, shared by the whole fleet. Default: 4Gi (seed)."
+    )
+    secrets_per_agent: int = Field(default=5, ge=1, description="secrets = this x maxAgents. Default: 5 (facts §11).")
+    config_maps_per_agent: int = Field(
+        default=2, ge=1, description="configmaps = this x maxAgents. Default: 2 (facts §11)."
+    )
 
 
 class FleetLimitRange(Model):
     """LimitRange of a fleet namespace (container defaults for pods that set none)."""
 
-    default_cpu: Cpu = Field("100m", description="Container default limit cpu. Default: 100m.")
-    default_memory: Memory = Field("256Mi", description="Container default limit memory. Default: 256Mi.")
-    default_request_cpu: Cpu = Field("50m", description="Container default request cpu. Default: 50m.")
-    default_request_memory: Memory = Field("64Mi", description="Container default request memory. Default: 64Mi.")
-    max_cpu: Cpu = Field("1000m", description="Container max cpu. Default: 1000m.")
-    max_memory: Memory = Field("1Gi", description="Container max memory. Default: 1Gi.")
-    min_cpu: Cpu = Field("25m", description="Container min cpu. Default: 25m.")
-    min_memory: Memory = Field("32Mi", description="Container min memory. Default: 32Mi.")
-    pod_max_cpu: Cpu = Field("800m", description="Pod max cpu. Default: 800m.")
-    pod_max_memory: Memory = Field("2Gi", description="Pod max memory. Default: 2Gi.")
+    default_cpu: Cpu = Field(default="100m", description="Container default limit cpu. Default: 100m.")
+    default_memory: Memory = Field(default="256Mi", description="Container default limit memory. Default: 256Mi.")
+    default_request_cpu: Cpu = Field(default="50m", description="Container default request cpu. Default: 50m.")
+    default_request_memory: Memory = Field(
+        default="64Mi", description="Container default request memory. Default: 64Mi."
+    )
+    max_cpu: Cpu = Field(default="1000m", description="Container max cpu. Default: 1000m.")
+    max_memory: Memory = Field(default="1Gi", description="Container max memory. Default: 1Gi.")
+    min_cpu: Cpu = Field(default="25m", description="Container min cpu. Default: 25m.")
+    min_memory: Memory = Field(default="32Mi", description="Container min memory. Default: 32Mi.")
+    pod_max_cpu: Cpu = Field(default="800m", description="Pod max cpu. Default: 800m.")
+    pod_max_memory: Memory = Field(default="2Gi", description="Pod max memory. Default: 2Gi.")
 
     @model_validator(mode="after")
     def _ordered(self) -> FleetLimitRange:
@@ -746,7 +784,7 @@ class FleetLimitRange(Model):
 
 
 class FleetNetworkPolicy(Model):
-    enabled: bool = Field(True, description="Isolate the fleet namespace with a NetworkPolicy. Default: true.")
+    enabled: bool = Field(default=True, description="Isolate the fleet namespace with a NetworkPolicy. Default: true.")
     protocol_ports: list[PortNumber] = Field(
         default_factory=lambda: [80, 443, 502, 4840],
         description="TCP ports agents use towards devices and simulators (HTTP, HTTPS, Modbus 502, OPC UA "
@@ -760,13 +798,15 @@ class Fleet(Model):
     name: DnsLabel = Field(description="Fleet name; the namespace is fleet-{namespace}-{name}. Required.")
     max_agents: int = Field(ge=1, le=1000, description="Agent slots: the quota scales with it. Required.")
     max_devices: int | None = Field(
-        None, ge=1, description="Label iotistica.com/max-devices. Default: maxAgents (one device per slot)."
+        default=None, ge=1, description="Label iotistica.com/max-devices. Default: maxAgents (one device per slot)."
     )
-    fleet_type: DnsLabel = Field("virtual", description="Label iotistica.com/fleet-type. Default: virtual.")
+    fleet_type: DnsLabel = Field(default="virtual", description="Label iotistica.com/fleet-type. Default: virtual.")
     quota_policy: DnsLabel = Field(
-        "per-agent-slot", description="Annotation iotistica.com/quota-policy. Default: per-agent-slot."
+        default="per-agent-slot", description="Annotation iotistica.com/quota-policy. Default: per-agent-slot."
     )
-    description: str | None = Field(None, description="Annotation iotistica.com/description. Default: generated.")
+    description: str | None = Field(
+        default=None, description="Annotation iotistica.com/description. Default: generated."
+    )
     quota: FleetQuota = Field(default_factory=FleetQuota, description="ResourceQuota overrides.")
     limit_range: FleetLimitRange = Field(default_factory=FleetLimitRange, description="LimitRange overrides.")
     network_policy: FleetNetworkPolicy = Field(default_factory=FleetNetworkPolicy, description="NetworkPolicy.")
@@ -779,16 +819,16 @@ class Fleet(Model):
 class FleetNamespaces(Model):
     """Namespaces for agent fleets (seed "Fleet Namespaces"), each with quota, limits, RBAC, policy."""
 
-    enabled: bool = Field(False, description="Provision the fleets below. Default: false.")
+    enabled: bool = Field(default=False, description="Provision the fleets below. Default: false.")
     pod_security_enforce: Literal["baseline", "restricted"] = Field(
-        "baseline",
+        default="baseline",
         description="pod-security.kubernetes.io/enforce of fleet namespaces (audit and warn are always "
         "restricted). The API's agent Deployments set pod-level security only (no container "
         "allowPrivilegeEscalation=false / drop ALL; platform-facts §11), which restricted would reject. "
         "Default: baseline.",
     )
     virtual_agent_manager: bool = Field(
-        True,
+        default=True,
         description="Bind the API's ServiceAccount cluster-wide to ClusterRole iotistic-virtual-agent-manager "
         "(namespaces get/create/patch, quotas and RoleBindings in the namespaces it creates). Without it the "
         "API's own fleet creation fails. Default: true.",
@@ -849,10 +889,11 @@ class EdgeHosts(Model):
     """Public hostnames. An unset host is derived from the release and ``edge.domain``."""
 
     api: Hostname | None = Field(
-        None, description="The API's host (HTTPRoute to {release}-api:3002). Default: api-{release}.{edge.domain}."
+        default=None,
+        description="The API's host (HTTPRoute to {release}-api:3002). Default: api-{release}.{edge.domain}.",
     )
     dashboard: Hostname | None = Field(
-        None,
+        default=None,
         description="The dashboard's host (HTTPRoute to {release}-dashboard:80); https://<host> is a CORS origin "
         "of the API unless api.corsOrigins is set. Default: {release}.{edge.domain}.",
     )
@@ -861,12 +902,12 @@ class EdgeHosts(Model):
         description="More hosts that serve the dashboard (same HTTPRoute, also CORS origins). Default: [].",
     )
     mqtt: Hostname | None = Field(
-        None,
+        default=None,
         description="The broker's host: SNI hostname of the TLSRoute, commonName of the broker Certificate, "
         "host of the optional websockets route. Default: mqtt-{release}.{edge.domain}.",
     )
     nodered: Hostname | None = Field(
-        None, description="Node-RED's host (when nodered.enabled). Default: nr-{release}.{edge.domain}."
+        default=None, description="Node-RED's host (when nodered.enabled). Default: nr-{release}.{edge.domain}."
     )
 
 
@@ -874,21 +915,23 @@ class EdgeListeners(Model):
     """Listener names (sectionName) of the shared Gateway (platform-facts §5)."""
 
     https: SectionName = Field(
-        "https", description="HTTPS listener (443, TLS terminated by the Gateway): HTTPRoutes. Default: https."
+        default="https", description="HTTPS listener (443, TLS terminated by the Gateway): HTTPRoutes. Default: https."
     )
     mqtt_tls: SectionName = Field(
-        "mqtt-tls",
+        default="mqtt-tls",
         description="TLS listener on 8883 in Passthrough mode (mosquitto terminates TLS): the TLSRoute. "
         "Default: mqtt-tls.",
     )
-    mqtt: SectionName = Field("mqtt", description="TCP listener on 1883: the optional TCPRoute. Default: mqtt.")
+    mqtt: SectionName = Field(default="mqtt", description="TCP listener on 1883: the optional TCPRoute. Default: mqtt.")
 
 
 class EdgeGateway(Model):
     """The parent Gateway every route attaches to. It must allow routes from this namespace."""
 
-    name: DnsName = Field("iotistica-gateway", description="Gateway name. Default: iotistica-gateway.")
-    namespace: DnsLabel = Field("envoy-gateway-system", description="Gateway namespace. Default: envoy-gateway-system.")
+    name: DnsName = Field(default="iotistica-gateway", description="Gateway name. Default: iotistica-gateway.")
+    namespace: DnsLabel = Field(
+        default="envoy-gateway-system", description="Gateway namespace. Default: envoy-gateway-system."
+    )
     listeners: EdgeListeners = Field(default_factory=EdgeListeners, description="Listener names (sectionName).")
 
 
@@ -896,15 +939,16 @@ class EdgeApiVersions(Model):
     """Route API versions. The defaults are what Envoy Gateway v1.9 reconciles with Gateway API v1.6 CRDs."""
 
     http_route: HttpRouteApiVersion = Field(
-        "gateway.networking.k8s.io/v1", description="HTTPRoute apiVersion. Default: gateway.networking.k8s.io/v1."
+        default="gateway.networking.k8s.io/v1",
+        description="HTTPRoute apiVersion. Default: gateway.networking.k8s.io/v1.",
     )
     tls_route: TlsRouteApiVersion = Field(
-        "gateway.networking.k8s.io/v1",
+        default="gateway.networking.k8s.io/v1",
         description="TLSRoute apiVersion (v1 since Gateway API v1.5; Envoy Gateway >= v1.8 watches v1). "
         "Default: gateway.networking.k8s.io/v1.",
     )
     tcp_route: TcpRouteApiVersion = Field(
-        "gateway.networking.k8s.io/v1",
+        default="gateway.networking.k8s.io/v1",
         description="TCPRoute apiVersion (v1 since Gateway API v1.6; Envoy Gateway >= v1.9 watches v1). "
         "Default: gateway.networking.k8s.io/v1.",
     )
@@ -913,18 +957,18 @@ class EdgeApiVersions(Model):
 class EdgeRoutes(Model):
     """Which routes exist."""
 
-    api: bool = Field(True, description="HTTPRoute to the API. Default: true.")
-    dashboard: bool = Field(True, description="HTTPRoute to the dashboard. Default: true.")
-    nodered: bool = Field(True, description="HTTPRoute to Node-RED, when nodered.enabled. Default: true.")
+    api: bool = Field(default=True, description="HTTPRoute to the API. Default: true.")
+    dashboard: bool = Field(default=True, description="HTTPRoute to the dashboard. Default: true.")
+    nodered: bool = Field(default=True, description="HTTPRoute to Node-RED, when nodered.enabled. Default: true.")
     mqtt_tls: bool = Field(
-        True,
+        default=True,
         description="TLSRoute (passthrough) to {release}-mosquitto:8883. Needs mosquitto.tls.enabled. Default: true.",
     )
     mqtt: bool = Field(
-        False, description="TCPRoute for plain MQTT to {release}-mosquitto:1883 (unencrypted). Default: false."
+        default=False, description="TCPRoute for plain MQTT to {release}-mosquitto:1883 (unencrypted). Default: false."
     )
     websockets: bool = Field(
-        False,
+        default=False,
         description="HTTPRoute for MQTT over websockets (wss://<mqtt host>/ to {release}-mosquitto:9001). "
         "Default: false.",
     )
@@ -933,27 +977,29 @@ class EdgeRoutes(Model):
 class EdgeRateLimit(Model):
     """Envoy Gateway BackendTrafficPolicy on the API's HTTPRoute (seed: 1,000 requests per minute)."""
 
-    enabled: bool = Field(True, description="Create the BackendTrafficPolicy. Default: true.")
+    enabled: bool = Field(default=True, description="Create the BackendTrafficPolicy. Default: true.")
     requests: int = Field(
-        1000,
+        default=1000,
         ge=1,
         le=4294967295,
         description="Requests per unit. A local limit: each Envoy replica counts on its own. Default: 1000 (seed).",
     )
     unit: Literal["Second", "Minute", "Hour", "Day", "Week", "Month", "Year"] = Field(
-        "Minute", description="Unit of the limit. Default: Minute (seed)."
+        default="Minute", description="Unit of the limit. Default: Minute (seed)."
     )
 
 
 class EdgeCertificate(Model):
     """cert-manager Certificate for the broker; it writes the Secret mosquitto mounts for 8883."""
 
-    enabled: bool = Field(True, description="Create the Certificate (when mosquitto.tls.enabled). Default: true.")
+    enabled: bool = Field(
+        default=True, description="Create the Certificate (when mosquitto.tls.enabled). Default: true."
+    )
     issuer_name: DnsName = Field(
-        "letsencrypt-production", description="Issuer name. Default: letsencrypt-production (seed)."
+        default="letsencrypt-production", description="Issuer name. Default: letsencrypt-production (seed)."
     )
     issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
-        "ClusterIssuer", description="Issuer kind. Default: ClusterIssuer (seed)."
+        default="ClusterIssuer", description="Issuer kind. Default: ClusterIssuer (seed)."
     )
 
 
@@ -961,7 +1007,7 @@ class Edge(Model):
     """How the environment is reached: hostnames and Gateway API routes through Envoy Gateway."""
 
     domain: Hostname | None = Field(
-        "iotistica.com",
+        default="iotistica.com",
         description="Domain that unset hosts are derived from (api-{release}.<domain>, ...). null: every host "
         "of an enabled route must be set. Default: iotistica.com.",
     )
@@ -989,36 +1035,38 @@ class Edge(Model):
 class MonitoringAlerts(Model):
     """The PrometheusRule. Unset thresholds come from the ingestion profile (platform-facts §3.2, §13)."""
 
-    enabled: bool = Field(True, description="Create the PrometheusRule (when monitoring.enabled). Default: true.")
+    enabled: bool = Field(
+        default=True, description="Create the PrometheusRule (when monitoring.enabled). Default: true."
+    )
     dwell_latency_warning_seconds: int = Field(
-        30, ge=1, description="Warn when ingestion's p95 dwell latency exceeds this. Default: 30."
+        default=30, ge=1, description="Warn when ingestion's p95 dwell latency exceeds this. Default: 30."
     )
     dwell_latency_critical_seconds: int = Field(
-        60, ge=1, description="Page when ingestion's p95 dwell latency exceeds this. Default: 60."
+        default=60, ge=1, description="Page when ingestion's p95 dwell latency exceeds this. Default: 60."
     )
     stream_watermark_percent: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=100,
         description="Alert when the ingestion stream holds at least this share of ingestion.streamMaxlen. "
         "Default: the profile's REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT (80 for batch, balanced, streaming).",
     )
     redis_memory_percent: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=100,
         description="Alert when Redis memory reaches this share of maxmemory. Default: the profile's "
         "REDIS_MEMORY_HIGH_WATERMARK_PCT (75).",
     )
     db_pool_saturation_percent: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=100,
         description="Alert when an ingestion pod's DB pool saturation reaches this. Default: the profile's "
         "DB_SATURATION_HIGH_WATERMARK_PCT (batch 70, balanced 80, streaming 85).",
     )
     hpa_at_max_for: Duration = Field(
-        "15m", description="How long an HPA must sit at maxReplicas before it alerts. Default: 15m."
+        default="15m", description="How long an HPA must sit at maxReplicas before it alerts. Default: 15m."
     )
 
     @model_validator(mode="after")
@@ -1042,9 +1090,9 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 class Monitoring(Model):
     """Prometheus Operator objects: ServiceMonitors for the API and ingestion, and alert rules."""
 
-    enabled: bool = Field(False, description="Create ServiceMonitors (and the PrometheusRule). Default: false.")
-    interval: Duration = Field("30s", description="Scrape interval. Default: 30s (seed).")
-    scrape_timeout: Duration = Field("10s", description="Scrape timeout, at most the interval. Default: 10s.")
+    enabled: bool = Field(default=False, description="Create ServiceMonitors (and the PrometheusRule). Default: false.")
+    interval: Duration = Field(default="30s", description="Scrape interval. Default: 30s (seed).")
+    scrape_timeout: Duration = Field(default="10s", description="Scrape timeout, at most the interval. Default: 10s.")
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Extra labels on the ServiceMonitors and the PrometheusRule, for Prometheus' selectors "
@@ -1105,7 +1153,7 @@ class OnePassword(Model):
     """Where the 1Password Operator finds each Secret's item (`OnePasswordItem.spec.itemPath`)."""
 
     item_path: str = Field(
-        "vaults/iotistica/items/{name}",
+        default="vaults/iotistica/items/{name}",
         description="Item path template; `{name}` is the Secret's name. Default: vaults/iotistica/items/{name} "
         "(the in-repo chart's layout, platform-facts §12).",
     )
@@ -1134,14 +1182,14 @@ class Secrets(Model):
     """Where the release's Secrets come from. Their material never enters dist/."""
 
     provider: Literal["existing", "onepassword"] = Field(
-        "existing",
+        default="existing",
         description="existing: the Secrets of the seed's table must exist before the sync; dist/<release>/"
         "REQUIRED-SECRETS.md lists them. onepassword: a OnePasswordItem per Secret (the 1Password Operator "
         "writes the Secret). Default: existing.",
     )
     one_password: OnePassword = Field(default_factory=OnePassword, description="1Password item paths.")
     redis_auth: Literal["generate", "onepassword"] = Field(
-        "generate",
+        default="generate",
         description="Source of `{release}-redis-auth` (when redis.auth.enabled). generate: a hook Job creates it "
         "with a random password if it is missing and never rotates it; onepassword: a OnePasswordItem. "
         "Default: generate (seed: the chart creates it).",
@@ -1157,18 +1205,20 @@ class DbInit(Model):
     """The db-init hook Job (seed "Database Initialization")."""
 
     enabled: bool = Field(
-        False,
+        default=False,
         description="Run db-init before the API on every sync. Default: false (demo: the role is created by hand "
         "before GitOps); the starter, standard and enterprise presets turn it on.",
     )
     admin_secret_name: DnsName = Field(
-        "pg-admin-credentials",
+        default="pg-admin-credentials",
         description="Admin Secret (keys username, password) db-init connects with. Default: pg-admin-credentials.",
     )
     admin_database: str = Field(
-        "postgres", pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$", description="Maintenance database. Default: postgres."
+        default="postgres",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$",
+        description="Maintenance database. Default: postgres.",
     )
-    wait_seconds: int = Field(300, ge=10, le=3600, description="How long to wait for the server. Default: 300.")
+    wait_seconds: int = Field(default=300, ge=10, le=3600, description="How long to wait for the server. Default: 300.")
     image: Image = Field(
         default_factory=_postgres_image,
         description="psql client image. Default: postgres:17.2-alpine3.21 (the CNPG server runs 17).",
@@ -1195,9 +1245,11 @@ def _check_policies(model: Any, window: str | None) -> None:
 class ReadingsPolicies(Model):
     """The raw hypertable `readings`. null = no such policy (an existing one is removed)."""
 
-    compress_after: Duration | None = Field("2d", description="Compress chunks older than this. Default: 2d (seed).")
+    compress_after: Duration | None = Field(
+        default="2d", description="Compress chunks older than this. Default: 2d (seed)."
+    )
     retain: Duration | None = Field(
-        "30d",
+        default="30d",
         description="Drop chunks older than this. Default: 30d (demo, as the provisioning values; the tier "
         "presets: starter 30d, standard 60d, enterprise 90d).",
     )
@@ -1211,10 +1263,10 @@ class ReadingsPolicies(Model):
 class Readings1mPolicies(Model):
     """The continuous aggregate `readings_1m`. null = no such policy (an existing one is removed)."""
 
-    compress_after: Duration | None = Field("7d", description="Compress after. Default: 7d (seed).")
-    retain: Duration | None = Field("90d", description="Retention. Default: 90d (seed).")
+    compress_after: Duration | None = Field(default="7d", description="Compress after. Default: 7d (seed).")
+    retain: Duration | None = Field(default="90d", description="Retention. Default: 90d (seed).")
     refresh_start_offset: Duration = Field(
-        "10m",
+        default="10m",
         description="start_offset of its refresh policy as the API's migration 027 creates it (the job never "
         "changes it; the validator keeps the policies outside it). Default: 10m.",
     )
@@ -1228,10 +1280,12 @@ class Readings1mPolicies(Model):
 class AgentMetrics5minPolicies(Model):
     """The continuous aggregate `agent_metrics_5min`. null = no such policy (an existing one is removed)."""
 
-    compress_after: Duration | None = Field(None, description="Compress after. Default: none.")
-    retain: Duration | None = Field(None, description="Retention. Default: none (the enterprise preset: 60d, seed).")
+    compress_after: Duration | None = Field(default=None, description="Compress after. Default: none.")
+    retain: Duration | None = Field(
+        default=None, description="Retention. Default: none (the enterprise preset: 60d, seed)."
+    )
     refresh_start_offset: Duration = Field(
-        "1h", description="start_offset of its refresh policy as migration 023 creates it. Default: 1h."
+        default="1h", description="start_offset of its refresh policy as migration 023 creates it. Default: 1h."
     )
 
     @model_validator(mode="after")
@@ -1244,17 +1298,20 @@ class TimescaleDb(Model):
     """The timescaledb-policy hook Job (seed "TimescaleDB Lifecycle Policies"): wave 1, every sync."""
 
     enabled: bool = Field(
-        True,
+        default=True,
         description="Run the policy Job on every sync. Set false on a fresh database until the API's migrations "
         "(006, 007, 023) have run. Default: true.",
     )
     credentials_secret_name: DnsName | None = Field(
-        None,
+        default=None,
         description="Secret (keys username, password) of a role that owns the tables; policy functions need "
         "ownership. Default: dbInit.adminSecretName.",
     )
     wait_for_tables_seconds: int = Field(
-        600, ge=0, le=3600, description="Wait this long for the tables, then fail with a clear message. Default: 600."
+        default=600,
+        ge=0,
+        le=3600,
+        description="Wait this long for the tables, then fail with a clear message. Default: 600.",
     )
     readings: ReadingsPolicies = Field(default_factory=ReadingsPolicies, description="The raw hypertable.")
     readings_1m: Readings1mPolicies = Field(
@@ -1288,10 +1345,12 @@ class StreamKeyResolver(Model):
     """The stream key resolver hook Job: license JWT -> `{release}-ingestion-runtime-env`."""
 
     license_secret_key: str = Field(
-        "key", pattern=r"^[-._a-zA-Z0-9]+$", description="Key of the JWT in api-license-credentials-{ns}. Default: key."
+        default="key",
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the JWT in api-license-credentials-{ns}. Default: key.",
     )
     license_wait_seconds: int = Field(
-        120,
+        default=120,
         ge=0,
         le=1800,
         description="Wait this long for the license Secret (the 1Password Operator may still be writing it), then "
@@ -1306,17 +1365,17 @@ class ArgoCd(Model):
     must be the same in every environment: the app-of-apps syncs dist/argocd/ from there."""
 
     repo_url: str = Field(
-        "https://github.com/Iotistica/iotistica-k8s.git",
+        default="https://github.com/Iotistica/iotistica-k8s.git",
         pattern=r"^(https://|ssh://|git@)\S+$",
         description="Git repository holding dist/. Default: https://github.com/Iotistica/iotistica-k8s.git.",
     )
     target_revision: str = Field(
-        "main", pattern=r"^[A-Za-z0-9._/-]{1,200}$", description="Branch, tag or commit. Default: main."
+        default="main", pattern=r"^[A-Za-z0-9._/-]{1,200}$", description="Branch, tag or commit. Default: main."
     )
-    project: DnsLabel = Field("default", description="Argo CD project. Default: default.")
-    namespace: DnsLabel = Field("argocd", description="Namespace of the Application objects. Default: argocd.")
+    project: DnsLabel = Field(default="default", description="Argo CD project. Default: default.")
+    namespace: DnsLabel = Field(default="argocd", description="Namespace of the Application objects. Default: argocd.")
     destination_server: str = Field(
-        "https://kubernetes.default.svc",
+        default="https://kubernetes.default.svc",
         pattern=r"^https://\S+$",
         description="Target cluster API. Default: https://kubernetes.default.svc (the cluster Argo CD runs in).",
     )
