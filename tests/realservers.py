@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(max_port: int = 65535) -> int:
+    """A free loopback port; ``max_port`` for servers that need headroom (Redis Cluster's bus is +10000)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port <= max_port:
+            return port
+    raise AssertionError(f"no free loopback port at or below {max_port}")
 
 
 def need(binary: str) -> str:

@@ -30,7 +30,7 @@ def test_real_redis_loads_generated_config(manifests, release, tmp_path: Path) -
     conf = by(manifests[release], "ConfigMap", f"{release}-redis")["data"]["redis.conf"]
     path = tmp_path / "redis.conf"
     path.write_text(conf)
-    port = free_port()
+    port = free_port(max_port=55535)  # cluster mode needs port + 10000 for its bus
     # Only the places differ from the pod: loopback, a free port, a temporary dir. The password is
     # passed the way the container passes $(REDIS_PASSWORD).
     cmd = [
@@ -56,9 +56,9 @@ def test_real_redis_loads_generated_config(manifests, release, tmp_path: Path) -
         assert ("cluster_enabled:1" in cluster) is (release == "iotistica-enterprise")
         if release == "iotistica-enterprise":
             cli(port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")  # a one-node cluster, so writes are served
-            for _ in range(50):
-                if "cluster_state:ok" in cli(port, "CLUSTER", "INFO"):
-                    break
+            deadline = time.monotonic() + 30
+            while "cluster_state:ok" not in cli(port, "CLUSTER", "INFO"):
+                assert time.monotonic() < deadline, "a one-node cluster with every slot should report ok"
                 time.sleep(0.1)
         # noeviction for real: with maxmemory lowered below usage, writes are refused, never evicted.
         cli(port, "SET", "keep", "1")
