@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cdk8s_plus_27 import k8s
+
 from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import Props, Release, env, env_secret
@@ -38,6 +40,19 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 def ssl_mode(db: Database) -> str:
     """libpq sslmode matching the services' DB_SSL (CNPG's CA is self-signed and not mounted: no verify)."""
     return "require" if db.ssl else "prefer"
+
+
+def pg_env(rel: Release, login_secret: str, db: Database, app_name: str) -> list[k8s.EnvVar]:
+    """libpq variables of a job: the server from ``sql-credentials-{ns}``, the login from ``login_secret``."""
+    sql = sc.sql_credentials(rel.namespace).name
+    return [
+        env_secret("PGHOST", sql, "server"),
+        env_secret("PGPORT", sql, "port"),
+        env_secret("PGUSER", login_secret, "username"),
+        env_secret("PGPASSWORD", login_secret, "password"),
+        env("PGSSLMODE", ssl_mode(db)),
+        env("PGAPPNAME", app_name),
+    ]
 
 
 class DbInitJobProps(Props):
@@ -76,16 +91,11 @@ class DbInitJob(Construct):
             res=v.resources,
             command=["sh", f"{SCRIPTS_DIR}/db-init.sh"],
             env=[
-                env_secret("PGHOST", sql, "server"),
-                env_secret("PGPORT", sql, "port"),
-                env_secret("PGUSER", v.admin_secret_name, "username"),
-                env_secret("PGPASSWORD", v.admin_secret_name, "password"),
+                *pg_env(rel, v.admin_secret_name, props.database, "iotistica-db-init"),
                 env_secret("APP_USER", sql, "username"),
                 env_secret("APP_PASSWORD", sql, "password"),
                 env_secret("APP_DB", sql, "dbname"),
                 env("ADMIN_DATABASE", v.admin_database),
-                env("PGSSLMODE", ssl_mode(props.database)),
-                env("PGAPPNAME", "iotistica-db-init"),
                 env("WAIT_SECONDS", v.wait_seconds),
                 env("REQUIRE_TIMESCALEDB", True),
             ],

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.db_init_job import ssl_mode
+from constructs.db_init_job import pg_env
 from constructs.platform import Props, Release, env, env_secret
 from constructs.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
 from tiers.models import Database, Scheduling, TimescaleDb, pg_interval
@@ -241,13 +241,8 @@ class TimescalePolicyJob(Construct):
             res=v.resources,
             command=["sh", f"{SCRIPTS_DIR}/timescaledb-policy.sh"],
             env=[
-                env_secret("PGHOST", sql, "server"),
-                env_secret("PGPORT", sql, "port"),
+                *pg_env(rel, props.credentials_secret, props.database, "iotistica-timescaledb-policy"),
                 env_secret("PGDATABASE", sql, "dbname"),
-                env_secret("PGUSER", props.credentials_secret, "username"),
-                env_secret("PGPASSWORD", props.credentials_secret, "password"),
-                env("PGSSLMODE", ssl_mode(props.database)),
-                env("PGAPPNAME", "iotistica-timescaledb-policy"),
                 env("WAIT_FOR_TABLES_SECONDS", v.wait_for_tables_seconds),
             ],
             uid=POSTGRES_UID,
