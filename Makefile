@@ -23,7 +23,9 @@ help: ## list the targets
 
 $(VENV)/.stamp: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r requirements.lock
+	@echo "pip install -r requirements.lock (log: $(VENV)/pip-install.log)"
+	@$(VENV)/bin/pip install -q -r requirements.lock >$(VENV)/pip-install.log 2>&1 \
+		|| { cat $(VENV)/pip-install.log; exit 1; }
 	@# The console script `iotistica-k8s` (cli:main); setuptools' editable-install notice goes to a log.
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . >$(VENV)/editable-install.log 2>&1 \
 		|| { cat $(VENV)/editable-install.log; exit 1; }
