@@ -57,6 +57,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def release_charts(scope: Any, envs: Sequence[Environment], labels: dict[str, str] | None = None) -> list[Any]:
+    """One ReleaseChart per environment; a construct's ValueError becomes a one-line ConfigError."""
+    from constructs.release_chart import ReleaseChart
+
+    charts = []
+    for env in envs:
+        try:
+            charts.append(ReleaseChart(scope, env))
+        except ValueError as exc:
+            label = (labels or {}).get(env.release, f"environments/{env.release}.yaml")
+            raise ConfigError(label, "", str(exc)) from None
+    return charts
+
+
 def render(
     envs: Sequence[Environment],
     outdir: Path,
@@ -66,16 +80,10 @@ def render(
     """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s."""
     from cdk8s import App, YamlOutputType
 
-    from constructs.release_chart import ReleaseChart
     from constructs.shared_charts import ArgoCdChart, ClusterChart
 
     app = App(outdir=str(outdir), yaml_output_type=YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE)
-    for env in envs:
-        try:
-            ReleaseChart(app, env)
-        except ValueError as exc:
-            label = (labels or {}).get(env.release, env.release)
-            raise ConfigError(label, "", str(exc)) from None
+    release_charts(app, envs, labels)
     if shared is not None:
         ClusterChart(app, list(shared))
         ArgoCdChart(app, list(shared))
@@ -230,8 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every environment is validated, also with --env: the shared charts describe all of them.
         all_envs = load_environments(env_dir, base=Path.cwd())
         if args.env:
-            wanted = {e.release for e in load_environments(env_dir, args.env, base=Path.cwd())}
-            envs = [e for e in all_envs if e.release in wanted]
+            known = {e.release: e for e in all_envs}
+            missing = sorted(set(args.env) - set(known))
+            if missing:  # the release is the file name, so a name not among them has no file
+                load_environments(env_dir, missing, base=Path.cwd())  # raises "file not found"
+            envs = [known[name] for name in sorted(set(args.env))]
         else:
             envs = all_envs
         labels = {e.release: str(env_dir / f"{e.release}.yaml") for e in all_envs}

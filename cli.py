@@ -42,16 +42,8 @@ def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """Every environment's objects as plain dicts, built in one process, nothing written."""
     from cdk8s import App
 
-    from constructs.release_chart import ReleaseChart
-
-    application = App(outdir=tempfile.gettempdir())
-    out: dict[str, list[Manifest]] = {}
-    for env in envs:
-        try:
-            out[env.release] = list(ReleaseChart(application, env).to_json())
-        except ValueError as exc:
-            raise ConfigError(f"environments/{env.release}.yaml", "", str(exc)) from None
-    return out
+    charts = app.release_charts(App(outdir=tempfile.gettempdir()), envs)
+    return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
 
 
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
@@ -62,14 +54,6 @@ def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
 # validate
 # --------------------------------------------------------------------------------------------------
 
-LABELS = (
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/component",
-    "app.kubernetes.io/part-of",
-    "app.kubernetes.io/managed-by",
-    "iotistica.com/tier",
-)
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
 
@@ -86,6 +70,8 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     """The contract every object must meet (labels, namespace, pinned images, resources, no Secrets)."""
     import kubernetes_validate
 
+    from constructs.platform import LABEL_KEYS
+
     problems: list[str] = []
     # Issue 5: fleet objects live in the fleet namespaces the model declares.
     fleets = env.fleet_namespaces
@@ -93,7 +79,7 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     for o in objs:
         ref = f"{o['kind']}/{o['metadata'].get('name')}"
         labels = o["metadata"].get("labels", {})
-        missing = [k for k in LABELS if k not in labels]
+        missing = [k for k in LABEL_KEYS if k not in labels]
         if missing:
             problems.append(f"{ref}: missing labels {', '.join(missing)}")
         if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") not in namespaces:

@@ -27,6 +27,15 @@ PART_OF = "iotistica"
 MANAGED_BY = "cdk8s"
 TIER_LABEL = "iotistica.com/tier"
 CHECKSUM_ANNOTATION = "checksum/config"
+#: The label set every object of a release carries (``Release.labels``), in a stable order.
+LABEL_KEYS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    TIER_LABEL,
+)
 
 
 class Props(BaseModel):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tiers.loader import PRESETS, deep_merge
+from tiers.loader import PRESETS, ConfigError, deep_merge, load_environment
 from tiers.models import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +16,22 @@ ENV_DIR = ROOT / "environments"
 SHIPPED = ("client-demo", "iotistica", "iotistica-enterprise", "iotistica-starter")
 
 Manifest = dict[str, Any]
+
+#: A minimal valid environment for config tests.
+BASE = {"release": "acme", "namespace": "acme", "tier": "standard"}
+
+
+def write(tmp_path: Path, name: str, data: dict[str, Any] | str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def error_of(tmp_path: Path, data: dict[str, Any] | str, name: str = "acme") -> str:
+    """The one-line ConfigError an environment file produces (as `environments/<name>.yaml`)."""
+    with pytest.raises(ConfigError) as exc:
+        load_environment(write(tmp_path, name, data), f"environments/{name}.yaml")
+    return str(exc.value)
 
 
 def synth_env(env: Environment) -> list[Manifest]:

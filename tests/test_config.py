@@ -7,28 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
+from tests.helpers import BASE, error_of, write
 from tiers.loader import ConfigError, deep_merge, load_environment, load_environments
 from tiers.models import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def write(tmp_path: Path, name: str, data: dict | str) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return path
-
-
-def error_of(tmp_path: Path, data: dict | str, name: str = "acme") -> str:
-    with pytest.raises(ConfigError) as exc:
-        load_environment(write(tmp_path, name, data), f"environments/{name}.yaml")
-    return str(exc.value)
-
-
-BASE = {"release": "acme", "namespace": "acme", "tier": "standard"}
 
 
 # --- layering ------------------------------------------------------------------------------------

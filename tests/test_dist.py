@@ -14,6 +14,16 @@ def tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+def synth_demo(out: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--env", "client-demo", "--outdir", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
 def test_dist_equals_a_fresh_synth(tmp_path: Path) -> None:
     out = tmp_path / "dist"
     proc = subprocess.run(
@@ -36,13 +46,7 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
     outs = []
     for i in range(2):
         out = tmp_path / f"d{i}"
-        subprocess.run(
-            [sys.executable, str(ROOT / "app.py"), "--env", "client-demo", "--outdir", str(out)],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+        synth_demo(out)
         outs.append(tree(out))
     assert outs[0] == outs[1]
 
@@ -53,13 +57,7 @@ def test_partial_synth_replaces_only_that_release(tmp_path: Path) -> None:
     (out / "other" / "x.yaml").write_text("kept\n")
     (out / "client-demo").mkdir()
     (out / "client-demo" / "stale.k8s.yaml").write_text("stale\n")
-    subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--env", "client-demo", "--outdir", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    synth_demo(out)
     assert (out / "other" / "x.yaml").read_text() == "kept\n"
     assert not (out / "client-demo" / "stale.k8s.yaml").exists(), "stale files of a release are removed"
     assert (out / "client-demo" / "Deployment.client-demo-api.k8s.yaml").exists()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import SHIPPED, by, container, env_from, env_map, kinds, synth_env
-from tiers.loader import ConfigError, load_environment
+from tests.helpers import BASE, SHIPPED, by, container, env_from, env_map, error_of, kinds, synth_env
+from tiers.loader import load_environment
 
 GATEWAY = {"name": "iotistica-gateway", "namespace": "envoy-gateway-system"}
 V1 = "gateway.networking.k8s.io/v1"
@@ -276,17 +276,6 @@ def test_hosts_are_derived_from_the_domain_when_unset() -> None:
         "mqtt-client-demo.iotistica.com",
         "nr-client-demo.iotistica.com",
     ]
-
-
-BASE = {"release": "acme", "namespace": "acme", "tier": "standard"}
-
-
-def error_of(tmp_path: Path, data: dict) -> str:
-    path = tmp_path / "acme.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError) as exc:
-        load_environment(path, "environments/acme.yaml")
-    return str(exc.value)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import by, env_from, kinds, pod_specs, synth_env
+from tests.helpers import BASE, by, env_from, error_of, kinds, pod_specs, synth_env
 from tests.netpol_eval import Cluster, Host, Pod
 from tiers.loader import ConfigError, load_environment
 from tiers.models import Environment
@@ -416,16 +416,6 @@ def test_fleet_network_policy_is_optional() -> None:
 
 
 # --- model validation: exact key paths -------------------------------------------------------------
-
-BASE = {"release": "acme", "namespace": "acme", "tier": "standard"}
-
-
-def error_of(tmp_path: Path, data: dict) -> str:
-    path = tmp_path / "acme.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError) as exc:
-        load_environment(path, "environments/acme.yaml")
-    return str(exc.value)
 
 
 def fleets(*items: dict) -> dict:
