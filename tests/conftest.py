@@ -36,3 +36,17 @@ def cluster_manifests(environments: dict[str, Environment]) -> list[Manifest]:
     from constructs.shared_charts import ClusterChart
 
     return list(ClusterChart(Testing.app(), list(environments.values())).to_json())
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which mode the real-PostgreSQL tests run in (TimescaleDB installed and preloaded, or absent)."""
+    from tests.realpostgres import mode
+
+    return [mode()]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The same line at the end, where `-q` (this project's default) still shows it."""
+    from tests.realpostgres import mode
+
+    terminalreporter.write_line(mode())

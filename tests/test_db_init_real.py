@@ -2,9 +2,16 @@
 
 The server is Debian's PostgreSQL 15, started by tests/realpostgres.py on a free loopback port with
 scram-sha-256 password authentication (as CNPG serves it). The script runs under /bin/sh with the
-environment the synthesized Job gives it (Secrets resolved to test values). TimescaleDB is not packaged
-for Debian, so these runs set REQUIRE_TIMESCALEDB=false; the Job sets true, and a test below shows that
-then the script stops before changing anything.
+environment the synthesized Job gives it (Secrets resolved to test values).
+
+The mode is explicit (``realpostgres.TIMESCALEDB``, printed in the report header):
+- where TimescaleDB is installed, the server preloads it and the runs keep the Job's
+  REQUIRE_TIMESCALEDB=true: db-init creates the real extension;
+- where it is absent (Debian does not package it), the runs set REQUIRE_TIMESCALEDB=false, and a test
+  shows that with the Job's ``true`` the script stops before changing anything.
+Either way, a server in the state "installed but not preloaded" is started too (the real extension where
+installed, otherwise a stand-in extension that refuses to be created unless preloaded, as TimescaleDB
+does), and db-init must refuse it before any change, naming shared_preload_libraries.
 """
 
 from __future__ import annotations
@@ -17,16 +24,47 @@ from typing import Any
 import pytest
 
 from tests.helpers import by, container
-from tests.realpostgres import PgServer, running_postgres
+from tests.realpostgres import TIMESCALEDB, PgServer, running_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "constructs" / "scripts" / "db-init.sh"
 APP_USER, APP_DB = "iotistica-app", "iotistica"
+REQUIRE = "true" if TIMESCALEDB else "false"
+
+#: Where TimescaleDB is absent: extension files with its name whose script refuses, as TimescaleDB's loader
+#: does, to be created unless the library is in shared_preload_libraries.
+NOT_PRELOADED_STAND_IN: dict[str, str | None] = {
+    "timescaledb.control": "comment = 'test stand-in: refuses CREATE EXTENSION unless preloaded'\n"
+    "default_version = '0.0.0'\nrelocatable = false\n",
+    "timescaledb--0.0.0.sql": "DO $$ BEGIN\n"
+    "  IF current_setting('shared_preload_libraries') !~ 'timescaledb' THEN\n"
+    "    RAISE EXCEPTION 'extension \"timescaledb\" must be preloaded'\n"
+    "      USING HINT = 'Please preload the timescaledb library via shared_preload_libraries.';\n"
+    "  END IF;\nEND $$;\n",
+}
 
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgServer]:
-    with running_postgres() as server:
+    with running_postgres(timescaledb=TIMESCALEDB) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pg_without_timescaledb(pg: PgServer) -> Iterator[PgServer]:
+    """A server whose PostgreSQL has no TimescaleDB files: the shared one where it is absent, else one
+    started from a private installation tree with the extension's control file hidden."""
+    if not TIMESCALEDB:
+        yield pg
+        return
+    with running_postgres(extensions={"timescaledb.control": None}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pg_not_preloaded() -> Iterator[PgServer]:
+    """A server where TimescaleDB is installed but not in shared_preload_libraries."""
+    with running_postgres(extensions={} if TIMESCALEDB else NOT_PRELOADED_STAND_IN) as server:
         yield server
 
 
@@ -50,7 +88,7 @@ def job_env(manifests, pg: PgServer, password: str, **extra: str) -> dict[str, s
             ref = e["valueFrom"]["secretKeyRef"]
             env[e["name"]] = secrets[(ref["name"], ref["key"])]
     # The Job's PGSSLMODE is `require` (CNPG serves TLS); the test server has no certificate.
-    env.update({"PGSSLMODE": "disable", "REQUIRE_TIMESCALEDB": "false", "WAIT_SECONDS": "10", "POLL_SECONDS": "1"})
+    env.update({"PGSSLMODE": "disable", "REQUIRE_TIMESCALEDB": REQUIRE, "WAIT_SECONDS": "10", "POLL_SECONDS": "1"})
     env.update(extra)
     return env
 
@@ -83,7 +121,10 @@ def test_db_init_twice_second_run_is_a_no_op(manifests, pg: PgServer) -> None:
     out = first.stdout
     assert f'role "{APP_USER}" created' in out and f'database "{APP_DB}" created' in out
     assert "extension pgcrypto in place" in out and out.rstrip().endswith("db-init: done")
-    assert "timescaledb is not available on this server; skipped" in out
+    if TIMESCALEDB:
+        assert "extension timescaledb in place" in out
+    else:
+        assert "timescaledb is not available on this server; skipped" in out
     assert "app-pw-1" not in out + first.stderr, "the password is never printed"
     before = state(pg)
 
@@ -149,13 +190,36 @@ def test_a_nologin_role_gets_login(manifests, pg: PgServer) -> None:
     assert pg.psql("SELECT 1", db="legacy", user="legacy-app", password="legacy-pw") == [["1"]]
 
 
-def test_missing_timescaledb_fails_before_any_change(manifests, pg: PgServer) -> None:
+def test_missing_timescaledb_fails_before_any_change(manifests, pg_without_timescaledb: PgServer) -> None:
+    pg = pg_without_timescaledb
     env = job_env(manifests, pg, "fresh-pw", APP_USER="fresh-app", APP_DB="fresh", REQUIRE_TIMESCALEDB="true")
     proc = run(env)
     assert proc.returncode == 1
     assert "the timescaledb extension is not available on this server" in proc.stderr
     assert pg.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'fresh-app'") == [["0"]]
     assert pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'fresh'") == [["0"]]
+
+
+def test_installed_but_not_preloaded_fails_before_any_change(manifests, pg_not_preloaded: PgServer) -> None:
+    pg = pg_not_preloaded
+    # The state is exactly that: the extension is available, and creating it fails for want of preloading.
+    assert pg.psql("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'") == [["1"]]
+    with pytest.raises(subprocess.CalledProcessError, match="must be preloaded"):
+        pg.psql("CREATE EXTENSION timescaledb")
+
+    env = job_env(manifests, pg, "np-pw", APP_USER="np-app", APP_DB="np", REQUIRE_TIMESCALEDB="true")
+    proc = run(env)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "db-init" in line]
+    assert errors and "not preloaded: add timescaledb to shared_preload_libraries" in errors[0], proc.stderr
+    assert pg.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'np-app'") == [["0"]]
+    assert pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'np'") == [["0"]]
+
+    # REQUIRE_TIMESCALEDB=false: the rest is done, the extension skipped with the reason.
+    relaxed = run(job_env(manifests, pg, "np-pw", APP_USER="np-app", APP_DB="np", REQUIRE_TIMESCALEDB="false"))
+    assert relaxed.returncode == 0, relaxed.stderr
+    assert "timescaledb is installed but not in shared_preload_libraries; skipped" in relaxed.stdout
+    assert "extension timescaledb in place" not in relaxed.stdout
 
 
 def test_unreachable_server_fails_after_the_bounded_wait(manifests, pg: PgServer) -> None:

@@ -9,14 +9,28 @@
 \getenv app_db APP_DB
 
 -- 0. Preflight, before anything changes: the extensions must be installable on this server.
+-- TimescaleDB has two prerequisites: its files installed (pg_available_extensions) and its library in
+-- shared_preload_libraries (CREATE EXTENSION fails with "must be preloaded" otherwise, after db-init would
+-- have changed the role and database). Where this role may not read shared_preload_libraries (it is
+-- superuser-only; pg_settings then has no row for it), the check cannot tell and does not refuse.
 SELECT NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') AS timescaledb_missing \gset
+SELECT NOT :'timescaledb_missing'::boolean AND coalesce(
+         (SELECT setting !~ '(^|[\s,"/])timescaledb([\s,"]|$)' FROM pg_settings WHERE name = 'shared_preload_libraries'),
+         false) AS timescaledb_not_preloaded \gset
 \if :timescaledb_missing
   \if :require_timescaledb
     DO $$ BEGIN RAISE EXCEPTION 'db-init: the timescaledb extension is not available on this server (shared_preload_libraries and the extension files are needed)'; END $$;
   \else
     \echo 'db-init: WARNING: timescaledb is not available on this server; skipped (REQUIRE_TIMESCALEDB=false)'
   \endif
+\elif :timescaledb_not_preloaded
+  \if :require_timescaledb
+    DO $$ BEGIN RAISE EXCEPTION 'db-init: the timescaledb extension is installed on this server but not preloaded: add timescaledb to shared_preload_libraries and restart the server'; END $$;
+  \else
+    \echo 'db-init: WARNING: timescaledb is installed but not in shared_preload_libraries; skipped (REQUIRE_TIMESCALEDB=false)'
+  \endif
 \endif
+SELECT :'timescaledb_missing'::boolean OR :'timescaledb_not_preloaded'::boolean AS timescaledb_skipped \gset
 SELECT NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgcrypto') AS pgcrypto_missing \gset
 \if :pgcrypto_missing
   DO $$ BEGIN RAISE EXCEPTION 'db-init: the pgcrypto extension is not available on this server'; END $$;
@@ -71,7 +85,7 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO :"app_us
 \echo 'db-init: grants on' :"app_db" 'to' :"app_user" 'in place'
 
 -- 4. Extensions, created by the admin before the API's migrations need them (the app role cannot).
-\if :timescaledb_missing
+\if :timescaledb_skipped
 \else
   CREATE EXTENSION IF NOT EXISTS timescaledb;
   \echo 'db-init: extension timescaledb in place'
