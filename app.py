@@ -89,7 +89,7 @@ def render(
         ArgoCdChart(app, list(shared))
     app.synth()
     # issue 4: the human-readable list of Secrets beside each release's manifests (not applied).
-    from constructs.required_secrets import write_required_secrets
+    from constructs.lifecycle.required_secrets import write_required_secrets
 
     write_required_secrets(envs, outdir)
 

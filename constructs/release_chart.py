@@ -9,13 +9,13 @@ from __future__ import annotations
 from cdk8s import Chart
 
 from constructs import Construct
-from constructs.api_service import ApiService, ApiServiceProps
-from constructs.dashboard import Dashboard, DashboardProps
-from constructs.ingestion_service import IngestionService, IngestionServiceProps
-from constructs.mosquitto_broker import MosquittoBroker, MosquittoBrokerProps
-from constructs.nodered import NodeRed, NodeRedProps
+from constructs.core.api_service import ApiService, ApiServiceProps
+from constructs.core.dashboard import Dashboard, DashboardProps
+from constructs.core.ingestion_service import IngestionService, IngestionServiceProps
+from constructs.core.mosquitto_broker import MosquittoBroker, MosquittoBrokerProps
+from constructs.core.nodered import NodeRed, NodeRedProps
 from constructs.platform import Release
-from constructs.redis_store import RedisStore, RedisStoreProps
+from constructs.core.redis_store import RedisStore, RedisStoreProps
 from tiers.models import Environment, Scheduling
 
 
@@ -86,14 +86,14 @@ class ReleaseChart(Chart):
             self.nodered = None
 
         # --- issue 5: release namespace (PSS), API cluster access, fleet namespaces, network isolation ---
-        from constructs import dashboard as dashboard_mod
-        from constructs import ingestion_service as ingestion_mod
-        from constructs import mosquitto_broker as mosquitto_mod
-        from constructs import redis_store as redis_mod
-        from constructs.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
-        from constructs.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
-        from constructs.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
-        from constructs.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
+        from constructs.core import dashboard as dashboard_mod
+        from constructs.core import ingestion_service as ingestion_mod
+        from constructs.core import mosquitto_broker as mosquitto_mod
+        from constructs.core import redis_store as redis_mod
+        from constructs.isolation.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
+        from constructs.isolation.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
+        from constructs.isolation.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
+        from constructs.isolation.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
 
         if env.pod_security.manage_namespace:
             ReleaseNamespace(self, "Namespace", props=ReleaseNamespaceProps(release=rel, level=env.pod_security.level))
@@ -132,7 +132,7 @@ class ReleaseChart(Chart):
                 Endpoint(key="nodered", app="nodered", component="nodered", ports={"http": self.nodered.port})
             )
         # issue 4: the lifecycle hook Jobs' pods (their flows: network_policies.FLOWS)
-        from constructs.sync_hooks import lifecycle_endpoints
+        from constructs.lifecycle.sync_hooks import lifecycle_endpoints
 
         endpoints += lifecycle_endpoints(env)
         self.network_endpoints = {e.key: e for e in endpoints}
@@ -171,10 +171,10 @@ class ReleaseChart(Chart):
             )
 
         # --- issue 3: Gateway API routes, API rate limit, broker certificate, ServiceMonitors, alerts ---
-        from constructs.api_rate_limit import ApiRateLimit, ApiRateLimitProps
-        from constructs.broker_certificate import BrokerCertificate, BrokerCertificateProps
-        from constructs.gateway_routes import Backend, GatewayRoutes, GatewayRoutesProps
-        from constructs.monitoring import HpaTarget, Monitoring, MonitoringProps, ScrapeTarget
+        from constructs.edge.api_rate_limit import ApiRateLimit, ApiRateLimitProps
+        from constructs.edge.broker_certificate import BrokerCertificate, BrokerCertificateProps
+        from constructs.edge.gateway_routes import Backend, GatewayRoutes, GatewayRoutesProps
+        from constructs.edge.monitoring import HpaTarget, Monitoring, MonitoringProps, ScrapeTarget
 
         broker = self.mosquitto
         self.routes = GatewayRoutes(
@@ -235,11 +235,11 @@ class ReleaseChart(Chart):
         else:
             self.monitoring = None
 
-        # --- issue 4: secrets provider, lifecycle hook Jobs (ordering: constructs/sync_hooks.py) ---
-        from constructs.db_init_job import DbInitJob, DbInitJobProps
-        from constructs.secrets_provider import SecretsProvider, SecretsProviderProps
-        from constructs.stream_key_resolver import StreamKeyResolverJob, StreamKeyResolverProps
-        from constructs.timescale_policy_job import TimescalePolicyJob, TimescalePolicyJobProps
+        # --- issue 4: secrets provider, lifecycle hook Jobs (ordering: constructs/lifecycle/sync_hooks.py) ---
+        from constructs.lifecycle.db_init_job import DbInitJob, DbInitJobProps
+        from constructs.lifecycle.secrets_provider import SecretsProvider, SecretsProviderProps
+        from constructs.lifecycle.stream_key_resolver import StreamKeyResolverJob, StreamKeyResolverProps
+        from constructs.lifecycle.timescale_policy_job import TimescalePolicyJob, TimescalePolicyJobProps
 
         if self.redis.auth_secret and self.redis.auth_secret != f"{env.release}-redis-auth":
             raise AssertionError("the secrets provider writes the Secret Redis reads")

@@ -26,7 +26,7 @@ class ClusterChart(Chart):
         super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
         self.envs = list(envs)
         # --- issue 5: the API deployer's ClusterRoles (labels: instance `cluster`, no tier label) ---
-        from constructs.cluster_rbac import ClusterRbac
+        from constructs.isolation.cluster_rbac import ClusterRbac
 
         self.rbac = ClusterRbac(self, "Rbac")
 

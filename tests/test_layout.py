@@ -31,8 +31,8 @@ def test_library_and_our_modules_both_import() -> None:
     assert str(OURS) in [str(Path(p)) for p in constructs.__path__], (
         "the repo's constructs/ folder is not on the library's __path__; run from the repo root"
     )
-    mod = importlib.import_module("constructs.api_service")
-    assert mod.ApiService.__module__ == "constructs.api_service"
+    mod = importlib.import_module("constructs.core.api_service")
+    assert mod.ApiService.__module__ == "constructs.core.api_service"
 
 
 def test_no_module_named_after_the_library() -> None:

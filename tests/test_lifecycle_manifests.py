@@ -15,8 +15,8 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from constructs.required_secrets import FILENAME, render, write_required_secrets
-from constructs.secrets_provider import secret_plan
+from constructs.lifecycle.required_secrets import FILENAME, render, write_required_secrets
+from constructs.lifecycle.secrets_provider import secret_plan
 from tests.helpers import SHIPPED, by, container, env_from, env_map, kinds, pod_specs, synth_env
 from tests.test_crd_schemas import crds
 from tiers.loader import ConfigError, load_environment

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from constructs.platform import Release
-from constructs.timescale_policy_job import policy_sql
+from constructs.lifecycle.timescale_policy_job import policy_sql
 from tests.helpers import by, container, env_from, synth_env
 from tests.realpostgres import PgServer, running_postgres
 

@@ -2,7 +2,7 @@
 
 - ``secrets.provider: existing`` (default): the Secrets of the seed's table are referenced by name only
   and must exist before the sync; ``dist/<release>/REQUIRED-SECRETS.md`` (not applied: Argo CD reads only
-  ``*.yaml``) lists them, with keys and readers (:mod:`constructs.required_secrets`).
+  ``*.yaml``) lists them, with keys and readers (:mod:`constructs.lifecycle.required_secrets`).
 - ``secrets.provider: onepassword``: a ``OnePasswordItem`` per Secret (same name; item path from
   ``secrets.onePassword``) at sync wave -3, so the 1Password Operator writes them before any reader.
 - ``{release}-redis-auth`` (when ``redis.auth.enabled``): ``secrets.redisAuth: generate`` runs a Sync
@@ -28,7 +28,7 @@ from cdk8s import ApiObjectMetadata
 from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import Props, Release, env, env_field
-from constructs.sync_hooks import (
+from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
     WAVE_SECRET_JOBS,
@@ -43,7 +43,7 @@ from tiers.models import Environment
 
 APP_ITEM = "secrets"
 APP_GENERATOR = "redis-auth-generator"
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "secret_jobs.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "secret_jobs.py"
 
 Source = Literal["existing", "onepassword", "generated", "resolver"]
 

@@ -28,14 +28,14 @@ from pathlib import Path
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.db_init_job import pg_env
+from constructs.lifecycle.db_init_job import pg_env
 from constructs.platform import Props, Release, env, env_secret
-from constructs.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
+from constructs.lifecycle.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
 from tiers.models import Database, Scheduling, TimescaleDb, pg_interval
 
 APP = "timescaledb-policy"
 COMPONENT = "database"
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "timescaledb-policy.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "timescaledb-policy.sh"
 SCHEMA = "public"
 HYPERTABLE = "readings"
 SEGMENT_BY = "agent_uuid, metric_name"

@@ -54,7 +54,7 @@ BUS_PORT = 16379
 UID = 999
 CONFIG_PATH = "/etc/redis/redis.conf"
 DATA_DIR = "/data"
-BOOTSTRAP_SCRIPT = Path(__file__).resolve().parent / "scripts" / "redis-cluster-bootstrap.sh"
+BOOTSTRAP_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "redis-cluster-bootstrap.sh"
 BOOTSTRAP_RESOURCES = Resources.model_validate(
     {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
 )

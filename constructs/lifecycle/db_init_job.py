@@ -23,7 +23,7 @@ from cdk8s_plus_27 import k8s
 from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import Props, Release, env, env_secret
-from constructs.sync_hooks import (
+from constructs.lifecycle.sync_hooks import (
     POSTGRES_UID,
     SCRIPTS_DIR,
     WAVE_SECRET_JOBS,
@@ -34,7 +34,7 @@ from tiers.models import Database, DbInit, Scheduling
 
 APP = "db-init"
 COMPONENT = "database"
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def ssl_mode(db: Database) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.platform import Props, Release, env, env_field
-from constructs.sync_hooks import (
+from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
     WAVE_SECRET_JOBS,
@@ -37,7 +37,7 @@ from tiers.models import Scheduling, StreamKeyResolver
 
 APP = "stream-key-resolver"
 COMPONENT = "ingestion"
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "secret_jobs.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "secret_jobs.py"
 
 
 class StreamKeyResolverProps(Props):
