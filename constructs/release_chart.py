@@ -14,8 +14,8 @@ from constructs.core.dashboard import Dashboard, DashboardProps
 from constructs.core.ingestion_service import IngestionService, IngestionServiceProps
 from constructs.core.mosquitto_broker import MosquittoBroker, MosquittoBrokerProps
 from constructs.core.nodered import NodeRed, NodeRedProps
-from constructs.platform import Release
 from constructs.core.redis_store import RedisStore, RedisStoreProps
+from constructs.platform import Release
 from tiers.models import Environment, Scheduling
 
 
@@ -92,7 +92,11 @@ class ReleaseChart(Chart):
         from constructs.core import redis_store as redis_mod
         from constructs.isolation.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
         from constructs.isolation.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
-        from constructs.isolation.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
+        from constructs.isolation.network_policies import (
+            Endpoint,
+            PlatformNetworkPolicies,
+            PlatformNetworkPoliciesProps,
+        )
         from constructs.isolation.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
 
         if env.pod_security.manage_namespace:

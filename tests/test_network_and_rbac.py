@@ -272,7 +272,9 @@ def test_every_pod_is_placed_in_the_flow_table(all_envs, key) -> None:
         selected = [
             p for p in allow if all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
         ]
-        assert selected, f"{o['kind']}/{o['metadata']['name']}: no flow in constructs/isolation/network_policies.py FLOWS"
+        assert selected, (
+            f"{o['kind']}/{o['metadata']['name']}: no flow in constructs/isolation/network_policies.py FLOWS"
+        )
 
 
 def test_settings_move_the_peers() -> None:

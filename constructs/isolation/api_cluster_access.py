@@ -13,8 +13,8 @@ from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs.isolation.cluster_rbac import RBAC_GROUP, VIRTUAL_AGENT_MANAGER
-from constructs.platform import Props, Release
 from constructs.isolation.release_namespace import cluster_scoped
+from constructs.platform import Props, Release
 
 
 class ApiClusterAccessProps(Props):

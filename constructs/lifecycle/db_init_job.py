@@ -22,7 +22,6 @@ from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.platform import Props, Release, env, env_secret
 from constructs.lifecycle.sync_hooks import (
     POSTGRES_UID,
     SCRIPTS_DIR,
@@ -30,6 +29,7 @@ from constructs.lifecycle.sync_hooks import (
     hook_job,
     scripts_config_map,
 )
+from constructs.platform import Props, Release, env, env_secret
 from tiers.models import Database, DbInit, Scheduling
 
 APP = "db-init"

@@ -27,7 +27,6 @@ from cdk8s import ApiObjectMetadata
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.platform import Props, Release, env, env_field
 from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
@@ -39,6 +38,7 @@ from constructs.lifecycle.sync_hooks import (
     secret_rule,
     wave,
 )
+from constructs.platform import Props, Release, env, env_field
 from tiers.models import Environment
 
 APP_ITEM = "secrets"

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.platform import Props, Release, env, env_field
 from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
@@ -33,6 +32,7 @@ from constructs.lifecycle.sync_hooks import (
     scripts_config_map,
     secret_rule,
 )
+from constructs.platform import Props, Release, env, env_field
 from tiers.models import Scheduling, StreamKeyResolver
 
 APP = "stream-key-resolver"

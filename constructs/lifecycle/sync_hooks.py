@@ -162,8 +162,8 @@ def hook_job(
 
 def lifecycle_endpoints(environment: Environment) -> list[Endpoint]:
     """The hook Jobs' pod groups, for the NetworkPolicies (their flows: network_policies.FLOWS)."""
-    from constructs.lifecycle import db_init_job, secrets_provider, stream_key_resolver, timescale_policy_job
     from constructs.isolation.network_policies import Endpoint
+    from constructs.lifecycle import db_init_job, secrets_provider, stream_key_resolver, timescale_policy_job
 
     e = environment
     out = [Endpoint(key=stream_key_resolver.APP, app=stream_key_resolver.APP, component=stream_key_resolver.COMPONENT)]

@@ -29,8 +29,8 @@ from pathlib import Path
 from constructs import Construct
 from constructs import secret_catalog as sc
 from constructs.lifecycle.db_init_job import pg_env
-from constructs.platform import Props, Release, env, env_secret
 from constructs.lifecycle.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
+from constructs.platform import Props, Release, env, env_secret
 from tiers.models import Database, Scheduling, TimescaleDb, pg_interval
 
 APP = "timescaledb-policy"
