@@ -27,6 +27,7 @@ from cdk8s import ApiObjectMetadata
 
 from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
@@ -105,13 +106,16 @@ class SecretsProviderProps(Props):
 
 
 class SecretsProvider(Construct):
-    """Outputs: ``plan`` (list of SecretNeed), ``redis_auth_job`` (Job name or None)."""
+    """Outputs: ``plan`` (list of SecretNeed), ``redis_auth_job`` (Job name or None),
+    ``generator_endpoint`` (its pods, or None)."""
 
     def __init__(self, scope: Construct, id: str, *, props: SecretsProviderProps) -> None:
         super().__init__(scope, id)
         rel, e = props.release, props.environment
         self.plan = secret_plan(e)
         self.redis_auth_job: str | None = None
+        #: the redis-auth generator's pods, when it runs
+        self.generator_endpoint: Endpoint | None = None
 
         items = [n for n in self.plan if n.source == "onepassword"]
         if items:
@@ -176,3 +180,4 @@ class SecretsProvider(Construct):
             service_account=account,
         )
         self.redis_auth_job = name
+        self.generator_endpoint = Endpoint(key=APP_GENERATOR, app=APP_GENERATOR, component="redis")

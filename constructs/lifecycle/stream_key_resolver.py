@@ -23,6 +23,7 @@ from pathlib import Path
 
 from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
@@ -48,7 +49,7 @@ class StreamKeyResolverProps(Props):
 
 
 class StreamKeyResolverJob(Construct):
-    """Outputs: ``name`` (Job), ``runtime_secret``, ``license_secret``."""
+    """Outputs: ``name`` (Job), ``runtime_secret``, ``license_secret``, ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: StreamKeyResolverProps) -> None:
         super().__init__(scope, id)
@@ -56,6 +57,7 @@ class StreamKeyResolverJob(Construct):
         self.name = rel.name(APP)
         self.runtime_secret = props.runtime_secret
         self.license_secret = sc.license_credentials(rel.namespace).name
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=COMPONENT)
 
         scripts_config_map(
             self, rel, name=self.name, app=APP, component=COMPONENT, files={"secret_jobs.py": SCRIPT.read_text()}
