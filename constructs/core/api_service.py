@@ -1,6 +1,6 @@
 """ApiService: the Cloud API (Deployment, Service on 3002, ServiceAccount, HPA, PDB).
 
-Contract (issue #2, seed "Operational Checks"):
+Contract (seed "Operational Checks"):
 - Deployment and Service ``{release}-api``; pods carry ``app: iotistic-api`` so that
   ``kubectl logs -l app=iotistic-api`` works; the ServiceAccount is ``iotistic-api`` because the
   API's fleet code hard-codes that name (platform-facts §11).

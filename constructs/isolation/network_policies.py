@@ -61,7 +61,7 @@ class Flow:
     requires: str | None = None
 
 
-#: The platform's flows (issue 5). Keep it sorted by destination; every line says why.
+#: The platform's flows (isolation concern). Keep it sorted by destination; every line says why.
 FLOWS: tuple[Flow, ...] = (
     # --- the API (3002) ---
     Flow(GATEWAY, "api", ("http",), "HTTPRoute: REST, WebSocket /ws"),
@@ -90,15 +90,15 @@ FLOWS: tuple[Flow, ...] = (
     Flow("mosquitto", DNS, why="resolves the API (auth callback)"),
     Flow("nodered", DNS, why="resolves the API and the broker"),
     Flow("redis-cluster-init", DNS, why="resolves the StatefulSet's pod names"),
-    Flow("db-init", DNS, why="issue 4: resolves the database host"),
-    Flow("timescaledb-policy", DNS, why="issue 4: resolves the database host"),
+    Flow("db-init", DNS, why="hook Job: resolves the database host"),
+    Flow("timescaledb-policy", DNS, why="hook Job: resolves the database host"),
     Flow("api", DATABASE, why="TimescaleDB"),
     Flow("ingestion", DATABASE, why="TimescaleDB writer"),
-    Flow("db-init", DATABASE, why="issue 4: role, database, grants, extensions"),
-    Flow("timescaledb-policy", DATABASE, why="issue 4: compression and retention policies"),
+    Flow("db-init", DATABASE, why="hook Job: role, database, grants, extensions"),
+    Flow("timescaledb-policy", DATABASE, why="hook Job: compression and retention policies"),
     Flow("api", KUBERNETES_API, why="virtual-agent deployer (platform-facts §11)"),
-    Flow("stream-key-resolver", KUBERNETES_API, why="issue 4: license Secret in, runtime Secret out"),
-    Flow("redis-auth-generator", KUBERNETES_API, why="issue 4: creates {release}-redis-auth if missing"),
+    Flow("stream-key-resolver", KUBERNETES_API, why="hook Job: license Secret in, runtime Secret out"),
+    Flow("redis-auth-generator", KUBERNETES_API, why="hook Job: creates {release}-redis-auth if missing"),
     Flow("api", PROVISIONING_API, why="PROVISIONING_API_URL: Auth0 role lookup, invites"),
     Flow("api", INTERNET, why="OpenAI (AI_PROVIDER=openai)"),
 )

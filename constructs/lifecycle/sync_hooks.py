@@ -1,4 +1,4 @@
-"""Argo CD sync ordering and the building blocks of the lifecycle hook Jobs (issue 4).
+"""Argo CD sync ordering and the building blocks of the lifecycle hook Jobs.
 
 Everything runs in Argo CD's **Sync** phase, ordered by sync waves (Argo CD applies a wave, waits until
 its resources are healthy and its hook Jobs have succeeded, then moves on):
