@@ -3,9 +3,10 @@
 ``FLOWS`` below is the whole contract, one line per permitted connection. Each line opens both ends:
 the ingress rule on the destination's pods and, with ``network.defaultDenyEgress`` (default on), the
 egress rule on the source's pods. A flow whose source or destination is not deployed (Node-RED off,
-no Redis Cluster) is skipped. Adding a workload (a hook Job, say) means: register its pods as an
-:class:`Endpoint` in release_chart.py, and add its flows here. Any pod of the release that no flow
-names stays fully isolated, and tests/test_network_and_rbac.py fails until it is placed in the table.
+no Redis Cluster) is skipped. Adding a workload (a hook Job, say) means: its construct publishes its
+pods as an :class:`Endpoint` (``network_endpoint``), release_chart.py collects it, and its flows go
+here. Any pod of the release that no flow names stays fully isolated, and tests/test_network_and_rbac.py
+fails until it is placed in the table.
 
 Sources outside the namespace: ``gateway`` (the Gateway's proxy pods, ``network.gatewayNamespace``),
 ``prometheus`` (``network.prometheusNamespace``) and ``agents`` (this release's fleet namespaces and
