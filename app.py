@@ -88,8 +88,8 @@ def render(
         ClusterChart(app, list(shared))
         ArgoCdChart(app, list(shared))
     app.synth()
-    # issue 4: the human-readable list of Secrets beside each release's manifests (not applied).
-    from constructs.required_secrets import write_required_secrets
+    # Lifecycle: the human-readable list of Secrets beside each release's manifests (not applied).
+    from constructs.lifecycle.required_secrets import write_required_secrets
 
     write_required_secrets(envs, outdir)
 

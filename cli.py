@@ -73,7 +73,7 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     from constructs.platform import LABEL_KEYS
 
     problems: list[str] = []
-    # Issue 5: fleet objects live in the fleet namespaces the model declares.
+    # Isolation: fleet objects live in the fleet namespaces the model declares (platform-facts §11).
     fleets = env.fleet_namespaces
     namespaces = {env.namespace} | ({env.fleet_namespace(f.name) for f in fleets.fleets} if fleets.enabled else set())
     for o in objs:

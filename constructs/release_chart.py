@@ -1,7 +1,14 @@
 """ReleaseChart: one environment, one ArgoCD Application, one folder ``dist/<release>/``.
 
 This is the one place where constructs are wired to each other: each construct receives its slice
-of the environment plus the outputs (service names, ports, endpoints) of the constructs it talks to.
+of the environment plus the outputs (service names, ports, URLs, network endpoints) of the constructs
+it talks to. A release is four steps, one per concern (README, "Architecture"):
+
+1. core: Redis, the broker, the API, ingestion, the dashboard, Node-RED (optional);
+2. edge: Gateway API routes, the API rate limit, the broker certificate, monitoring;
+3. lifecycle: the secrets provider and the hook Jobs (sync order: constructs/lifecycle/sync_hooks.py);
+4. isolation: the release namespace, API cluster access, fleet namespaces and the NetworkPolicies
+   over the pods of the three steps before it.
 """
 
 from __future__ import annotations
@@ -9,25 +16,44 @@ from __future__ import annotations
 from cdk8s import Chart
 
 from constructs import Construct
-from constructs.api_service import ApiService, ApiServiceProps
-from constructs.dashboard import Dashboard, DashboardProps
-from constructs.ingestion_service import IngestionService, IngestionServiceProps
-from constructs.mosquitto_broker import MosquittoBroker, MosquittoBrokerProps
-from constructs.nodered import NodeRed, NodeRedProps
+from constructs.core.api_service import ApiService, ApiServiceProps
+from constructs.core.dashboard import Dashboard, DashboardProps
+from constructs.core.ingestion_service import IngestionService, IngestionServiceProps
+from constructs.core.mosquitto_broker import MosquittoBroker, MosquittoBrokerProps
+from constructs.core.nodered import NodeRed, NodeRedProps
+from constructs.core.redis_store import RedisStore, RedisStoreProps
+from constructs.edge.api_rate_limit import ApiRateLimit, ApiRateLimitProps
+from constructs.edge.broker_certificate import BrokerCertificate, BrokerCertificateProps
+from constructs.edge.gateway_routes import Backend, GatewayRoutes, GatewayRoutesProps
+from constructs.edge.monitoring import HpaTarget, Monitoring, MonitoringProps, ScrapeTarget
+from constructs.isolation.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
+from constructs.isolation.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
+from constructs.isolation.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
+from constructs.isolation.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
+from constructs.lifecycle.db_init_job import DbInitJob, DbInitJobProps
+from constructs.lifecycle.secrets_provider import SecretsProvider, SecretsProviderProps
+from constructs.lifecycle.stream_key_resolver import StreamKeyResolverJob, StreamKeyResolverProps
+from constructs.lifecycle.timescale_policy_job import TimescalePolicyJob, TimescalePolicyJobProps
 from constructs.platform import Release
-from constructs.redis_store import RedisStore, RedisStoreProps
 from tiers.models import Environment, Scheduling
 
 
 class ReleaseChart(Chart):
     def __init__(self, scope: Construct, env: Environment) -> None:
         super().__init__(scope, env.release, namespace=env.namespace, disable_resource_name_hashes=True)
-        rel = Release(release=env.release, namespace=env.namespace, tier=env.tier)
         self.env = env
+        self.rel = Release(release=env.release, namespace=env.namespace, tier=env.tier)
+        self._core()
+        self._edge()
+        self._lifecycle()
+        self._isolation()
 
-        def sched(own: Scheduling | None) -> Scheduling:
-            return own if own is not None else env.scheduling
+    def _sched(self, own: Scheduling | None) -> Scheduling:
+        return own if own is not None else self.env.scheduling
 
+    def _core(self) -> None:
+        """The platform's services; each publishes its Service name, port, URL and network endpoint."""
+        env, rel, sched = self.env, self.rel, self._sched
         self.redis = RedisStore(
             self, "Redis", props=RedisStoreProps(release=rel, values=env.redis, scheduling=sched(env.redis.scheduling))
         )
@@ -74,109 +100,19 @@ class ReleaseChart(Chart):
             "Dashboard",
             props=DashboardProps(release=rel, values=env.dashboard, scheduling=sched(env.dashboard.scheduling)),
         )
+        self.nodered: NodeRed | None = None
         if env.nodered.enabled:
-            self.nodered: NodeRed | None = NodeRed(
+            self.nodered = NodeRed(
                 self,
                 "NodeRed",
                 props=NodeRedProps(
                     release=rel, values=env.nodered, scheduling=sched(env.nodered.scheduling), api_url=self.api.url
                 ),
             )
-        else:
-            self.nodered = None
 
-        # --- issue 5: release namespace (PSS), API cluster access, fleet namespaces, network isolation ---
-        from constructs import dashboard as dashboard_mod
-        from constructs import ingestion_service as ingestion_mod
-        from constructs import mosquitto_broker as mosquitto_mod
-        from constructs import redis_store as redis_mod
-        from constructs.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
-        from constructs.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
-        from constructs.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
-        from constructs.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
-
-        if env.pod_security.manage_namespace:
-            ReleaseNamespace(self, "Namespace", props=ReleaseNamespaceProps(release=rel, level=env.pod_security.level))
-        fleets = env.fleet_namespaces
-        if fleets.virtual_agent_manager:
-            ApiClusterAccess(
-                self,
-                "ApiClusterAccess",
-                props=ApiClusterAccessProps(release=rel, service_account=self.api.service_account),
-            )
-        # Every pod group of the release, by the labels of its pod template and its container ports.
-        broker_ports = {"mqtt": self.mosquitto.mqtt_port, "websockets": self.mosquitto.ws_port}
-        if env.mosquitto.tls.enabled:
-            broker_ports["mqtts"] = self.mosquitto.mqtts_port
-        redis_ports = {"redis": redis_mod.PORT}
-        if env.redis.cluster.enabled:
-            redis_ports["cluster-bus"] = redis_mod.BUS_PORT
-        endpoints = [
-            Endpoint(key="api", app="api", component="api", ports={"http": self.api.port}),
-            Endpoint(
-                key="ingestion", app=ingestion_mod.APP, component=ingestion_mod.APP, ports={"http": ingestion_mod.PORT}
-            ),
-            Endpoint(key="mosquitto", app=mosquitto_mod.APP, component=mosquitto_mod.APP, ports=broker_ports),
-            Endpoint(key="redis", app=redis_mod.APP, component=redis_mod.APP, ports=redis_ports),
-            Endpoint(
-                key="dashboard",
-                app=dashboard_mod.APP,
-                component=dashboard_mod.APP,
-                ports={"http": dashboard_mod.CONTAINER_PORT},
-            ),
-        ]
-        if env.redis.cluster.enabled:
-            endpoints.append(Endpoint(key="redis-cluster-init", app="redis-cluster-init", component=redis_mod.APP))
-        if self.nodered is not None:
-            endpoints.append(
-                Endpoint(key="nodered", app="nodered", component="nodered", ports={"http": self.nodered.port})
-            )
-        # issue 4: the lifecycle hook Jobs' pods (their flows: network_policies.FLOWS)
-        from constructs.sync_hooks import lifecycle_endpoints
-
-        endpoints += lifecycle_endpoints(env)
-        self.network_endpoints = {e.key: e for e in endpoints}
-        self.fleets: list[FleetNamespace] = []
-        if fleets.enabled:
-            for fleet in fleets.fleets:
-                self.fleets.append(
-                    FleetNamespace(
-                        self,
-                        f"Fleet-{fleet.name}",
-                        props=FleetNamespaceProps(
-                            release=rel,
-                            fleet=fleet,
-                            namespace=env.fleet_namespace(fleet.name),
-                            object_name=env.fleet_object_name(fleet.name),
-                            enforce=fleets.pod_security_enforce,
-                            service_account=self.api.service_account,
-                            broker=self.network_endpoints["mosquitto"],
-                            api=self.network_endpoints["api"],
-                            dns=env.network.dns,
-                        ),
-                    )
-                )
-        if env.network.enabled:
-            self.network = PlatformNetworkPolicies(
-                self,
-                "NetworkPolicies",
-                props=PlatformNetworkPoliciesProps(
-                    release=rel,
-                    values=env.network,
-                    endpoints=endpoints,
-                    provisioning_api_url=env.api.provisioning_api_url,
-                    internet=env.api.ai_provider == "openai",
-                    fleet_namespace_labels=fleet_selector_labels(env.namespace) if self.fleets else None,
-                ),
-            )
-
-        # --- issue 3: Gateway API routes, API rate limit, broker certificate, ServiceMonitors, alerts ---
-        from constructs.api_rate_limit import ApiRateLimit, ApiRateLimitProps
-        from constructs.broker_certificate import BrokerCertificate, BrokerCertificateProps
-        from constructs.gateway_routes import Backend, GatewayRoutes, GatewayRoutesProps
-        from constructs.monitoring import HpaTarget, Monitoring, MonitoringProps, ScrapeTarget
-
-        broker = self.mosquitto
+    def _edge(self) -> None:
+        """Traffic in (Gateway API routes, rate limit), the broker's certificate, metrics and alerts."""
+        env, rel, broker, nodered = self.env, self.rel, self.mosquitto, self.nodered
         self.routes = GatewayRoutes(
             self,
             "Routes",
@@ -185,7 +121,7 @@ class ReleaseChart(Chart):
                 edge=env.edge,
                 api=Backend(service=self.api.service_name, port=self.api.port),
                 dashboard=Backend(service=self.dashboard.service_name, port=self.dashboard.port),
-                nodered=Backend(service=self.nodered.service_name, port=self.nodered.port) if self.nodered else None,
+                nodered=Backend(service=nodered.service_name, port=nodered.port) if nodered else None,
                 mqtt=Backend(service=broker.service_name, port=broker.mqtt_port),
                 mqtts=Backend(service=broker.service_name, port=broker.mqtts_port) if broker.tls_secret_name else None,
                 websockets=Backend(service=broker.service_name, port=broker.ws_port),
@@ -207,6 +143,7 @@ class ReleaseChart(Chart):
                     release=rel, values=env.edge.certificate, host=mqtt_host, secret_name=broker.tls_secret_name
                 ),
             )
+        self.monitoring: Monitoring | None = None
         if env.monitoring.enabled:
             hpas = [
                 HpaTarget(name=service, app=app, max_replicas=hpa.max_replicas)
@@ -216,7 +153,7 @@ class ReleaseChart(Chart):
                 )
                 if hpa.enabled
             ]
-            self.monitoring: Monitoring | None = Monitoring(
+            self.monitoring = Monitoring(
                 self,
                 "Monitoring",
                 props=MonitoringProps(
@@ -232,15 +169,10 @@ class ReleaseChart(Chart):
                     hpas=hpas,
                 ),
             )
-        else:
-            self.monitoring = None
 
-        # --- issue 4: secrets provider, lifecycle hook Jobs (ordering: constructs/sync_hooks.py) ---
-        from constructs.db_init_job import DbInitJob, DbInitJobProps
-        from constructs.secrets_provider import SecretsProvider, SecretsProviderProps
-        from constructs.stream_key_resolver import StreamKeyResolverJob, StreamKeyResolverProps
-        from constructs.timescale_policy_job import TimescalePolicyJob, TimescalePolicyJobProps
-
+    def _lifecycle(self) -> None:
+        """Secrets (referenced, 1Password items or generated in the cluster) and the sync hook Jobs."""
+        env, rel = self.env, self.rel
         if self.redis.auth_secret and self.redis.auth_secret != f"{env.release}-redis-auth":
             raise AssertionError("the secrets provider writes the Secret Redis reads")
         self.secrets = SecretsProvider(self, "Secrets", props=SecretsProviderProps(release=rel, environment=env))
@@ -272,5 +204,72 @@ class ReleaseChart(Chart):
                     database=env.database,
                     credentials_secret=env.policy_credentials_secret,
                     scheduling=env.scheduling,
+                ),
+            )
+
+    def _endpoints(self) -> list[Endpoint]:
+        """Every pod group of the release, as its construct publishes it (labels and container ports)."""
+        optional = (
+            self.redis.bootstrap_endpoint,
+            self.nodered.network_endpoint if self.nodered else None,
+            self.stream_key_resolver.network_endpoint,
+            self.secrets.generator_endpoint,
+            self.db_init.network_endpoint if self.db_init else None,
+            self.timescale_policy.network_endpoint if self.timescale_policy else None,
+        )
+        return [
+            self.api.network_endpoint,
+            self.ingestion.network_endpoint,
+            self.mosquitto.network_endpoint,
+            self.redis.network_endpoint,
+            self.dashboard.network_endpoint,
+            *(e for e in optional if e is not None),
+        ]
+
+    def _isolation(self) -> None:
+        """Pod security of the namespace, the API's cluster access, fleet namespaces, NetworkPolicies."""
+        env, rel = self.env, self.rel
+        if env.pod_security.manage_namespace:
+            ReleaseNamespace(self, "Namespace", props=ReleaseNamespaceProps(release=rel, level=env.pod_security.level))
+        fleets = env.fleet_namespaces
+        if fleets.virtual_agent_manager:
+            ApiClusterAccess(
+                self,
+                "ApiClusterAccess",
+                props=ApiClusterAccessProps(release=rel, service_account=self.api.service_account),
+            )
+        endpoints = self._endpoints()
+        self.network_endpoints = {e.key: e for e in endpoints}
+        self.fleets: list[FleetNamespace] = []
+        if fleets.enabled:
+            for fleet in fleets.fleets:
+                self.fleets.append(
+                    FleetNamespace(
+                        self,
+                        f"Fleet-{fleet.name}",
+                        props=FleetNamespaceProps(
+                            release=rel,
+                            fleet=fleet,
+                            namespace=env.fleet_namespace(fleet.name),
+                            object_name=env.fleet_object_name(fleet.name),
+                            enforce=fleets.pod_security_enforce,
+                            service_account=self.api.service_account,
+                            broker=self.mosquitto.network_endpoint,
+                            api=self.api.network_endpoint,
+                            dns=env.network.dns,
+                        ),
+                    )
+                )
+        if env.network.enabled:
+            self.network = PlatformNetworkPolicies(
+                self,
+                "NetworkPolicies",
+                props=PlatformNetworkPoliciesProps(
+                    release=rel,
+                    values=env.network,
+                    endpoints=endpoints,
+                    provisioning_api_url=env.api.provisioning_api_url,
+                    internet=env.api.ai_provider == "openai",
+                    fleet_namespace_labels=fleet_selector_labels(env.namespace) if self.fleets else None,
                 ),
             )

@@ -53,7 +53,7 @@ def redis_auth(release: str) -> SecretRef:
 
 
 def ingestion_runtime_env(release: str) -> SecretRef:
-    """Written in the cluster by the stream key resolver Job (issue 4), read by ingestion (envFrom)."""
+    """Written in the cluster by the stream key resolver Job (lifecycle), read by ingestion (envFrom)."""
     return SecretRef(
         f"{release}-ingestion-runtime-env", ("INGESTION_TENANT_ID", "REDIS_INGESTION_STREAM_KEY"), "Ingestion"
     )

@@ -25,8 +25,8 @@ class ClusterChart(Chart):
     def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
         super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
         self.envs = list(envs)
-        # --- issue 5: the API deployer's ClusterRoles (labels: instance `cluster`, no tier label) ---
-        from constructs.cluster_rbac import ClusterRbac
+        # Isolation: the API deployer's ClusterRoles (platform-facts §11; instance `cluster`, no tier label).
+        from constructs.isolation.cluster_rbac import ClusterRbac
 
         self.rbac = ClusterRbac(self, "Rbac")
 
@@ -35,7 +35,7 @@ class ArgoCdChart(Chart):
     def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
         super().__init__(scope, ARGOCD, disable_resource_name_hashes=True)
         self.envs = list(envs)
-        # --- issue 4: one Application per environment, dist/cluster/, and the app-of-apps ---
+        # Delivery: one Application per environment, dist/cluster/, and the app-of-apps.
         from constructs.argocd_apps import ArgoCdApplications
 
         self.applications = ArgoCdApplications(self, "Applications", envs=self.envs)

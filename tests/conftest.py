@@ -30,7 +30,7 @@ def manifests(environments: dict[str, Environment]) -> dict[str, list[Manifest]]
 
 @pytest.fixture(scope="session")
 def cluster_manifests(environments: dict[str, Environment]) -> list[Manifest]:
-    """dist/cluster/: the objects shared by every release (issue 5: the deployer's ClusterRoles)."""
+    """dist/cluster/: the objects shared by every release (the deployer's ClusterRoles, platform-facts §11)."""
     from cdk8s import Testing
 
     from constructs.shared_charts import ClusterChart

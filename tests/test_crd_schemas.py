@@ -19,7 +19,7 @@ import yaml
 from tests.helpers import SHIPPED, Manifest, env_from, synth_env
 
 SCHEMAS = Path(__file__).resolve().parent / "crd-schemas"
-#: Kinds issue #3 emits; each must be covered by a vendored CRD and seen in the shipped environments.
+#: Kinds the edge concern emits; each must be covered by a vendored CRD and seen in the shipped environments.
 EDGE_KINDS = {"HTTPRoute", "TLSRoute", "BackendTrafficPolicy", "Certificate", "ServiceMonitor", "PrometheusRule"}
 
 try:

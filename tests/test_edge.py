@@ -1,4 +1,4 @@
-"""Issue #3: Gateway API routes, the API rate limit, the broker Certificate, ServiceMonitors, CORS.
+"""The edge concern: Gateway API routes, the API rate limit, the broker Certificate, ServiceMonitors, CORS.
 
 The seed's numbers first: API 3002, dashboard 80, MQTT over TLS 8883 (passthrough), plain MQTT 1883
 and websockets 9001 off by default, 1,000 requests per minute, ClusterIssuer letsencrypt-production,

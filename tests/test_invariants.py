@@ -22,7 +22,7 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResou
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HASHED = re.compile(r"-c8[0-9a-f]{6}$|-[0-9a-f]{8}$")
 #: Pods that talk to the Kubernetes API (and so mount a ServiceAccount token).
-TOKEN_PODS = {"api", "stream-key-resolver", "redis-auth-generator"}  # issue 4: hook Jobs that write Secrets
+TOKEN_PODS = {"api", "stream-key-resolver", "redis-auth-generator"}  # lifecycle hook Jobs that write Secrets
 #: CRD API groups that end in k8s.io all the same (Gateway API): not part of the core schemas.
 CRD_GROUPS = {"gateway.networking.k8s.io"}
 #: readOnlyRootFilesystem exceptions, each documented in its construct and on its workload.
@@ -47,7 +47,7 @@ def test_every_object_carries_the_label_set(manifests, environments) -> None:
 
 
 def fleet_namespaces(env) -> set[str]:
-    """The fleet namespaces the model declares for a release (issue 5): their objects live there."""
+    """The fleet namespaces the model declares for a release (platform-facts §11): their objects live there."""
     fleets = env.fleet_namespaces
     return {env.fleet_namespace(f.name) for f in fleets.fleets} if fleets.enabled else set()
 
@@ -171,7 +171,7 @@ def test_strict_kubernetes_1_27_schema(manifests, release) -> None:
     assert checked >= 14
 
 
-# --- dist/cluster/ (issue 5): shared by every release, so instance `cluster` and no tier label ------
+# --- dist/cluster/ (isolation): shared by every release, so instance `cluster` and no tier label ------
 
 
 def test_cluster_chart_objects_are_cluster_scoped_labelled_and_valid(cluster_manifests) -> None:

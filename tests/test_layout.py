@@ -3,6 +3,10 @@
 If someone adds `constructs/__init__.py`, our folder shadows the library and cdk8s breaks in odd
 ways; if a module of ours is named after something the library has, one of the two becomes
 unreachable. These tests fail with a message that says which.
+
+The folder is laid out by the README's concerns: `core/`, `edge/`, `lifecycle/`, `isolation/`
+(namespace packages: no `__init__.py` there either), beside a few shared building blocks and the
+in-cluster `scripts/`. A new module goes into the folder of its concern.
 """
 
 from __future__ import annotations
@@ -12,6 +16,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ROOT / "constructs"
+CONCERNS = ("core", "edge", "lifecycle", "isolation")
+#: Modules beside the concern folders: helpers every concern uses, and the charts that wire them.
+SHARED = {"platform", "secret_catalog", "release_chart", "shared_charts", "argocd_apps"}
+#: Files run in the cluster (shipped in ConfigMaps), not imported by the app.
+SCRIPTS = "scripts"
 
 
 def test_constructs_folder_has_no_init() -> None:
@@ -31,8 +40,8 @@ def test_library_and_our_modules_both_import() -> None:
     assert str(OURS) in [str(Path(p)) for p in constructs.__path__], (
         "the repo's constructs/ folder is not on the library's __path__; run from the repo root"
     )
-    mod = importlib.import_module("constructs.api_service")
-    assert mod.ApiService.__module__ == "constructs.api_service"
+    mod = importlib.import_module("constructs.core.api_service")
+    assert mod.ApiService.__module__ == "constructs.core.api_service"
 
 
 def test_no_module_named_after_the_library() -> None:
@@ -42,3 +51,40 @@ def test_no_module_named_after_the_library() -> None:
     ours = {p.stem for p in OURS.glob("*.py")} | {p.name for p in OURS.iterdir() if p.is_dir()}
     clashes = sorted(n for n in ours if n.lower() in library_names)
     assert not clashes, f"these modules in constructs/ shadow names of the constructs library: {clashes}"
+
+
+def test_no_init_in_any_subfolder() -> None:
+    inits = sorted(str(p.relative_to(ROOT)) for p in OURS.rglob("__init__.py"))
+    assert not inits, (
+        f"{inits}: constructs/ and its folders are namespace packages merged into the `constructs` library; "
+        "an __init__.py shadows the library (top level) or breaks the merge. Remove it."
+    )
+
+
+def test_every_module_lives_in_a_concern_folder_or_is_shared() -> None:
+    folders = sorted(p.name for p in OURS.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert folders == sorted((*CONCERNS, SCRIPTS)), (
+        f"constructs/ has folders {folders}; expected the concerns {list(CONCERNS)} and {SCRIPTS}/"
+    )
+    flat = sorted(p.stem for p in OURS.glob("*.py"))
+    stray = [m for m in flat if m not in SHARED]
+    assert not stray, (
+        f"constructs/{{{', '.join(stray)}}}.py: put each in the folder of its concern ({', '.join(CONCERNS)}), "
+        "or list it in SHARED here if every concern uses it"
+    )
+    missing = sorted(SHARED - set(flat))
+    assert not missing, f"SHARED names modules that do not exist: {missing}"
+    for concern in CONCERNS:
+        assert list((OURS / concern).glob("*.py")), f"constructs/{concern}/ has no module"
+        nested = sorted(str(p.relative_to(ROOT)) for p in (OURS / concern).iterdir() if p.is_dir())
+        nested = [n for n in nested if not n.endswith("__pycache__")]
+        assert not nested, f"{nested}: one level of concern folders only"
+
+
+def test_every_module_of_the_concern_folders_imports() -> None:
+    for path in sorted(OURS.glob("*/*.py")):
+        if path.parent.name == SCRIPTS:
+            continue
+        name = f"constructs.{path.parent.name}.{path.stem}"
+        mod = importlib.import_module(name)
+        assert Path(mod.__file__ or "").resolve() == path.resolve(), f"{name} resolves to {mod.__file__}"

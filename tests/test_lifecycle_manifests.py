@@ -1,5 +1,5 @@
-"""Issue 4 in the manifests: secrets provider, hook Jobs and their RBAC, sync ordering, Argo CD Applications,
-REQUIRED-SECRETS.md, and no Secret material anywhere in dist/.
+"""The lifecycle concern in the manifests: secrets provider, hook Jobs and their RBAC, sync ordering,
+Argo CD Applications, REQUIRED-SECRETS.md, and no Secret material anywhere in dist/.
 
 The scripts themselves run for real in test_secret_jobs.py, test_db_init_real.py and
 test_timescale_policy_sql.py.
@@ -15,8 +15,8 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from constructs.required_secrets import FILENAME, render, write_required_secrets
-from constructs.secrets_provider import secret_plan
+from constructs.lifecycle.required_secrets import FILENAME, render, write_required_secrets
+from constructs.lifecycle.secrets_provider import secret_plan
 from tests.helpers import SHIPPED, by, container, env_from, env_map, kinds, pod_specs, synth_env
 from tests.test_crd_schemas import crds
 from tiers.loader import ConfigError, load_environment

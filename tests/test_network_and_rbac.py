@@ -1,4 +1,4 @@
-"""Issue 5: fleet namespaces, cluster RBAC, network isolation and pod security, proven per environment.
+"""The isolation concern: fleet namespaces, cluster RBAC, network isolation and pod security, proven per environment.
 
 - Network: every NetworkPolicy of an environment is evaluated (tests/netpol_eval.py) against the
   pods of its manifests plus stand-ins for the world around them (Gateway, Prometheus, DNS, the
@@ -96,7 +96,7 @@ def permitted(env: Environment, objs: list[dict]) -> set[tuple[str, str, int, st
 
 def expected_flows(env: Environment, pods: set[str]) -> set[tuple[str, str, int, str]]:
     """The issue's flows, written out by hand (not derived from the construct's table). ``pods``: the
-    pod name labels present, for the hook Jobs of issue 4 (each has its flows only if it exists)."""
+    pod name labels present, for the lifecycle hook Jobs (each has its flows only if it exists)."""
     net = env.network
     nodered = env.nodered.enabled
     cluster = env.redis.cluster.enabled
@@ -144,7 +144,7 @@ def expected_flows(env: Environment, pods: set[str]) -> set[tuple[str, str, int,
             add([s], "dns", [53])
         add(["api", "ingestion"], "database", [5432])
         add(["api"], "provisioning", [3100])
-        # Issue 4's hook Jobs: SQL jobs reach the database; Secret jobs reach the Kubernetes API.
+        # The lifecycle hook Jobs: SQL jobs reach the database; Secret jobs reach the Kubernetes API.
         sql_jobs = [j for j in ("db-init", "timescaledb-policy") if j in pods]
         secret_jobs = [j for j in ("stream-key-resolver", "redis-auth-generator") if j in pods]
         for s in sql_jobs:
@@ -272,7 +272,9 @@ def test_every_pod_is_placed_in_the_flow_table(all_envs, key) -> None:
         selected = [
             p for p in allow if all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
         ]
-        assert selected, f"{o['kind']}/{o['metadata']['name']}: no flow in constructs/network_policies.py FLOWS"
+        assert selected, (
+            f"{o['kind']}/{o['metadata']['name']}: no flow in constructs/isolation/network_policies.py FLOWS"
+        )
 
 
 def test_settings_move_the_peers() -> None:

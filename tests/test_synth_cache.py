@@ -62,7 +62,7 @@ def test_code_fingerprint_covers_code_presets_scripts_and_bindings(tmp_path: Pat
     base = code_fingerprint(copy)
     assert base == code_fingerprint(copy), "stable"
     for rel in (
-        "constructs/api_service.py",
+        "constructs/core/api_service.py",
         "constructs/scripts/redis-cluster-bootstrap.sh",
         "tiers/presets/standard.yaml",
         "tiers/models.py",

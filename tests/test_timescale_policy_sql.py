@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 
+from constructs.lifecycle.timescale_policy_job import policy_sql
 from constructs.platform import Release
-from constructs.timescale_policy_job import policy_sql
 from tests.helpers import by, container, env_from, synth_env
 from tests.realpostgres import PgServer, running_postgres
 

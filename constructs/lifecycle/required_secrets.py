@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from constructs.secrets_provider import SecretNeed, secret_plan
+from constructs.lifecycle.secrets_provider import SecretNeed, secret_plan
 from tiers.models import Environment
 
 FILENAME = "REQUIRED-SECRETS.md"

@@ -1,6 +1,6 @@
 """ApiClusterAccess: binds the API's ServiceAccount to ``iotistic-virtual-agent-manager`` cluster-wide.
 
-The ClusterRole itself is shared (dist/cluster/, constructs/cluster_rbac.py); the binding names this
+The ClusterRole itself is shared (dist/cluster/, constructs/isolation/cluster_rbac.py); the binding names this
 release's namespace in its subject, so it lives in ``dist/<release>/`` as
 ``ClusterRoleBinding/{release}-virtual-agent-manager``. It grants only the calls that cannot be
 scoped to a namespace the API already owns (see cluster_rbac.py); everything the API does inside a
@@ -12,9 +12,9 @@ from __future__ import annotations
 from cdk8s_plus_27 import k8s
 
 from constructs import Construct
-from constructs.cluster_rbac import RBAC_GROUP, VIRTUAL_AGENT_MANAGER
+from constructs.isolation.cluster_rbac import RBAC_GROUP, VIRTUAL_AGENT_MANAGER
+from constructs.isolation.release_namespace import cluster_scoped
 from constructs.platform import Props, Release
-from constructs.release_namespace import cluster_scoped
 
 
 class ApiClusterAccessProps(Props):

@@ -15,6 +15,7 @@ from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     Props,
     RedisEndpoint,
@@ -58,7 +59,7 @@ class IngestionServiceProps(Props):
 
 
 class IngestionService(Construct):
-    """Outputs: ``service_name``, ``port``, ``kind``, ``runtime_secret``."""
+    """Outputs: ``service_name``, ``port``, ``kind``, ``runtime_secret``, ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: IngestionServiceProps) -> None:
         super().__init__(scope, id)
@@ -66,6 +67,7 @@ class IngestionService(Construct):
         self.name = rel.name("ingestion")
         self.service_name = self.name
         self.port = PORT
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports={PORT_NAME: PORT})
         self.kind = v.kind
         self.runtime_secret = rel.name("ingestion-runtime-env")
         persistent = v.spool.enabled and v.spool.persistence.enabled

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.platform import Props, Release, env, env_field
-from constructs.sync_hooks import (
+from constructs.isolation.network_policies import Endpoint
+from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
     WAVE_SECRET_JOBS,
@@ -33,11 +33,12 @@ from constructs.sync_hooks import (
     scripts_config_map,
     secret_rule,
 )
+from constructs.platform import Props, Release, env, env_field
 from tiers.models import Scheduling, StreamKeyResolver
 
 APP = "stream-key-resolver"
 COMPONENT = "ingestion"
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "secret_jobs.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "secret_jobs.py"
 
 
 class StreamKeyResolverProps(Props):
@@ -48,7 +49,7 @@ class StreamKeyResolverProps(Props):
 
 
 class StreamKeyResolverJob(Construct):
-    """Outputs: ``name`` (Job), ``runtime_secret``, ``license_secret``."""
+    """Outputs: ``name`` (Job), ``runtime_secret``, ``license_secret``, ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: StreamKeyResolverProps) -> None:
         super().__init__(scope, id)
@@ -56,6 +57,7 @@ class StreamKeyResolverJob(Construct):
         self.name = rel.name(APP)
         self.runtime_secret = props.runtime_secret
         self.license_secret = sc.license_credentials(rel.namespace).name
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=COMPONENT)
 
         scripts_config_map(
             self, rel, name=self.name, app=APP, component=COMPONENT, files={"secret_jobs.py": SCRIPT.read_text()}

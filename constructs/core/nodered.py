@@ -13,6 +13,7 @@ from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     Props,
     Release,
@@ -47,7 +48,7 @@ class NodeRedProps(Props):
 
 
 class NodeRed(Construct):
-    """Outputs: ``service_name``, ``port``."""
+    """Outputs: ``service_name``, ``port``, ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: NodeRedProps) -> None:
         super().__init__(scope, id)
@@ -55,6 +56,7 @@ class NodeRed(Construct):
         self.name = rel.name("nodered")
         self.service_name = self.name
         self.port = v.port
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports={"http": v.port})
         container = k8s.Container(
             name="nodered",
             image=v.image.ref,

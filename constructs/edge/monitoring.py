@@ -1,6 +1,6 @@
 """Monitoring: Prometheus Operator ServiceMonitors for the API and ingestion, and the alert rules.
 
-Contract (seed "Monitoring", issue #3, platform-facts §13):
+Contract (seed "Monitoring", platform-facts §13):
 - ServiceMonitors ``{release}-api`` and ``{release}-ingestion`` scrape ``/metrics`` on the Services'
   port named ``http`` every 30 s (timeout 10 s). They select the Service by its selector labels and
   then keep only targets of the Service of that name: the enterprise ingestion StatefulSet also has a

@@ -37,10 +37,10 @@ from typing import Literal
 from cdk8s_plus_27 import k8s
 
 from constructs import Construct
-from constructs.cluster_rbac import FLEET_NAMESPACE_MANAGER, RBAC_GROUP
-from constructs.network_policies import NS_NAME_LABEL, Endpoint
+from constructs.isolation.cluster_rbac import FLEET_NAMESPACE_MANAGER, RBAC_GROUP
+from constructs.isolation.network_policies import NS_NAME_LABEL, Endpoint
+from constructs.isolation.release_namespace import ARGOCD_SYNC_OPTIONS, NO_PRUNE, cluster_scoped, pss_labels
 from constructs.platform import Props, Release, int_or_string, quantity
-from constructs.release_namespace import ARGOCD_SYNC_OPTIONS, NO_PRUNE, cluster_scoped, pss_labels
 from tiers.models import Fleet, NetworkDns
 from tiers.quantity import cpu_millis, mem_mib
 

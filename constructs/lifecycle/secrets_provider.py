@@ -2,7 +2,7 @@
 
 - ``secrets.provider: existing`` (default): the Secrets of the seed's table are referenced by name only
   and must exist before the sync; ``dist/<release>/REQUIRED-SECRETS.md`` (not applied: Argo CD reads only
-  ``*.yaml``) lists them, with keys and readers (:mod:`constructs.required_secrets`).
+  ``*.yaml``) lists them, with keys and readers (:mod:`constructs.lifecycle.required_secrets`).
 - ``secrets.provider: onepassword``: a ``OnePasswordItem`` per Secret (same name; item path from
   ``secrets.onePassword``) at sync wave -3, so the 1Password Operator writes them before any reader.
 - ``{release}-redis-auth`` (when ``redis.auth.enabled``): ``secrets.redisAuth: generate`` runs a Sync
@@ -27,8 +27,8 @@ from cdk8s import ApiObjectMetadata
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.platform import Props, Release, env, env_field
-from constructs.sync_hooks import (
+from constructs.isolation.network_policies import Endpoint
+from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
     SCRIPTS_DIR,
     WAVE_SECRET_JOBS,
@@ -39,11 +39,12 @@ from constructs.sync_hooks import (
     secret_rule,
     wave,
 )
+from constructs.platform import Props, Release, env, env_field
 from tiers.models import Environment
 
 APP_ITEM = "secrets"
 APP_GENERATOR = "redis-auth-generator"
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "secret_jobs.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "secret_jobs.py"
 
 Source = Literal["existing", "onepassword", "generated", "resolver"]
 
@@ -105,13 +106,16 @@ class SecretsProviderProps(Props):
 
 
 class SecretsProvider(Construct):
-    """Outputs: ``plan`` (list of SecretNeed), ``redis_auth_job`` (Job name or None)."""
+    """Outputs: ``plan`` (list of SecretNeed), ``redis_auth_job`` (Job name or None),
+    ``generator_endpoint`` (its pods, or None)."""
 
     def __init__(self, scope: Construct, id: str, *, props: SecretsProviderProps) -> None:
         super().__init__(scope, id)
         rel, e = props.release, props.environment
         self.plan = secret_plan(e)
         self.redis_auth_job: str | None = None
+        #: the redis-auth generator's pods, when it runs
+        self.generator_endpoint: Endpoint | None = None
 
         items = [n for n in self.plan if n.source == "onepassword"]
         if items:
@@ -176,3 +180,4 @@ class SecretsProvider(Construct):
             service_account=account,
         )
         self.redis_auth_job = name
+        self.generator_endpoint = Endpoint(key=APP_GENERATOR, app=APP_GENERATOR, component="redis")

@@ -3,9 +3,10 @@
 ``FLOWS`` below is the whole contract, one line per permitted connection. Each line opens both ends:
 the ingress rule on the destination's pods and, with ``network.defaultDenyEgress`` (default on), the
 egress rule on the source's pods. A flow whose source or destination is not deployed (Node-RED off,
-no Redis Cluster) is skipped. Adding a workload (a hook Job, say) means: register its pods as an
-:class:`Endpoint` in release_chart.py, and add its flows here. Any pod of the release that no flow
-names stays fully isolated, and tests/test_network_and_rbac.py fails until it is placed in the table.
+no Redis Cluster) is skipped. Adding a workload (a hook Job, say) means: its construct publishes its
+pods as an :class:`Endpoint` (``network_endpoint``), release_chart.py collects it, and its flows go
+here. Any pod of the release that no flow names stays fully isolated, and tests/test_network_and_rbac.py
+fails until it is placed in the table.
 
 Sources outside the namespace: ``gateway`` (the Gateway's proxy pods, ``network.gatewayNamespace``),
 ``prometheus`` (``network.prometheusNamespace``) and ``agents`` (this release's fleet namespaces and
@@ -61,7 +62,7 @@ class Flow:
     requires: str | None = None
 
 
-#: The platform's flows (issue 5). Keep it sorted by destination; every line says why.
+#: The platform's flows (isolation concern). Keep it sorted by destination; every line says why.
 FLOWS: tuple[Flow, ...] = (
     # --- the API (3002) ---
     Flow(GATEWAY, "api", ("http",), "HTTPRoute: REST, WebSocket /ws"),
@@ -90,15 +91,15 @@ FLOWS: tuple[Flow, ...] = (
     Flow("mosquitto", DNS, why="resolves the API (auth callback)"),
     Flow("nodered", DNS, why="resolves the API and the broker"),
     Flow("redis-cluster-init", DNS, why="resolves the StatefulSet's pod names"),
-    Flow("db-init", DNS, why="issue 4: resolves the database host"),
-    Flow("timescaledb-policy", DNS, why="issue 4: resolves the database host"),
+    Flow("db-init", DNS, why="hook Job: resolves the database host"),
+    Flow("timescaledb-policy", DNS, why="hook Job: resolves the database host"),
     Flow("api", DATABASE, why="TimescaleDB"),
     Flow("ingestion", DATABASE, why="TimescaleDB writer"),
-    Flow("db-init", DATABASE, why="issue 4: role, database, grants, extensions"),
-    Flow("timescaledb-policy", DATABASE, why="issue 4: compression and retention policies"),
+    Flow("db-init", DATABASE, why="hook Job: role, database, grants, extensions"),
+    Flow("timescaledb-policy", DATABASE, why="hook Job: compression and retention policies"),
     Flow("api", KUBERNETES_API, why="virtual-agent deployer (platform-facts §11)"),
-    Flow("stream-key-resolver", KUBERNETES_API, why="issue 4: license Secret in, runtime Secret out"),
-    Flow("redis-auth-generator", KUBERNETES_API, why="issue 4: creates {release}-redis-auth if missing"),
+    Flow("stream-key-resolver", KUBERNETES_API, why="hook Job: license Secret in, runtime Secret out"),
+    Flow("redis-auth-generator", KUBERNETES_API, why="hook Job: creates {release}-redis-auth if missing"),
     Flow("api", PROVISIONING_API, why="PROVISIONING_API_URL: Auth0 role lookup, invites"),
     Flow("api", INTERNET, why="OpenAI (AI_PROVIDER=openai)"),
 )

@@ -28,14 +28,15 @@ from pathlib import Path
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.db_init_job import pg_env
+from constructs.isolation.network_policies import Endpoint
+from constructs.lifecycle.db_init_job import pg_env
+from constructs.lifecycle.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
 from constructs.platform import Props, Release, env, env_secret
-from constructs.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
 from tiers.models import Database, Scheduling, TimescaleDb, pg_interval
 
 APP = "timescaledb-policy"
 COMPONENT = "database"
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "timescaledb-policy.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "timescaledb-policy.sh"
 SCHEMA = "public"
 HYPERTABLE = "readings"
 SEGMENT_BY = "agent_uuid, metric_name"
@@ -214,13 +215,14 @@ class TimescalePolicyJobProps(Props):
 
 
 class TimescalePolicyJob(Construct):
-    """Outputs: ``name`` (Job), ``sql`` (policy.sql)."""
+    """Outputs: ``name`` (Job), ``sql`` (policy.sql), ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: TimescalePolicyJobProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name(APP)
         self.sql = policy_sql(rel, v)
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=COMPONENT)
         sql = sc.sql_credentials(rel.namespace).name
         scripts_config_map(
             self,

@@ -22,19 +22,20 @@ from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs import secret_catalog as sc
-from constructs.platform import Props, Release, env, env_secret
-from constructs.sync_hooks import (
+from constructs.isolation.network_policies import Endpoint
+from constructs.lifecycle.sync_hooks import (
     POSTGRES_UID,
     SCRIPTS_DIR,
     WAVE_SECRET_JOBS,
     hook_job,
     scripts_config_map,
 )
+from constructs.platform import Props, Release, env, env_secret
 from tiers.models import Database, DbInit, Scheduling
 
 APP = "db-init"
 COMPONENT = "database"
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def ssl_mode(db: Database) -> str:
@@ -63,13 +64,14 @@ class DbInitJobProps(Props):
 
 
 class DbInitJob(Construct):
-    """Outputs: ``name`` (Job), ``admin_secret``."""
+    """Outputs: ``name`` (Job), ``admin_secret``, ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: DbInitJobProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name(APP)
         self.admin_secret = v.admin_secret_name
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=COMPONENT)
         sql = sc.sql_credentials(rel.namespace).name
 
         scripts_config_map(

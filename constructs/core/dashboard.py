@@ -15,6 +15,7 @@ import json
 from cdk8s_plus_27 import k8s
 
 from constructs import Construct
+from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
     Props,
@@ -129,7 +130,7 @@ def config_js(v: DashboardValues) -> str:
 
 
 class Dashboard(Construct):
-    """Outputs: ``service_name``, ``port``, ``config_js``."""
+    """Outputs: ``service_name``, ``port``, ``config_js``, ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: DashboardProps) -> None:
         super().__init__(scope, id)
@@ -137,6 +138,8 @@ class Dashboard(Construct):
         self.name = rel.name("dashboard")
         self.service_name = self.name
         self.port = PORT
+        #: container ports: a NetworkPolicy sees traffic after the Service's translation (80 -> 8080)
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports={"http": CONTAINER_PORT})
         self.config_js = config_js(v)
         config_map(
             self,

@@ -1,4 +1,4 @@
-"""Argo CD sync ordering and the building blocks of the lifecycle hook Jobs (issue 4).
+"""Argo CD sync ordering and the building blocks of the lifecycle hook Jobs.
 
 Everything runs in Argo CD's **Sync** phase, ordered by sync waves (Argo CD applies a wave, waits until
 its resources are healthy and its hook Jobs have succeeded, then moves on):
@@ -21,8 +21,6 @@ and a failed one stays for ``kubectl logs`` until the next sync.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cdk8s_plus_27 import k8s
 
 from constructs import Construct
@@ -38,10 +36,7 @@ from constructs.platform import (
     resources,
     sorted_env,
 )
-from tiers.models import Environment, Image, Resources, Scheduling
-
-if TYPE_CHECKING:
-    from constructs.network_policies import Endpoint
+from tiers.models import Image, Resources, Scheduling
 
 HOOK = "argocd.argoproj.io/hook"
 WAVE = "argocd.argoproj.io/sync-wave"
@@ -159,20 +154,3 @@ def hook_job(
         ),
     )
 
-
-def lifecycle_endpoints(environment: Environment) -> list[Endpoint]:
-    """The hook Jobs' pod groups, for the NetworkPolicies (their flows: network_policies.FLOWS)."""
-    from constructs import db_init_job, secrets_provider, stream_key_resolver, timescale_policy_job
-    from constructs.network_policies import Endpoint
-
-    e = environment
-    out = [Endpoint(key=stream_key_resolver.APP, app=stream_key_resolver.APP, component=stream_key_resolver.COMPONENT)]
-    if e.redis.auth.enabled and e.secrets.redis_auth == "generate":
-        app = secrets_provider.APP_GENERATOR
-        out.append(Endpoint(key=app, app=app, component="redis"))
-    if e.db_init.enabled:
-        out.append(Endpoint(key=db_init_job.APP, app=db_init_job.APP, component=db_init_job.COMPONENT))
-    if e.timescaledb.enabled:
-        app = timescale_policy_job.APP
-        out.append(Endpoint(key=app, app=app, component=timescale_policy_job.COMPONENT))
-    return out

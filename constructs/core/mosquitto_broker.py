@@ -14,6 +14,7 @@ from __future__ import annotations
 from cdk8s_plus_27 import k8s
 
 from constructs import Construct
+from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
     Props,
@@ -114,7 +115,8 @@ def mosquitto_conf(rel: Release, v: Mosquitto, auth_host: str, auth_port: int) -
 
 
 class MosquittoBroker(Construct):
-    """Outputs: ``service_name``, ``mqtt_url``, ``tls_secret_name``, ``auth_host``, ``auth_port``, ports."""
+    """Outputs: ``service_name``, ``mqtt_url``, ``tls_secret_name``, ``auth_host``, ``auth_port``, ports,
+    ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: MosquittoBrokerProps) -> None:
         super().__init__(scope, id)
@@ -125,6 +127,8 @@ class MosquittoBroker(Construct):
         self.mqtt_url = f"mqtt://{self.name}:{MQTT_PORT}"
         self.auth_host, self.auth_port = props.auth_host, props.auth_port
         self.tls_secret_name = (v.tls.secret_name or rel.name("mosquitto-tls")) if v.tls.enabled else None
+        broker_ports = {"mqtt": MQTT_PORT, "websockets": WS_PORT} | ({"mqtts": MQTTS_PORT} if v.tls.enabled else {})
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports=broker_ports)
         self.config_text = mosquitto_conf(rel, v, props.auth_host, props.auth_port)
 
         config_map(self, rel, name=self.name, app=APP, component=APP, data={"mosquitto.conf": self.config_text})

@@ -20,6 +20,7 @@ from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
     Props,
@@ -50,11 +51,12 @@ APP = "redis"
 PORT = 6379
 PORT_NAME = "redis"
 BUS_PORT = 16379
+BOOTSTRAP_APP = "redis-cluster-init"
 #: uid/gid of the `redis` user in the official alpine image.
 UID = 999
 CONFIG_PATH = "/etc/redis/redis.conf"
 DATA_DIR = "/data"
-BOOTSTRAP_SCRIPT = Path(__file__).resolve().parent / "scripts" / "redis-cluster-bootstrap.sh"
+BOOTSTRAP_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "redis-cluster-bootstrap.sh"
 BOOTSTRAP_RESOURCES = Resources.model_validate(
     {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
 )
@@ -90,7 +92,8 @@ def redis_conf(rel: Release, v: Redis) -> str:
 
 
 class RedisStore(Construct):
-    """Outputs: ``service_name``, ``port``, ``endpoint`` (what clients need), ``auth_secret``."""
+    """Outputs: ``service_name``, ``port``, ``endpoint`` (what clients need), ``auth_secret``,
+    ``network_endpoint`` and ``bootstrap_endpoint`` (pods, for the NetworkPolicies)."""
 
     def __init__(self, scope: Construct, id: str, *, props: RedisStoreProps) -> None:
         super().__init__(scope, id)
@@ -103,6 +106,12 @@ class RedisStore(Construct):
             host=self.name, port=PORT, cluster=v.cluster.enabled, auth_secret=self.auth_secret
         )
         self.config_text = redis_conf(rel, v)
+        redis_ports = {PORT_NAME: PORT} | ({"cluster-bus": BUS_PORT} if v.cluster.enabled else {})
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports=redis_ports)
+        #: the PostSync cluster bootstrap Job's pods (Redis Cluster only)
+        self.bootstrap_endpoint = (
+            Endpoint(key=BOOTSTRAP_APP, app=BOOTSTRAP_APP, component=APP) if v.cluster.enabled else None
+        )
 
         data = {"redis.conf": self.config_text}
         if v.cluster.enabled:

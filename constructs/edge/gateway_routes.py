@@ -1,6 +1,6 @@
 """GatewayRoutes: the Gateway API routes that make an environment reachable through Envoy Gateway.
 
-Contract (issue #3, seed "Networking", platform-facts §5):
+Contract (seed "Networking", platform-facts §5):
 - Every route attaches to the shared Gateway (``edge.gateway``: ``iotistica-gateway`` in
   ``envoy-gateway-system``) through one listener, named by ``sectionName``:
   - ``https`` (443, TLS terminated by the Gateway): HTTPRoute ``{release}-api`` to ``{release}-api:3002``,

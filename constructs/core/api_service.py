@@ -1,6 +1,6 @@
 """ApiService: the Cloud API (Deployment, Service on 3002, ServiceAccount, HPA, PDB).
 
-Contract (issue #2, seed "Operational Checks"):
+Contract (seed "Operational Checks"):
 - Deployment and Service ``{release}-api``; pods carry ``app: iotistic-api`` so that
   ``kubectl logs -l app=iotistic-api`` works; the ServiceAccount is ``iotistic-api`` because the
   API's fleet code hard-codes that name (platform-facts §11).
@@ -15,6 +15,7 @@ from cdk8s_plus_27 import k8s
 
 from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     Props,
     RedisEndpoint,
@@ -64,7 +65,7 @@ class ApiServiceProps(Props):
 
 
 class ApiService(Construct):
-    """The API. Outputs: ``service_name``, ``port``, ``url``, ``service_account``."""
+    """The API. Outputs: ``service_name``, ``port``, ``url``, ``service_account``, ``network_endpoint``."""
 
     def __init__(self, scope: Construct, id: str, *, props: ApiServiceProps) -> None:
         super().__init__(scope, id)
@@ -74,6 +75,7 @@ class ApiService(Construct):
         self.port = PORT
         self.url = f"http://{self.name}:{PORT}"
         self.service_account = SERVICE_ACCOUNT
+        self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports={PORT_NAME: PORT})
 
         k8s.KubeServiceAccount(
             self,

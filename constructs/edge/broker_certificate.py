@@ -1,6 +1,6 @@
 """BrokerCertificate: the cert-manager Certificate whose Secret mosquitto mounts for its 8883 listener.
 
-Contract (issue #3, seed "TLS is issued by cert-manager via the letsencrypt-production ClusterIssuer",
+Contract (seed "TLS is issued by cert-manager via the letsencrypt-production ClusterIssuer",
 platform-facts §5):
 - Certificate ``{release}-mosquitto-tls``; commonName and the only dnsName are the environment's MQTT
   host (Let's Encrypt validates SANs; the commonName alone is not enough).
