@@ -22,7 +22,13 @@ from tiers.models import Environment, Scheduling
 class ReleaseChart(Chart):
     def __init__(self, scope: Construct, env: Environment) -> None:
         super().__init__(scope, env.release, namespace=env.namespace, disable_resource_name_hashes=True)
-        rel = Release(release=env.release, namespace=env.namespace, tier=env.tier)
+        migration = env.migration
+        rel = Release(
+            release=env.release,
+            namespace=env.namespace,
+            tier=env.tier,
+            helm_selectors=frozenset(migration.workloads if migration.selector_labels == "helm" else ()),
+        )
         self.env = env
 
         def sched(own: Scheduling | None) -> Scheduling:
