@@ -1,4 +1,4 @@
-"""iotistica-k8s: the operator CLI (synth, validate, diff, explain, new, schema).
+"""iotistica-k8s: the operator CLI (synth, validate, diff, explain, new, schema, migrate).
 
 Exit codes: 0 success (and, for ``diff``, no differences); 1 a check failed or ``diff`` found
 differences; 2 bad input (one line naming the file and the key path, nothing written).
@@ -413,6 +413,23 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """What the first Argo CD sync does to a live Helm release: ops/migrate.py."""
+    from ops.migrate import plan_for, render_markdown
+
+    (env,) = _load(args.environments, [args.env_name])
+    plan = plan_for(env.release, env.namespace, args.sources, args.dist / env.release)
+    text = json.dumps(plan.to_json(), indent=2) + "\n" if args.json else render_markdown(plan)
+    if args.output:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(str(args.output), "", f"cannot write: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.write(text)
+    return plan.exit_code
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
     if args.outdir:
@@ -484,6 +501,23 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--check", action="store_true", help="change nothing; exit 1 when stale")
     s.set_defaults(func=cmd_docs)
+
+    s = sub.add_parser(
+        "migrate",
+        help="plan the move of a live Helm release to Argo CD",
+        description="Compare `helm get manifest RELEASE -n NS` output with dist/ENV/: objects adopted in place "
+        "(immutable changes and their cost), left behind (safe delete order), new, and data at risk; then the "
+        "steps. Exit 0 when the first sync alone is safe, 1 when it needs steps, 2 for bad input.",
+    )
+    s.add_argument("env_name", metavar="ENV")
+    s.add_argument(
+        "--from", dest="sources", type=Path, action="append", required=True, metavar="FILE",
+        help="output of `helm get manifest` (repeatable)",
+    )
+    s.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    s.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the plan here (default: stdout)")
+    s.add_argument("--dist", type=Path, default=ROOT / "dist", help="the synthesized output (default: dist)")
+    s.set_defaults(func=cmd_migrate)
     return p
 
 

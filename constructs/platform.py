@@ -24,6 +24,8 @@ from constructs import Construct
 from tiers.models import Hpa, Resources, Scheduling
 
 PART_OF = "iotistica"
+#: ``app.kubernetes.io/name`` of every object of the old Helm chart (its chart name, platform-facts §12).
+HELM_CHART_NAME = "iotistic"
 MANAGED_BY = "cdk8s"
 TIER_LABEL = "iotistica.com/tier"
 CHECKSUM_ANNOTATION = "checksum/config"
@@ -50,16 +52,22 @@ class Release(Props):
     release: str
     namespace: str
     tier: str
+    #: Apps whose pods keep the old Helm chart's selector (``migration.selectorLabels: helm``).
+    helm_selectors: frozenset[str] = frozenset()
 
     def name(self, suffix: str) -> str:
         return f"{self.release}-{suffix}"
 
     def selector(self, app: str, component: str) -> dict[str, str]:
-        """The immutable selector subset. Never add the tier or a version here."""
+        """The immutable selector subset. Never add the tier or a version here.
+
+        For an app adopted from the old Helm chart (``helm_selectors``) it is that chart's selector,
+        ``name: iotistic`` (platform-facts §12): everything that selects pods calls this method, so
+        workloads, Services, PDBs and NetworkPolicies stay consistent."""
         return {
             "app.kubernetes.io/component": component,
             "app.kubernetes.io/instance": self.release,
-            "app.kubernetes.io/name": app,
+            "app.kubernetes.io/name": HELM_CHART_NAME if app in self.helm_selectors else app,
         }
 
     def labels(self, app: str, component: str, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -42,7 +42,13 @@ class ReleaseChart(Chart):
     def __init__(self, scope: Construct, env: Environment) -> None:
         super().__init__(scope, env.release, namespace=env.namespace, disable_resource_name_hashes=True)
         self.env = env
-        self.rel = Release(release=env.release, namespace=env.namespace, tier=env.tier)
+        migration = env.migration
+        self.rel = Release(
+            release=env.release,
+            namespace=env.namespace,
+            tier=env.tier,
+            helm_selectors=frozenset(migration.workloads if migration.selector_labels == "helm" else ()),
+        )
         self._core()
         self._edge()
         self._lifecycle()

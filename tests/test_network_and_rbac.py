@@ -38,6 +38,12 @@ def _ports(container_ports: list[dict]) -> tuple[tuple[int, str], ...]:
     return tuple(sorted((p["containerPort"], p.get("protocol", "TCP")) for p in container_ports))
 
 
+def pod_key(labels: dict[str, str]) -> str:
+    """A pod group's name: its name label, or its component under the old chart's name label
+    (``migration.selectorLabels: helm``: ``app.kubernetes.io/name: iotistic``, platform-facts §12)."""
+    return labels["app.kubernetes.io/component"] if labels[NAME] == "iotistic" else labels[NAME]
+
+
 def world(env: Environment, objs: list[dict]) -> tuple[Cluster, dict[str, Pod | Host]]:
     """The policies of ``objs`` and every endpoint: release pods plus named stand-ins."""
     ns_labels = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in kinds(objs, "Namespace")}
@@ -47,7 +53,7 @@ def world(env: Environment, objs: list[dict]) -> tuple[Cluster, dict[str, Pod | 
     for o, spec in pod_specs(objs):
         labels = o["spec"]["template"]["metadata"]["labels"]
         ports = _ports([p for c in spec["containers"] for p in c.get("ports", [])])
-        eps[labels[NAME]] = Pod(labels[NAME], env.namespace, labels, next(ips), ports)
+        eps[pod_key(labels)] = Pod(pod_key(labels), env.namespace, labels, next(ips), ports)
     net = env.network
 
     def pod(name: str, namespace: str, labels: dict[str, str], ports=()) -> None:
@@ -171,6 +177,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
             "api": {"aiProvider": "ollama"},
         },
     ),
+    # The old Helm chart's selector labels on every long-running workload (migration compatibility).
+    "iotistica+helm-selectors": ("iotistica", {"migration": {"selectorLabels": "helm"}}),
+    "enterprise+nodered+helm-selectors": (
+        "iotistica-enterprise",
+        {"nodered": {"enabled": True}, "migration": {"selectorLabels": "helm"}},
+    ),
 }
 
 
@@ -222,7 +234,7 @@ def test_the_broker_reaches_the_api_auth_callback(all_envs, key) -> None:
 def test_permitted_connections_are_exactly_the_expected_flows(all_envs, key) -> None:
     env, objs = all_envs[key]
     got = permitted(env, objs)
-    want = expected_flows(env, {o["spec"]["template"]["metadata"]["labels"][NAME] for o, _ in pod_specs(objs)})
+    want = expected_flows(env, {pod_key(o["spec"]["template"]["metadata"]["labels"]) for o, _ in pod_specs(objs)})
     if not env.network.default_deny_egress:
         # Egress is open: drop connections that only egress isolation would have refused, i.e. those
         # from a release pod to a destination that is not isolated for ingress.
@@ -750,7 +762,7 @@ def test_every_pod_meets_the_restricted_profile(all_envs, key) -> None:
     env, objs = all_envs[key]
     exempt = exceptions(env)
     for o, spec in pod_specs(objs):
-        name = o["spec"]["template"]["metadata"]["labels"][NAME]
+        name = pod_key(o["spec"]["template"]["metadata"]["labels"])
         assert restricted_violations(o, spec, exempt.get(name, set())) == [], f"{o['kind']}/{o['metadata']['name']}"
         if name in exempt:
             note = o["metadata"].get("annotations", {}).get("iotistica.com/security-exception", "")
@@ -764,7 +776,7 @@ def test_exceptions_are_minimal(all_envs, key) -> None:
     exempt = exceptions(env)
     assert set(exempt) <= {"nodered"}
     for o, spec in pod_specs(objs):
-        name = o["spec"]["template"]["metadata"]["labels"][NAME]
+        name = pod_key(o["spec"]["template"]["metadata"]["labels"])
         annotated = "iotistica.com/security-exception" in o["metadata"].get("annotations", {})
         assert annotated == (name in exempt), o["metadata"]["name"]
         assert restricted_violations(o, spec, set()) == (

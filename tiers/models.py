@@ -1381,6 +1381,41 @@ class ArgoCd(Model):
     )
 
 
+#: The long-running workloads of a release, by the ``app.kubernetes.io/component`` they carry. The old
+#: Helm chart used the same component values (platform-facts §12).
+HelmWorkload = Literal["api", "dashboard", "ingestion", "mosquitto", "nodered", "redis"]
+HELM_WORKLOADS: tuple[HelmWorkload, ...] = ("api", "dashboard", "ingestion", "mosquitto", "nodered", "redis")
+
+
+class Migration(Model):
+    """Moving a live release of the old Helm chart to Argo CD (README "Moving a live Helm release to
+    Argo CD"). `iotistica-k8s migrate ENV --from FILE` says whether an environment needs this; new
+    environments never do."""
+
+    selector_labels: Literal["native", "helm"] = Field(
+        default="native",
+        description="Selector labels of the workloads listed in `workloads`. `native`: "
+        "`app.kubernetes.io/name: <workload>`. `helm`: the old chart's `app.kubernetes.io/name: iotistic`, "
+        "`instance: <release>`, `component: <workload>` (platform-facts §12) on the selector, the pod template "
+        "and everything that selects those pods (Services, PDBs, NetworkPolicies, ServiceMonitors), so the "
+        "first sync of a Deployment or StatefulSet adopted in place is a rolling update, not a recreate "
+        "(selectors are immutable), and a renamed Deployment adopts the old one's ReplicaSet. Default: native.",
+    )
+    workloads: list[HelmWorkload] = Field(
+        default_factory=lambda: list(HELM_WORKLOADS),
+        description="With selectorLabels `helm`: the workloads that keep the old chart's selector. List only "
+        "those `migrate` reports (a workload whose kind changed, e.g. a StatefulSet Redis now a Deployment, must "
+        "not share the old pods' selector). Default: all six.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Migration:
+        dupes = sorted({w for w in self.workloads if self.workloads.count(w) > 1})
+        if dupes:
+            raise rule("workloads", f"must not repeat a workload, got {', '.join(dupes)} twice")
+        return self
+
+
 # --------------------------------------------------------------------------------------------------
 # The environment
 # --------------------------------------------------------------------------------------------------
@@ -1415,6 +1450,9 @@ class Environment(Model):
         default_factory=StreamKeyResolver, description="The stream key resolver hook Job."
     )
     argocd: ArgoCd = Field(default_factory=ArgoCd, description="The Argo CD Application.")
+    migration: Migration = Field(
+        default_factory=Migration, description="Compatibility with a live release of the old Helm chart."
+    )
 
     @property
     def policy_credentials_secret(self) -> str:

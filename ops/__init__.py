@@ -1,0 +1,1 @@
+"""Operator tooling that is not a construct: checks and plans over manifests."""
