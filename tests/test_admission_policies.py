@@ -24,7 +24,7 @@ import yaml
 from constructs.api_admission_policies import BASELINE_CAPABILITIES, unguarded_warning
 from constructs.cluster_rbac import ROLES, VIRTUAL_AGENT_MANAGER
 from constructs.shared_charts import ClusterChart
-from tests.helpers import by, kinds
+from tests.helpers import BASE, by, env_from, error_of, kinds
 from tiers.loader import ConfigError
 from tiers.models import AdmissionPolicyVersion, Cluster, Environment
 
@@ -757,3 +757,20 @@ def test_release_grants_are_namespaced_and_minimal(manifests) -> None:
             assert rb["roleRef"]["name"] in {"iotistic-fleet-namespace-manager"} | {
                 r["metadata"]["name"] for r in kinds(objs, "Role")
             }
+
+
+def test_agent_namespace_setting(tmp_path: Path, environments) -> None:
+    """The agent namespace the policy lets the API create follows api.extraEnv.VIRTUAL_AGENT_NAMESPACE."""
+    for bad in ("kube-system", "default", "Agents", "x" * 64):
+        data = {**BASE, "api": {"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": bad}}}
+        assert error_of(tmp_path, data).startswith(
+            "environments/acme.yaml: api.extraEnv.VIRTUAL_AGENT_NAMESPACE: must be a DNS-1123 label other than"
+        )
+    env = env_from("client-demo", api={"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": "demo-agents"}})
+    envs = [env, *(e for e in environments.values() if e.release != "client-demo")]
+    objs = [o for o in shared_objects(envs) if "Admission" in o["kind"]]
+    v = Vap(objs)
+    assert_allowed(v, request(DEMO, "CREATE", ns("demo-agents")))
+    assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents")), "iotistic-api-namespaces/create-fleet-or-agent")
+    assert_allowed(v, request(IOT, "CREATE", ns("virtual-agents")))
+    assert_denied(v, request(IOT, "CREATE", ns("demo-agents")), "iotistic-api-namespaces/create-fleet-or-agent")
