@@ -103,6 +103,8 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from constructs.isolation.api_admission_policies import unguarded_warning
+
     envs = _load(args.environments, args.env)
     rendered = render(envs)
     failed = False
@@ -112,6 +114,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for problem in policy_problems(env, rendered[env.release]):
             print(f"error: {label}: {problem}")
             failed = True
+        unguarded = unguarded_warning(env)
+        if unguarded:
+            print(f"warning: {label}: {unguarded}")
         for finding in capacity(env).findings:
             level = "error" if args.strict else finding.level
             print(f"{level}: {label}: {finding.key}: {finding.message}")
@@ -269,6 +274,8 @@ def _hosts(objs: list[Manifest]) -> list[str]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from constructs.isolation.api_admission_policies import unguarded_warning
+
     (env,) = _load(args.environments, [args.env_name])
     objs = render([env])[env.release]
     print(f"{env.release}: namespace {env.namespace}, tier {env.tier}")
@@ -309,6 +316,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     )
     for f in cap.findings:
         print(f"warning: {f.key}: {f.message}")
+    unguarded = unguarded_warning(env)
+    if unguarded:
+        print(f"warning: {unguarded}")
     return EXIT_OK
 
 

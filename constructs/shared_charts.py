@@ -1,6 +1,7 @@
 """Charts that are not one release: ``dist/cluster/`` and ``dist/argocd/``.
 
-- ``ClusterChart`` holds cluster-scoped objects shared by every release (e.g. the fleet ClusterRoles).
+- ``ClusterChart`` holds cluster-scoped objects shared by every release (the fleet ClusterRoles and the
+  ValidatingAdmissionPolicies that confine the API's cluster-wide grant).
 - ``ArgoCdChart`` holds the Argo CD Applications (one per release) and the app-of-apps.
 
 Both are built from *all* environments, also when ``app.py --env`` limits the release folders, so
@@ -29,6 +30,11 @@ class ClusterChart(Chart):
         from constructs.isolation.cluster_rbac import ClusterRbac
 
         self.rbac = ClusterRbac(self, "Rbac")
+        # The guardrail of the API's cluster-wide grant (platform-facts §16): ValidatingAdmissionPolicies.
+        from constructs.isolation.api_admission_policies import ApiAdmissionPolicies, policies_props
+
+        props = policies_props(self.envs)
+        self.admission = ApiAdmissionPolicies(self, "Admission", props=props) if props is not None else None
 
 
 class ArgoCdChart(Chart):

@@ -19,6 +19,8 @@ LABELS = (
 )
 SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+#: dist/cluster/ admission policies: admissionregistration.k8s.io/v1 is served from Kubernetes 1.30 (§16).
+ADMISSION_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HASHED = re.compile(r"-c8[0-9a-f]{6}$|-[0-9a-f]{8}$")
 #: Pods that talk to the Kubernetes API (and so mount a ServiceAccount token).
@@ -178,7 +180,7 @@ def test_cluster_chart_objects_are_cluster_scoped_labelled_and_valid(cluster_man
     assert cluster_manifests, "dist/cluster/ must not be empty"
     for o in cluster_manifests:
         where = f"cluster {o['kind']}/{o['metadata']['name']}"
-        assert o["kind"] in CLUSTER_SCOPED and "namespace" not in o["metadata"], where
+        assert o["kind"] in CLUSTER_SCOPED | ADMISSION_KINDS and "namespace" not in o["metadata"], where
         labels = o["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/name") and labels.get("app.kubernetes.io/component"), where
         assert labels.get("app.kubernetes.io/instance") == "cluster", where
@@ -187,6 +189,10 @@ def test_cluster_chart_objects_are_cluster_scoped_labelled_and_valid(cluster_man
         assert "iotistica.com/tier" not in labels, f"{where}: shared objects carry no tier"
         name = o["metadata"]["name"]
         assert DNS_LABEL.match(name) and len(name) <= 63 and not HASHED.search(name), where
-        kubernetes_validate.validate(o, "1.27", strict=True)
+        if o["kind"] in ADMISSION_KINDS:
+            assert o["apiVersion"] == "admissionregistration.k8s.io/v1", where
+            kubernetes_validate.validate(o, "1.30", strict=True)
+        else:
+            kubernetes_validate.validate(o, "1.27", strict=True)
     keys = [(o["kind"], o["metadata"]["name"]) for o in cluster_manifests]
     assert len(keys) == len(set(keys))

@@ -236,6 +236,11 @@ class DiskSpool(Model):
     )
 
 
+#: The API's agent namespace variable and its code default (platform-facts §11).
+VIRTUAL_AGENT_NAMESPACE = "VIRTUAL_AGENT_NAMESPACE"
+DEFAULT_AGENT_NAMESPACE = "virtual-agents"
+
+
 class Api(Model):
     """The Cloud API (`iotistic/api`, port 3002)."""
 
@@ -318,7 +323,20 @@ class Api(Model):
         for name in self.extra_env:
             if not _ENV_NAME.match(name):
                 raise rule(f"extraEnv.{name}", "must be an environment variable name ([A-Z_][A-Z0-9_]*)")
+        # The agent namespace is one the API may create (its admission guardrail allows it by name).
+        agents = self.extra_env.get(VIRTUAL_AGENT_NAMESPACE)
+        bad = agents is not None and (len(agents) > 63 or not _DNS_LABEL.match(agents))
+        if agents is not None and (bad or agents == "default" or agents.startswith("kube-")):
+            raise rule(
+                f"extraEnv.{VIRTUAL_AGENT_NAMESPACE}",
+                f"must be a DNS-1123 label other than default and kube-*, got {agents!r}",
+            )
         return self
+
+    @property
+    def agent_namespace(self) -> str:
+        """The namespace the API creates for agents outside fleets (platform-facts §11)."""
+        return self.extra_env.get(VIRTUAL_AGENT_NAMESPACE, DEFAULT_AGENT_NAMESPACE)
 
 
 IngestionProfile = Literal["batch", "balanced", "streaming"]
@@ -1415,6 +1433,21 @@ class Migration(Model):
             raise rule("workloads", f"must not repeat a workload, got {', '.join(dupes)} twice")
         return self
 
+AdmissionPolicyVersion = Literal["v1", "v1beta1", "none"]
+
+
+class Cluster(Model):
+    """Cluster-wide objects of dist/cluster/. Every environment must agree on these: one cluster runs them."""
+
+    admission_policies: AdmissionPolicyVersion = Field(
+        default="v1",
+        description="API version of the ValidatingAdmissionPolicies that confine the API's cluster-wide rights "
+        "(dist/cluster/): v1 (Kubernetes >= 1.30), v1beta1 (1.28-1.29 with the ValidatingAdmissionPolicy "
+        "feature gate and admissionregistration.k8s.io/v1beta1 runtime-config), or none (the cluster enforces "
+        "the same elsewhere; validate and explain then warn that the API's grant is cluster-wide). Must be the "
+        "same in every environment. Default: v1.",
+    )
+
 
 # --------------------------------------------------------------------------------------------------
 # The environment
@@ -1452,6 +1485,9 @@ class Environment(Model):
     argocd: ArgoCd = Field(default_factory=ArgoCd, description="The Argo CD Application.")
     migration: Migration = Field(
         default_factory=Migration, description="Compatibility with a live release of the old Helm chart."
+    )
+    cluster: Cluster = Field(
+        default_factory=Cluster, description="Cluster-wide objects (dist/cluster/); the same in every environment."
     )
 
     @property

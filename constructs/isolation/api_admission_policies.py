@@ -1,0 +1,489 @@
+"""ApiAdmissionPolicies: ValidatingAdmissionPolicies that confine the API's cluster-wide rights (dist/cluster/).
+
+Why (platform-facts §16, "RBAC escalation rules"): ClusterRole ``iotistic-virtual-agent-manager``
+(constructs/isolation/cluster_rbac.py) is bound cluster-wide, and RBAC cannot say "only namespaces named
+``fleet-*``". With ``create rolebindings`` plus ``bind`` on ``iotistic-fleet-namespace-manager`` the
+API's ServiceAccount could bind that role to itself in ``kube-system``; with ``create``/``patch
+namespaces`` it could create any namespace or relabel one to ``pod-security...=privileged``. The old
+platform closed this with Kyverno (platform-facts §11, "Kyverno policies assumed"); these policies do
+it with the API server's own admission (``failurePolicy: Fail``, binding ``validationActions: [Deny]``).
+
+Who: ``matchConditions`` match only ``system:serviceaccount:<ns>:iotistic-api`` of every release whose
+``fleetNamespaces.virtualAgentManager`` grants the cluster-wide role, so no other user is ever
+evaluated. The list is built from *all* environments (like the rest of dist/cluster/).
+
+A *fleet namespace of the requester* is, for a namespace object N (``object``, ``oldObject`` or
+``namespaceObject``), never a release namespace and either
+- one the API makes itself (platform-facts §11): named ``fleet-<8 hex>``, labelled
+  ``app.kubernetes.io/managed-by=iotistic-api``, without ``iotistica.com/fleet-namespace``; or
+- one of the requester's own release's chart-provisioned fleet namespaces (seed "Fleet Namespaces":
+  ``fleet-{release namespace}-{name}``, exact names), labelled ``iotistica.com/fleet-namespace=true``
+  and ``iotistica.com/customer-id=<its release namespace>``.
+Name alone is not enough: ``fleet-default``/``fleet-local`` are other products' namespaces, and the
+label pair is what the release NetworkPolicies select fleet namespaces by (constructs/isolation/fleet_namespace.py).
+
+The policies (each message starts with ``<policy>/<rule>:``, the rule that refused the request):
+- ``iotistic-api-namespaces``: CREATE only a fleet namespace of the requester or its agent namespace
+  (``VIRTUAL_AGENT_NAMESPACE``, default ``virtual-agents``); UPDATE only a fleet namespace of the
+  requester, which stays one (its identity labels unchanged); no DELETE (soft delete only);
+  ``pod-security.kubernetes.io/*`` labels only ``baseline``/``restricted``, never weaker than before,
+  versions only ``latest`` or unchanged, no unknown keys.
+- ``iotistic-api-fleet-scope``: every namespaced resource the API's ClusterRole grants cluster-wide
+  (ResourceQuotas, RoleBindings) only in a fleet namespace of the requester.
+- ``iotistic-api-rolebindings``: ``roleRef`` only ClusterRole ``iotistic-fleet-namespace-manager``;
+  ``subjects`` only the requesting ServiceAccount itself.
+- ``iotistic-api-workloads``: the API's agent namespaces carry no Pod Security label (the API's code
+  sets none, platform-facts §11), so its Deployments must meet the node-escape part of ``baseline``
+  themselves: no host namespaces, hostPath, host ports, privileged, added capabilities beyond
+  baseline's, hostProcess, unmasked /proc or unconfined seccomp.
+
+Every expression is total: ``has()`` and null guards make a malformed object fail its rule (with the
+rule's message) instead of raising an evaluation error. tests/test_admission_policies.py evaluates
+them with a real CEL engine. The objects are plain ``ApiObject`` s: cdk8s-plus-27's ``k8s`` module
+(Kubernetes 1.27) has no admissionregistration ``v1`` policies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from cdk8s import ApiObject, ApiObjectMetadata, JsonPatch
+
+from constructs import Construct
+from constructs.isolation.cluster_rbac import CLUSTER_WIDE, FLEET_NAMESPACE_MANAGER, RBAC_GROUP, cluster_labels
+from constructs.platform import Props
+from tiers.loader import ConfigError
+from tiers.models import AdmissionPolicyVersion, Environment
+
+SERVICE_ACCOUNT = "iotistic-api"  # constructs/core/api_service.py SERVICE_ACCOUNT (platform-facts §11)
+GROUP = "admissionregistration.k8s.io"
+USER = "request.userInfo.username"
+PSS = "pod-security.kubernetes.io/"
+PSS_MODES = ("audit", "enforce", "warn")
+PSS_KEYS = tuple(sorted([*PSS_MODES, *(f"{m}-version" for m in PSS_MODES)]))
+LEVELS = {"privileged": 0, "baseline": 1, "restricted": 2}
+#: Labels that make a namespace a fleet namespace (and select it in NetworkPolicies): immutable for the API.
+IDENTITY_LABELS = ("app.kubernetes.io/managed-by", "iotistica.com/customer-id", "iotistica.com/fleet-namespace")
+API_MANAGED_BY = "iotistic-api"
+API_FLEET_NAME = "^fleet-[0-9a-f]{8}$"
+#: Capabilities the Pod Security Standard ``baseline`` allows to add.
+BASELINE_CAPABILITIES = (
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+)
+
+NAMESPACES = "iotistic-api-namespaces"
+FLEET_SCOPE = "iotistic-api-fleet-scope"
+ROLEBINDINGS = "iotistic-api-rolebindings"
+WORKLOADS = "iotistic-api-workloads"
+
+
+def username(namespace: str) -> str:
+    return f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"
+
+
+class ApiAccount(Props):
+    """One release's API ServiceAccount that holds the cluster-wide grant."""
+
+    namespace: str
+    fleet_namespaces: tuple[str, ...]
+    agent_namespace: str
+
+
+class ApiAdmissionPoliciesProps(Props):
+    api_version: Literal["v1", "v1beta1"]
+    accounts: tuple[ApiAccount, ...]
+    #: Every release namespace, granted or not: never a fleet namespace.
+    release_namespaces: tuple[str, ...]
+
+
+def admission_setting(envs: Sequence[Environment]) -> AdmissionPolicyVersion:
+    """``cluster.admissionPolicies``, the same in every environment (a disagreement is a ConfigError)."""
+    ordered = sorted(envs, key=lambda e: e.release)
+    if not ordered:
+        return "v1"
+    first = ordered[0]
+    for e in ordered[1:]:
+        mine, theirs = e.cluster.admission_policies, first.cluster.admission_policies
+        if mine != theirs:
+            raise ConfigError(
+                f"environments/{e.release}.yaml",
+                "cluster.admissionPolicies",
+                f"must be the same in every environment (one cluster runs dist/cluster/): {first.release} has "
+                f"{theirs!r}, got {mine!r}",
+            )
+    return first.cluster.admission_policies
+
+
+def granted(env: Environment) -> bool:
+    """Does this release's API ServiceAccount hold the cluster-wide ClusterRoleBinding?"""
+    return env.fleet_namespaces.virtual_agent_manager
+
+
+def unguarded_warning(env: Environment) -> str | None:
+    """The warning ``validate`` and ``explain`` print when the guardrail is off and the grant exists."""
+    if env.cluster.admission_policies != "none" or not granted(env):
+        return None
+    return (
+        "cluster.admissionPolicies: none: the API's ServiceAccount keeps a cluster-wide grant (create/patch "
+        "namespaces, create RoleBindings and ResourceQuotas in any namespace, kube-system included) with no "
+        "admission guardrail in dist/cluster/; the cluster must confine it by other means (README: The API's "
+        "cluster rights and their guardrail)"
+    )
+
+
+def policies_props(envs: Sequence[Environment]) -> ApiAdmissionPoliciesProps | None:
+    """The props for all environments, or None when the setting is ``none`` or no release holds the grant."""
+    version = admission_setting(envs)
+    accounts: dict[str, ApiAccount] = {}
+    for e in sorted(envs, key=lambda e: e.release):
+        if not granted(e):
+            continue
+        fleets = {e.fleet_namespace(f.name) for f in e.fleet_namespaces.fleets} if e.fleet_namespaces.enabled else set()
+        prev = accounts.get(e.namespace)
+        if prev is not None:  # two releases in one namespace share the ServiceAccount
+            fleets |= set(prev.fleet_namespaces)
+            if prev.agent_namespace != e.api.agent_namespace:
+                raise ConfigError(
+                    f"environments/{e.release}.yaml",
+                    "api.extraEnv.VIRTUAL_AGENT_NAMESPACE",
+                    f"releases in namespace {e.namespace} share the API ServiceAccount and must agree on it",
+                )
+        accounts[e.namespace] = ApiAccount(
+            namespace=e.namespace, fleet_namespaces=tuple(sorted(fleets)), agent_namespace=e.api.agent_namespace
+        )
+    if version == "none" or not accounts:
+        return None
+    return ApiAdmissionPoliciesProps(
+        api_version=version,
+        accounts=tuple(accounts[k] for k in sorted(accounts)),
+        release_namespaces=tuple(sorted({e.namespace for e in envs})),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# CEL building blocks (strings). R is a root: object, oldObject or namespaceObject.
+# --------------------------------------------------------------------------------------------------
+
+
+def lit(value: Any) -> str:
+    """A CEL literal (strings, lists, maps of them): JSON with single-quoted strings."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(lit(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{lit(k)}: {lit(v)}" for k, v in sorted(value.items())) + "}"
+    return json.dumps(value)
+
+
+def _meta(r: str) -> str:
+    return f"{r} != null && has({r}.metadata)"
+
+
+def _name(r: str) -> str:
+    return f"({_meta(r)} && has({r}.metadata.name) ? {r}.metadata.name : '')"
+
+
+def has_label(r: str, key: str) -> str:
+    """``key`` is a CEL string expression (a literal or a macro variable)."""
+    return f"({_meta(r)} && has({r}.metadata.labels) && {key} in {r}.metadata.labels)"
+
+
+def label(r: str, key: str) -> str:
+    return f"({has_label(r, key)} ? {r}.metadata.labels[{key}] : '')"
+
+
+def _is_fleet(r: str, name: str) -> str:
+    """``name`` is the variable holding ``_name(r)``."""
+    api_made = (
+        f"({name}.matches({lit(API_FLEET_NAME)}) && {label(r, lit('app.kubernetes.io/managed-by'))} == "
+        f"{lit(API_MANAGED_BY)} && !{has_label(r, lit('iotistica.com/fleet-namespace'))})"
+    )
+    chart_made = (
+        f"({name} in variables.ownChartFleets && {label(r, lit('iotistica.com/fleet-namespace'))} == 'true' && "
+        f"{label(r, lit('iotistica.com/customer-id'))} == variables.requesterNamespace)"
+    )
+    return f"!({name} in variables.releaseNamespaces) && ({api_made} || {chart_made})"
+
+
+def _rank(r: str, key: str) -> str:
+    value = label(r, key)
+    return f"({has_label(r, key)} ? ({value} in variables.levels ? variables.levels[{value}] : -1) : 0)"
+
+
+def _account_variables(props: ApiAdmissionPoliciesProps) -> list[tuple[str, str]]:
+    """Variables every policy that asks "is this a fleet namespace of the requester" needs."""
+    accounts = props.accounts
+    return [
+        ("releaseNamespaces", lit(list(props.release_namespaces))),
+        ("accountNamespaces", lit({username(a.namespace): a.namespace for a in accounts})),
+        ("chartFleets", lit({username(a.namespace): list(a.fleet_namespaces) for a in accounts})),
+        ("agentNamespaces", lit({username(a.namespace): [a.agent_namespace] for a in accounts})),
+        ("requesterNamespace", f"{USER} in variables.accountNamespaces ? variables.accountNamespaces[{USER}] : ''"),
+        ("ownChartFleets", f"{USER} in variables.chartFleets ? variables.chartFleets[{USER}] : []"),
+        ("ownAgentNamespaces", f"{USER} in variables.agentNamespaces ? variables.agentNamespaces[{USER}] : []"),
+    ]
+
+
+Rule = tuple[str, str, str]  # (rule name, expression, message)
+Variables = list[tuple[str, str]]
+
+
+def namespace_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, list[Rule]]:
+    obj, old = "object", "oldObject"
+    modes = lit(list(PSS_MODES))
+    variables = [
+        *_account_variables(props),
+        ("levels", lit(LEVELS)),
+        ("newName", _name(obj)),
+        ("oldName", _name(old)),
+        ("newIsFleet", _is_fleet(obj, "variables.newName")),
+        ("oldIsFleet", _is_fleet(old, "variables.oldName")),
+        (
+            "newIsAgentNamespace",
+            "variables.newName in variables.ownAgentNamespaces && !(variables.newName in variables.releaseNamespaces) "
+            f"&& !{has_label(obj, lit('iotistica.com/fleet-namespace'))}",
+        ),
+    ]
+    key = f"{lit(PSS)} + m"
+    version = f"{lit(PSS)} + m + '-version'"
+    rules: list[Rule] = [
+        (
+            "no-delete",
+            "request.operation != 'DELETE'",
+            "the API never deletes a namespace; it soft-deletes with the iotistica.com/termination-requested labels",
+        ),
+        (
+            "create-fleet-or-agent-namespace",
+            "request.operation != 'CREATE' || variables.newIsFleet || variables.newIsAgentNamespace",
+            "the API may create only fleet-<8 hex> namespaces labelled app.kubernetes.io/managed-by=iotistic-api, "
+            "its own release's chart-provisioned fleet namespaces, or its agent namespace (VIRTUAL_AGENT_NAMESPACE)",
+        ),
+        (
+            "update-fleet-namespace-only",
+            "request.operation != 'UPDATE' || (variables.oldIsFleet && variables.newIsFleet)",
+            "the API may change only its fleet namespaces (fleet-<8 hex> labelled "
+            "app.kubernetes.io/managed-by=iotistic-api, or its own release's chart-provisioned ones), never a "
+            "release namespace or any other",
+        ),
+        (
+            "fleet-identity-unchanged",
+            f"request.operation != 'UPDATE' || {lit(list(IDENTITY_LABELS))}.all(k, "
+            f"{has_label(old, 'k')} == {has_label(obj, 'k')} && {label(old, 'k')} == {label(obj, 'k')})",
+            "the labels app.kubernetes.io/managed-by, iotistica.com/customer-id and iotistica.com/fleet-namespace "
+            "of a fleet namespace may not be added, changed or removed",
+        ),
+        (
+            "pod-security-floor",
+            f"{modes}.all(m, !{has_label(obj, key)} || {label(obj, key)} in ['baseline', 'restricted'])",
+            "pod-security.kubernetes.io/{enforce,audit,warn} may only be baseline or restricted",
+        ),
+        (
+            "pod-security-not-weaker",
+            f"request.operation != 'UPDATE' || {modes}.all(m, {_rank(obj, key)} >= {_rank(old, key)})",
+            "pod-security.kubernetes.io/{enforce,audit,warn} may not be lowered or removed",
+        ),
+        (
+            "pod-security-version",
+            f"{modes}.all(m, !{has_label(obj, version)} || {label(obj, version)} == 'latest' || "
+            f"({has_label(old, version)} && {label(old, version)} == {label(obj, version)}))",
+            "pod-security.kubernetes.io/*-version may only be set to latest or left unchanged",
+        ),
+        (
+            "pod-security-keys",
+            f"!({_meta(obj)} && has({obj}.metadata.labels)) || {obj}.metadata.labels.all(k, "
+            f"!k.startsWith({lit(PSS)}) || k in {lit([PSS + k for k in PSS_KEYS])})",
+            "only the pod-security.kubernetes.io labels enforce, audit, warn and their -version may be set",
+        ),
+    ]
+    return variables, rules
+
+
+def fleet_scope_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, list[Rule]]:
+    variables = [
+        *_account_variables(props),
+        ("namespaceName", _name("namespaceObject")),
+        ("namespaceIsFleet", _is_fleet("namespaceObject", "variables.namespaceName")),
+    ]
+    rules: list[Rule] = [
+        (
+            "fleet-namespace-only",
+            "variables.namespaceIsFleet",
+            "the API may write ResourceQuotas and RoleBindings only in its fleet namespaces (fleet-<8 hex> labelled "
+            "app.kubernetes.io/managed-by=iotistic-api, or its own release's chart-provisioned ones)",
+        )
+    ]
+    return variables, rules
+
+
+def rolebinding_policy() -> tuple[Variables, list[Rule]]:
+    ref = "object.roleRef"
+    rules: list[Rule] = [
+        (
+            "role-ref",
+            f"object != null && has({ref}) && has({ref}.apiGroup) && {ref}.apiGroup == {lit(RBAC_GROUP)} && "
+            f"has({ref}.kind) && {ref}.kind == 'ClusterRole' && has({ref}.name) && "
+            f"{ref}.name == {lit(FLEET_NAMESPACE_MANAGER)}",
+            f"roleRef must be ClusterRole {FLEET_NAMESPACE_MANAGER}",
+        ),
+        (
+            "subjects",
+            "object != null && has(object.subjects) && size(object.subjects) > 0 && object.subjects.all(s, "
+            f"has(s.kind) && s.kind == 'ServiceAccount' && has(s.name) && s.name == {lit(SERVICE_ACCOUNT)} && "
+            f"has(s.namespace) && 'system:serviceaccount:' + s.namespace + ':' + s.name == {USER})",
+            "subjects must be exactly the requesting API ServiceAccount",
+        ),
+    ]
+    return [], rules
+
+
+def workload_policy() -> tuple[Variables, list[Rule]]:
+    pod = "object.spec.template.spec"
+    variables = [
+        (
+            "hasPodSpec",
+            "object != null && has(object.spec) && has(object.spec.template) && has(object.spec.template.spec)",
+        ),
+        (
+            "containers",
+            f"variables.hasPodSpec ? (has({pod}.containers) ? {pod}.containers : []) + "
+            f"(has({pod}.initContainers) ? {pod}.initContainers : []) : []",
+        ),
+    ]
+    sc = "c.securityContext"
+    rules: list[Rule] = [
+        ("pod-template", "variables.hasPodSpec", "a Deployment needs spec.template.spec"),
+        (
+            "host-namespaces",
+            f"variables.hasPodSpec && (!has({pod}.hostNetwork) || !{pod}.hostNetwork) && "
+            f"(!has({pod}.hostPID) || !{pod}.hostPID) && (!has({pod}.hostIPC) || !{pod}.hostIPC)",
+            "hostNetwork, hostPID and hostIPC must be unset or false",
+        ),
+        (
+            "host-path",
+            f"variables.hasPodSpec && (!has({pod}.volumes) || {pod}.volumes.all(v, !has(v.hostPath)))",
+            "hostPath volumes are not allowed",
+        ),
+        (
+            "privileged",
+            f"variables.containers.all(c, !has({sc}) || !has({sc}.privileged) || !{sc}.privileged)",
+            "privileged containers are not allowed",
+        ),
+        (
+            "capabilities",
+            f"variables.containers.all(c, !has({sc}) || !has({sc}.capabilities) || !has({sc}.capabilities.add) "
+            f"|| {sc}.capabilities.add.all(x, x in {lit(list(BASELINE_CAPABILITIES))}))",
+            "containers may add only the capabilities the baseline Pod Security Standard allows",
+        ),
+        (
+            "host-ports",
+            "variables.containers.all(c, !has(c.ports) || c.ports.all(p, !has(p.hostPort) || p.hostPort == 0))",
+            "host ports are not allowed",
+        ),
+        (
+            "host-process",
+            f"variables.hasPodSpec && (!has({pod}.securityContext) || !has({pod}.securityContext.windowsOptions) || "
+            f"!has({pod}.securityContext.windowsOptions.hostProcess) || "
+            f"!{pod}.securityContext.windowsOptions.hostProcess) && variables.containers.all(c, !has({sc}) || "
+            f"!has({sc}.windowsOptions) || !has({sc}.windowsOptions.hostProcess) || !{sc}.windowsOptions.hostProcess)",
+            "Windows hostProcess is not allowed",
+        ),
+        (
+            "proc-mount",
+            f"variables.containers.all(c, !has({sc}) || !has({sc}.procMount) || {sc}.procMount == 'Default')",
+            "procMount must be Default",
+        ),
+        (
+            "seccomp",
+            f"variables.hasPodSpec && (!has({pod}.securityContext) || !has({pod}.securityContext.seccompProfile) || "
+            f"!has({pod}.securityContext.seccompProfile.type) || "
+            f"{pod}.securityContext.seccompProfile.type != 'Unconfined') && variables.containers.all(c, "
+            f"!has({sc}) || !has({sc}.seccompProfile) || !has({sc}.seccompProfile.type) || "
+            f"{sc}.seccompProfile.type != 'Unconfined')",
+            "seccompProfile Unconfined is not allowed",
+        ),
+    ]
+    return variables, rules
+
+
+def _resource_rule(group: str, version: str, resources: list[str], operations: list[str]) -> dict[str, Any]:
+    return {"apiGroups": [group], "apiVersions": [version], "operations": operations, "resources": resources}
+
+
+def policy_specs(props: ApiAdmissionPoliciesProps) -> dict[str, tuple[list[dict[str, Any]], Variables, list[Rule]]]:
+    """Policy name -> (matchConstraints.resourceRules, variables, validations), as plain data."""
+    write = ["CREATE", "DELETE", "UPDATE"]
+    scoped = sorted(CLUSTER_WIDE - {("", "namespaces")})
+    groups: dict[str, list[str]] = {}
+    for group, resource in scoped:
+        groups.setdefault(group, []).append(resource)
+    return {
+        NAMESPACES: ([_resource_rule("", "v1", ["namespaces"], write)], *namespace_policy(props)),
+        FLEET_SCOPE: (
+            [_resource_rule(g, "v1", sorted(r), write) for g, r in sorted(groups.items())],
+            *fleet_scope_policy(props),
+        ),
+        ROLEBINDINGS: (
+            [_resource_rule(RBAC_GROUP, "v1", ["rolebindings"], ["CREATE", "UPDATE"])],
+            *rolebinding_policy(),
+        ),
+        WORKLOADS: ([_resource_rule("apps", "v1", ["deployments"], ["CREATE", "UPDATE"])], *workload_policy()),
+    }
+
+
+class ApiAdmissionPolicies(Construct):
+    """One ValidatingAdmissionPolicy and its Binding per guardrail. Outputs: ``names`` (sorted policy names)."""
+
+    def __init__(self, scope: Construct, id: str, *, props: ApiAdmissionPoliciesProps) -> None:
+        super().__init__(scope, id)
+        api_version = f"{GROUP}/{props.api_version}"
+        users = sorted(username(a.namespace) for a in props.accounts)
+        self.names: list[str] = []
+        for name, (resource_rules, variables, rules) in policy_specs(props).items():
+            spec: dict[str, Any] = {
+                "failurePolicy": "Fail",
+                "matchConditions": [{"expression": f"{USER} in {lit(users)}", "name": "iotistic-api-service-accounts"}],
+                "matchConstraints": {"resourceRules": resource_rules},
+                "validations": [
+                    {"expression": expr, "message": f"{name}/{rule}: {message}", "reason": "Forbidden"}
+                    for rule, expr, message in rules
+                ],
+            }
+            if variables:
+                spec["variables"] = [{"expression": expr, "name": var} for var, expr in variables]
+            policy = ApiObject(
+                self,
+                name,
+                api_version=api_version,
+                kind="ValidatingAdmissionPolicy",
+                metadata=ApiObjectMetadata(
+                    name=name,
+                    labels=cluster_labels("api", "admission"),
+                    annotations={"iotistica.com/source": "platform-facts §11 Kyverno policies assumed, §16"},
+                ),
+            )
+            policy.add_json_patch(JsonPatch.add("/spec", spec))
+            binding = ApiObject(
+                self,
+                f"{name}-binding",
+                api_version=api_version,
+                kind="ValidatingAdmissionPolicyBinding",
+                metadata=ApiObjectMetadata(name=name, labels=cluster_labels("api", "admission")),
+            )
+            binding.add_json_patch(JsonPatch.add("/spec", {"policyName": name, "validationActions": ["Deny"]}))
+            self.names.append(name)
+        self.names.sort()

@@ -1,0 +1,776 @@
+"""The API's admission guardrail (dist/cluster/ ValidatingAdmissionPolicies), evaluated with a real CEL engine.
+
+The expressions are read from the committed dist/cluster/ files (tests/test_dist.py proves they equal a
+fresh synth) and run by ``common-expression-language`` (the Rust cel-interpreter, which like cel-go
+raises on ``has()`` over null and uses heterogeneous equality). ``Vap`` mirrors the API server's
+semantics (platform-facts §16): a policy applies when a resource rule matches the request's
+group/version/resource/operation and *every* matchCondition is true; then each variable is bound and
+each validation must be true, else the request is denied with that validation's message; an
+evaluation error under ``failurePolicy: Fail`` is a denial too, which these tests treat as a defect.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args
+
+import cel
+import kubernetes_validate
+import pytest
+import yaml
+
+from constructs.isolation.api_admission_policies import BASELINE_CAPABILITIES, unguarded_warning
+from constructs.isolation.cluster_rbac import ROLES, VIRTUAL_AGENT_MANAGER
+from constructs.shared_charts import ClusterChart
+from tests.helpers import BASE, by, env_from, error_of, kinds
+from tiers.loader import ConfigError
+from tiers.models import AdmissionPolicyVersion, Cluster, Environment
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_DIR = ROOT / "dist" / "cluster"
+DEMO = "system:serviceaccount:demo:iotistic-api"  # release client-demo, namespace demo
+IOT = "system:serviceaccount:iotistica:iotistic-api"  # release iotistica, chart fleet fleet-iotistica-pilot
+API_FLEET = "fleet-1a2b3c4d"
+GROUPS = ["system:serviceaccounts", "system:serviceaccounts:demo", "system:authenticated"]
+Obj = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------------
+# A tiny ValidatingAdmissionPolicy evaluator (the API server's semantics)
+# --------------------------------------------------------------------------------------------------
+
+
+class EvalError(Exception):
+    pass
+
+
+def run(expression: str, context: dict[str, Any]) -> Any:
+    try:
+        return cel.evaluate(expression, context)
+    except Exception as exc:  # the engine's error types: evaluation failed
+        raise EvalError(f"{expression[:80]}...: {type(exc).__name__}: {exc}") from None
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    message: str | None = None
+    matched: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _rule_matches(rule: Obj, resource: Obj, operation: str) -> bool:
+    def has(values: list[str], value: str) -> bool:
+        return "*" in values or value in values
+
+    return (
+        has(rule["apiGroups"], resource["group"])
+        and has(rule["apiVersions"], resource["version"])
+        and has(rule["resources"], resource["resource"])
+        and has(rule["operations"], operation)
+    )
+
+
+class Vap:
+    def __init__(self, objects: list[Obj]) -> None:
+        self.policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ValidatingAdmissionPolicy"}
+        self.bindings = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"}
+
+    def admit(self, context: dict[str, Any], *, all_rules: bool = True) -> Decision:
+        """Every bound policy in turn; the first denial wins. With all_rules, every validation is evaluated
+        (to prove each expression total), not only up to the first false one."""
+        req = context["request"]
+        decision = Decision(allowed=True)
+        for binding in self.bindings.values():
+            assert binding["spec"]["validationActions"] == ["Deny"]
+            policy = self.policies[binding["spec"]["policyName"]]
+            spec = policy["spec"]
+            assert spec["failurePolicy"] == "Fail"
+            rules = spec["matchConstraints"]["resourceRules"]
+            if not any(_rule_matches(r, req["resource"], req["operation"]) for r in rules):
+                continue
+            try:
+                conditions = [run(c["expression"], context) for c in spec.get("matchConditions", [])]
+            except EvalError as exc:
+                decision.errors.append(str(exc))
+                return Decision(False, f"matchCondition error: {exc}", decision.matched, decision.errors)
+            assert all(isinstance(c, bool) for c in conditions)
+            if not all(conditions):
+                continue
+            decision.matched.append(policy["metadata"]["name"])
+            ctx = {**context, "variables": {}}
+            try:
+                for var in spec.get("variables", []):
+                    ctx["variables"] = {**ctx["variables"], var["name"]: run(var["expression"], ctx)}
+                for v in spec["validations"]:
+                    ok = run(v["expression"], ctx)
+                    if not isinstance(ok, bool):
+                        raise EvalError(f"{v['message']}: not a bool: {ok!r}")
+                    if not ok and decision.allowed:
+                        decision.allowed, decision.message = False, v["message"]
+                        if not all_rules:
+                            return decision
+            except EvalError as exc:
+                decision.errors.append(str(exc))
+                decision.allowed = False
+                decision.message = decision.message or f"evaluation error: {exc}"
+        return decision
+
+
+def load(path: Path) -> list[Obj]:
+    return [yaml.safe_load(p.read_text()) for p in sorted(path.glob("ValidatingAdmissionPolicy*.yaml"))]
+
+
+@pytest.fixture(scope="module")
+def vap() -> Vap:
+    return Vap(load(CLUSTER_DIR))
+
+
+# --------------------------------------------------------------------------------------------------
+# Admission requests shaped as the API server sends them
+# --------------------------------------------------------------------------------------------------
+
+RESOURCES = {
+    "Namespace": ("", "v1", "namespaces"),
+    "ResourceQuota": ("", "v1", "resourcequotas"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    "Deployment": ("apps", "v1", "deployments"),
+}
+
+
+def ns(name: str, labels: dict[str, str] | None = None) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **(labels or {})}},
+    }
+
+
+def api_fleet_ns(name: str = API_FLEET, **extra: str) -> Obj:
+    """A namespace as the API's createFleetNamespace makes it (platform-facts §11)."""
+    return ns(
+        name,
+        {
+            "app.kubernetes.io/managed-by": "iotistic-api",
+            "iotistica.com/fleet-uuid": "1a2b3c4d-0000-4000-8000-000000000001",
+            "iotistica.com/fleet-name": "line-3",
+            "iotistica.com/fleet-type": "virtual",
+            "iotistica.com/customer-id": "cust-42",
+            **extra,
+        },
+    )
+
+
+#: The cluster's namespaces (the namespaceObject of namespaced requests).
+CLUSTER = {
+    "kube-system": ns("kube-system"),
+    "demo": ns("demo", {"pod-security.kubernetes.io/enforce": "restricted"}),
+    "iotistica": ns("iotistica", {"pod-security.kubernetes.io/enforce": "restricted"}),
+    API_FLEET: api_fleet_ns(),
+    "fleet-default": ns("fleet-default"),  # another product's namespace named fleet-*
+    "virtual-agents": ns("virtual-agents", {"iotistica.com/namespace-type": "virtual-agents"}),
+}
+
+
+def request(
+    user: str, operation: str, obj: Obj | None, old: Obj | None = None, namespace: str | None = None
+) -> dict[str, Any]:
+    target = obj if obj is not None else old
+    assert target is not None
+    group, version, resource = RESOURCES[target["kind"]]
+    namespace = namespace or target["metadata"].get("namespace")
+    ns_obj = None
+    if target["kind"] != "Namespace":
+        ns_obj = copy.deepcopy(CLUSTER.get(namespace or "", ns(namespace or "")))
+    return {
+        "request": {
+            "uid": "00000000-0000-0000-0000-000000000000",
+            "kind": {"group": group, "version": version, "kind": target["kind"]},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "name": target["metadata"].get("name", ""),
+            "namespace": namespace or "",
+            "operation": operation,
+            "userInfo": {"username": user, "groups": GROUPS, "uid": "u-1"},
+            "dryRun": False,
+        },
+        "object": obj,
+        "oldObject": old,
+        "namespaceObject": ns_obj,
+        "params": None,
+    }
+
+
+def quota(namespace: str, name: str = "fleet-quota") -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"hard": {"pods": "4", "requests.cpu": "1400m", "limits.memory": "2560Mi"}},
+    }
+
+
+def binding(
+    namespace: str,
+    subjects: list[Obj] | None = None,
+    role: str = "iotistic-fleet-namespace-manager",
+    kind: str = "ClusterRole",
+) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "fleet-manager-binding", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+        "subjects": subjects
+        if subjects is not None
+        else [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "demo"}],
+    }
+
+
+def agent_deployment(namespace: str = API_FLEET, **pod: Any) -> Obj:
+    """An agent Deployment as the deployer writes it (platform-facts §11): pod-level security only."""
+    container = {
+        "name": "agent",
+        "image": "docker.io/iotistic/agent:latest",
+        "env": [{"name": "AGENT_UUID", "value": "x"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/app/data"}],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+    }
+    spec = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "hostNetwork": False,
+        "containers": [container],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "dev-1-data"}}],
+        **pod,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "dev-1", "namespace": namespace, "labels": {"app": "dev-1"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "dev-1"}},
+            "template": {"metadata": {"labels": {"app": "dev-1"}}, "spec": spec},
+        },
+    }
+
+
+def soft_deleted(obj: Obj) -> Obj:
+    new = copy.deepcopy(obj)
+    new["metadata"]["labels"].update(
+        {
+            "iotistica.com/termination-requested": "true",
+            "iotistica.com/deletion-timestamp": "1767225600000",
+            "iotistica.com/delete-after-ttl": "604800",
+        }
+    )
+    return new
+
+
+def relabel(obj: Obj, **labels: str | None) -> Obj:
+    new = copy.deepcopy(obj)
+    for k, v in labels.items():
+        key = k.replace("__", "/").replace("_", "-").replace("pod-security/", "pod-security.kubernetes.io/")
+        if v is None:
+            new["metadata"]["labels"].pop(key, None)
+        else:
+            new["metadata"]["labels"][key] = v
+    return new
+
+
+def dist_object(release: str, kind: str, name: str) -> Obj:
+    return yaml.safe_load((ROOT / "dist" / release / f"{kind}.{name}.k8s.yaml").read_text())
+
+
+def assert_allowed(vap: Vap, ctx: dict[str, Any]) -> Decision:
+    d = vap.admit(ctx)
+    assert not d.errors, d.errors
+    assert d.allowed, d.message
+    assert d.matched, "the request must have been checked by a policy"
+    return d
+
+
+def assert_denied(vap: Vap, ctx: dict[str, Any], message: str) -> None:
+    d = vap.admit(ctx)
+    assert not d.errors, f"an evaluation error is not a denial by a rule: {d.errors}"
+    assert not d.allowed
+    assert d.message is not None and d.message.startswith(message), d.message
+
+
+# --------------------------------------------------------------------------------------------------
+# The deployer's legitimate requests (platform-facts §11) are allowed
+# --------------------------------------------------------------------------------------------------
+
+
+def test_deployer_creates_its_fleet_namespace_quota_and_binding(vap: Vap) -> None:
+    d = assert_allowed(vap, request(DEMO, "CREATE", api_fleet_ns()))
+    assert d.matched == ["iotistic-api-namespaces"]
+    d = assert_allowed(vap, request(DEMO, "CREATE", quota(API_FLEET)))
+    assert d.matched == ["iotistic-api-fleet-scope"]
+    d = assert_allowed(vap, request(DEMO, "CREATE", binding(API_FLEET)))
+    assert sorted(d.matched) == ["iotistic-api-fleet-scope", "iotistic-api-rolebindings"]
+
+
+def test_deployer_soft_deletes_and_creates_its_agent_namespace(vap: Vap) -> None:
+    old = CLUSTER[API_FLEET]
+    assert_allowed(vap, request(DEMO, "UPDATE", soft_deleted(old), old))
+    assert_allowed(vap, request(DEMO, "CREATE", CLUSTER["virtual-agents"]))
+    # a fleet namespace may be made stricter
+    assert_allowed(vap, request(DEMO, "UPDATE", relabel(old, pod_security__enforce="restricted"), old))
+
+
+def test_deployer_agent_deployment_is_allowed(vap: Vap) -> None:
+    d = assert_allowed(vap, request(DEMO, "CREATE", agent_deployment()))
+    assert d.matched == ["iotistic-api-workloads"]
+    old = agent_deployment()
+    assert_allowed(vap, request(DEMO, "UPDATE", agent_deployment(), old))
+
+
+def test_chart_provisioned_fleet_namespace_of_dist_passes(vap: Vap) -> None:
+    """fleet-iotistica-pilot and the objects in it, as dist/iotistica/ has them, by the iotistica API."""
+    fleet = dist_object("iotistica", "Namespace", "fleet-iotistica-pilot")
+    assert_allowed(vap, request(IOT, "CREATE", fleet))
+    assert_allowed(vap, request(IOT, "UPDATE", soft_deleted(fleet), fleet))
+    CLUSTER["fleet-iotistica-pilot"] = fleet
+    try:
+        rb = dist_object("iotistica", "RoleBinding", "iotistica-fleet-pilot")
+        assert_allowed(vap, request(IOT, "CREATE", rb))
+        assert_allowed(vap, request(IOT, "CREATE", dist_object("iotistica", "ResourceQuota", "iotistica-fleet-pilot")))
+        # ...and never by another release's API (tenant isolation)
+        assert_denied(
+            vap,
+            request(DEMO, "CREATE", binding("fleet-iotistica-pilot")),
+            "iotistic-api-fleet-scope/fleet-namespace-only",
+        )
+        assert_denied(
+            vap,
+            request(DEMO, "UPDATE", soft_deleted(fleet), fleet),
+            "iotistic-api-namespaces/update-fleet-namespace-only",
+        )
+        assert_denied(vap, request(DEMO, "CREATE", fleet), "iotistic-api-namespaces/create-fleet-or-agent-namespace")
+    finally:
+        del CLUSTER["fleet-iotistica-pilot"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Each escalation is denied with the rule's message
+# --------------------------------------------------------------------------------------------------
+
+
+def test_bind_fleet_manager_in_kube_system_is_denied(vap: Vap) -> None:
+    assert_denied(vap, request(DEMO, "CREATE", binding("kube-system")), "iotistic-api-fleet-scope/fleet-namespace-only")
+    # a fleet-* namespace that is not the API's (no managed-by label) is no fleet namespace
+    assert_denied(
+        vap, request(DEMO, "CREATE", binding("fleet-default")), "iotistic-api-fleet-scope/fleet-namespace-only"
+    )
+    assert_denied(vap, request(DEMO, "CREATE", binding("demo")), "iotistic-api-fleet-scope/fleet-namespace-only")
+
+
+def test_create_any_namespace_is_denied(vap: Vap) -> None:
+    for obj in (
+        ns("kube-escalate"),
+        ns("fleet-default"),  # fleet-* but not labelled as the API labels its own
+        ns("fleet-1a2b3c4d", {"app.kubernetes.io/managed-by": "someone"}),
+        ns("fleet-not-hex-x", {"app.kubernetes.io/managed-by": "iotistic-api"}),
+        # claiming another release's fleet-namespace selector labels (its NetworkPolicies would admit it)
+        api_fleet_ns(**{"iotistica.com/fleet-namespace": "true", "iotistica.com/customer-id": "iotistica"}),
+        ns("virtual-agents", {"iotistica.com/fleet-namespace": "true"}),
+    ):
+        assert_denied(vap, request(DEMO, "CREATE", obj), "iotistic-api-namespaces/create-fleet-or-agent-namespace")
+
+
+def test_relabel_pod_security_is_denied(vap: Vap) -> None:
+    demo = CLUSTER["demo"]
+    assert_denied(
+        vap,
+        request(DEMO, "UPDATE", relabel(demo, pod_security__enforce="privileged"), demo),
+        "iotistic-api-namespaces/update-fleet-namespace-only",
+    )
+    old = relabel(CLUSTER[API_FLEET], pod_security__enforce="restricted", pod_security__warn="restricted")
+    cases = {
+        "iotistic-api-namespaces/pod-security-floor": [
+            relabel(old, pod_security__enforce="privileged"),
+            relabel(old, pod_security__audit="privileged"),
+            relabel(old, pod_security__enforce="bogus"),
+        ],
+        "iotistic-api-namespaces/pod-security-not-weaker": [
+            relabel(old, pod_security__enforce="baseline"),
+            relabel(old, pod_security__enforce=None),
+            relabel(old, pod_security__warn=None),
+        ],
+        "iotistic-api-namespaces/pod-security-version": [relabel(old, pod_security__enforce_version="v1.0")],
+        "iotistic-api-namespaces/pod-security-keys": [relabel(old, pod_security__exempt="true")],
+    }
+    for message, objs in cases.items():
+        for new in objs:
+            assert_denied(vap, request(DEMO, "UPDATE", new, old), message)
+    # a new fleet namespace may not start below baseline either
+    assert_denied(
+        vap,
+        request(DEMO, "CREATE", relabel(CLUSTER[API_FLEET], pod_security__enforce="privileged")),
+        "iotistic-api-namespaces/pod-security-floor",
+    )
+
+
+def test_fleet_identity_labels_are_immutable(vap: Vap) -> None:
+    old = CLUSTER[API_FLEET]
+    for new in (
+        relabel(old, **{"iotistica.com/customer-id": "other"}),
+        relabel(old, **{"iotistica.com/fleet-namespace": "true"}),
+    ):
+        d = vap.admit(request(DEMO, "UPDATE", new, old))
+        assert not d.errors and not d.allowed
+        assert d.message is not None and d.message.startswith("iotistic-api-namespaces/"), d.message
+    # turning a non-fleet namespace into one is refused: the old object decides
+    other = ns("fleet-default")
+    assert_denied(
+        vap,
+        request(DEMO, "UPDATE", relabel(other, **{"app.kubernetes.io/managed-by": "iotistic-api"}), other),
+        "iotistic-api-namespaces/update-fleet-namespace-only",
+    )
+
+
+def test_rolebinding_subjects_and_role_ref(vap: Vap) -> None:
+    other = [{"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]
+    for subjects in (
+        other,
+        [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "demo"}, *other],
+        [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "iotistica"}],  # another release's API
+        [{"kind": "User", "name": "system:serviceaccount:demo:iotistic-api"}],
+        [{"kind": "Group", "name": "system:serviceaccounts", "apiGroup": "rbac.authorization.k8s.io"}],
+    ):
+        assert_denied(vap, request(DEMO, "CREATE", binding(API_FLEET, subjects)), "iotistic-api-rolebindings/subjects")
+    assert_denied(
+        vap, request(DEMO, "CREATE", binding(API_FLEET, role="cluster-admin")), "iotistic-api-rolebindings/role-ref"
+    )
+    assert_denied(
+        vap,
+        request(DEMO, "CREATE", binding(API_FLEET, role="iotistic-fleet-namespace-manager", kind="Role")),
+        "iotistic-api-rolebindings/role-ref",
+    )
+
+
+def test_quota_outside_fleet_namespaces_is_denied(vap: Vap) -> None:
+    for namespace in ("kube-system", "demo", "fleet-default", "iotistica"):
+        for op in ("CREATE", "UPDATE", "DELETE"):
+            obj = quota(namespace)
+            ctx = request(DEMO, op, None if op == "DELETE" else obj, None if op == "CREATE" else obj)
+            assert_denied(vap, ctx, "iotistic-api-fleet-scope/fleet-namespace-only")
+
+
+def test_delete_namespace_is_denied(vap: Vap) -> None:
+    for name in (API_FLEET, "demo", "kube-system"):
+        assert_denied(vap, request(DEMO, "DELETE", None, CLUSTER[name]), "iotistic-api-namespaces/no-delete")
+
+
+@pytest.mark.parametrize(
+    ("pod", "rule"),
+    [
+        ({"hostNetwork": True}, "host-namespaces"),
+        ({"hostPID": True}, "host-namespaces"),
+        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}, "host-path"),
+        ({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}, "seccomp"),
+        ({"securityContext": {"windowsOptions": {"hostProcess": True}}}, "host-process"),
+    ],
+)
+def test_workload_pod_escapes_are_denied(vap: Vap, pod: Obj, rule: str) -> None:
+    assert_denied(vap, request(DEMO, "CREATE", agent_deployment(**pod)), f"iotistic-api-workloads/{rule}")
+
+
+@pytest.mark.parametrize(
+    ("security", "rule"),
+    [
+        ({"privileged": True}, "privileged"),
+        ({"capabilities": {"add": ["SYS_ADMIN"]}}, "capabilities"),
+        ({"procMount": "Unmasked"}, "proc-mount"),
+    ],
+)
+def test_workload_container_escapes_are_denied(vap: Vap, security: Obj, rule: str) -> None:
+    for where in ("containers", "initContainers"):
+        dep = agent_deployment()
+        spec = dep["spec"]["template"]["spec"]
+        c = {**copy.deepcopy(spec["containers"][0]), "name": "x", "securityContext": security}
+        spec[where] = [*spec.get(where, []), c]
+        assert_denied(vap, request(DEMO, "UPDATE", dep, agent_deployment()), f"iotistic-api-workloads/{rule}")
+    dep = agent_deployment()
+    dep["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 80}]
+    assert_denied(vap, request(DEMO, "CREATE", dep), "iotistic-api-workloads/host-ports")
+    dep = agent_deployment()
+    dep["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {
+        "capabilities": {"add": list(BASELINE_CAPABILITIES), "drop": ["ALL"]}
+    }
+    assert_allowed(vap, request(DEMO, "CREATE", dep))
+
+
+# --------------------------------------------------------------------------------------------------
+# Nobody else is matched; malformed objects are denied by their rule, not by an evaluation error
+# --------------------------------------------------------------------------------------------------
+
+OTHERS = [
+    "kubernetes-admin",
+    "system:serviceaccount:demo:default",
+    "system:serviceaccount:kube-system:iotistic-api",  # not a release namespace
+    "system:serviceaccount:argocd:argocd-application-controller",
+    "system:serviceaccount:demo:iotistic-api-x",
+    "system:kube-controller-manager",
+    "",
+]
+
+
+def test_other_users_are_never_matched(vap: Vap) -> None:
+    escalations = [
+        request(DEMO, "CREATE", binding("kube-system", role="cluster-admin")),
+        request(DEMO, "CREATE", ns("kube-escalate")),
+        request(DEMO, "UPDATE", relabel(CLUSTER["demo"], pod_security__enforce="privileged"), CLUSTER["demo"]),
+        request(DEMO, "DELETE", None, CLUSTER[API_FLEET]),
+        request(DEMO, "CREATE", quota("kube-system")),
+        request(DEMO, "CREATE", agent_deployment("kube-system", hostNetwork=True)),
+    ]
+    for ctx in escalations:
+        assert not vap.admit(ctx).allowed  # the API is refused...
+        for user in OTHERS:
+            other = copy.deepcopy(ctx)
+            other["request"]["userInfo"]["username"] = user
+            d = vap.admit(other)
+            assert d.allowed and d.matched == [] and not d.errors, (user, d)  # ...nobody else is even evaluated
+
+
+def test_every_granted_release_api_is_matched(vap: Vap, environments: dict[str, Environment]) -> None:
+    for env in environments.values():
+        user = f"system:serviceaccount:{env.namespace}:iotistic-api"
+        d = vap.admit(request(user, "CREATE", ns("kube-escalate")))
+        assert d.matched == ["iotistic-api-namespaces"] and not d.allowed, env.release
+
+
+def test_malformed_objects_are_denied_not_errors(vap: Vap) -> None:
+    no_labels = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": API_FLEET}}
+    assert_denied(vap, request(DEMO, "CREATE", no_labels), "iotistic-api-namespaces/create-fleet-or-agent-namespace")
+    assert_denied(
+        vap,
+        request(DEMO, "UPDATE", no_labels, CLUSTER[API_FLEET]),
+        "iotistic-api-namespaces/update-fleet-namespace-only",
+    )
+    no_meta = {"apiVersion": "v1", "kind": "Namespace", "metadata": {}}
+    assert_denied(vap, request(DEMO, "CREATE", no_meta), "iotistic-api-namespaces/create-fleet-or-agent-namespace")
+    assert_denied(vap, request(DEMO, "CREATE", binding(API_FLEET, subjects=[])), "iotistic-api-rolebindings/subjects")
+    rb = binding(API_FLEET)
+    del rb["subjects"]
+    assert_denied(vap, request(DEMO, "CREATE", rb), "iotistic-api-rolebindings/subjects")
+    rb = binding(API_FLEET, subjects=[{"kind": "ServiceAccount", "name": "iotistic-api"}])  # no namespace
+    assert_denied(vap, request(DEMO, "CREATE", rb), "iotistic-api-rolebindings/subjects")
+    rb = binding(API_FLEET)
+    del rb["roleRef"]
+    assert_denied(vap, request(DEMO, "CREATE", rb), "iotistic-api-rolebindings/role-ref")
+    # a namespace the server has no object for (namespaceObject null)
+    ctx = request(DEMO, "CREATE", quota(API_FLEET))
+    ctx["namespaceObject"] = None
+    assert_denied(vap, ctx, "iotistic-api-fleet-scope/fleet-namespace-only")
+    ctx = request(DEMO, "CREATE", quota(API_FLEET))
+    ctx["namespaceObject"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": API_FLEET}}
+    assert_denied(vap, ctx, "iotistic-api-fleet-scope/fleet-namespace-only")
+    dep = agent_deployment()
+    del dep["spec"]["template"]
+    assert_denied(vap, request(DEMO, "CREATE", dep), "iotistic-api-workloads/pod-template")
+
+
+def test_the_evaluator_applies_vap_semantics() -> None:
+    """Vap itself: a resource rule and all matchConditions gate a policy; the first false validation's
+    message denies; an evaluation error denies under failurePolicy Fail."""
+    policy = {
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "p"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConditions": [
+                {"name": "a", "expression": "request.userInfo.username == 'u'"},
+                {"name": "b", "expression": "request.operation != 'DELETE'"},
+            ],
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "DELETE"],
+                        "resources": ["namespaces"],
+                    }
+                ]
+            },
+            "variables": [{"name": "n", "expression": "object.metadata.name"}],
+            "validations": [
+                {"expression": "variables.n != 'x'", "message": "p/first"},
+                {"expression": "variables.n != 'y' && variables.n != 'x'", "message": "p/second"},
+                {"expression": "variables.n != 'z' || object.missing", "message": "p/third"},
+            ],
+        },
+    }
+    bound = {
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "p"},
+        "spec": {"policyName": "p", "validationActions": ["Deny"]},
+    }
+    v = Vap([policy, bound])
+    assert v.admit(request("u", "CREATE", ns("ok"))).allowed
+    assert v.admit(request("u", "CREATE", ns("x"))).message == "p/first"
+    assert v.admit(request("u", "CREATE", ns("y"))).message == "p/second"
+    d = v.admit(request("u", "CREATE", ns("z")))
+    assert not d.allowed and d.errors  # an evaluation error denies (failurePolicy Fail)
+    assert v.admit(request("other", "CREATE", ns("x"))).matched == []  # a false matchCondition skips
+    assert v.admit(request("u", "DELETE", None, ns("x"))).matched == []
+    assert v.admit(request("u", "CREATE", quota("x"))).matched == []  # no resource rule matches
+    unbound = Vap([policy])
+    assert unbound.admit(request("u", "CREATE", ns("x"))).allowed  # a policy without a binding does nothing
+
+
+# --------------------------------------------------------------------------------------------------
+# The objects: schema, versions, the setting, and coverage of every cluster-wide grant
+# --------------------------------------------------------------------------------------------------
+
+
+def shared_objects(envs: list[Environment]) -> list[Obj]:
+    from cdk8s import Testing  # imported here: pytest would collect a module-level `Testing`
+
+    return list(ClusterChart(Testing.app(), envs).to_json())
+
+
+def with_setting(envs: dict[str, Environment], value: AdmissionPolicyVersion) -> list[Environment]:
+    assert value in get_args(AdmissionPolicyVersion)
+    return [e.model_copy(update={"cluster": Cluster(admission_policies=value)}) for e in envs.values()]
+
+
+def test_policies_validate_strictly_against_the_official_schema(environments) -> None:
+    shipped = load(CLUSTER_DIR)
+    assert (
+        sorted(o["kind"] for o in shipped)
+        == ["ValidatingAdmissionPolicy"] * 4 + ["ValidatingAdmissionPolicyBinding"] * 4
+    )
+    for o in shipped:
+        assert o["apiVersion"] == "admissionregistration.k8s.io/v1"
+        for version in ("1.30", "1.37"):
+            kubernetes_validate.validate(o, version, strict=True)
+    beta = [o for o in shared_objects(with_setting(environments, "v1beta1")) if "Admission" in o["kind"]]
+    assert len(beta) == 8
+    for o in beta:
+        assert o["apiVersion"] == "admissionregistration.k8s.io/v1beta1"
+        kubernetes_validate.validate(o, "1.28", strict=True)
+        kubernetes_validate.validate(o, "1.29", strict=True)
+    # the same policies under either version
+    assert [o["spec"] for o in beta if o["kind"] == "ValidatingAdmissionPolicy"] == [
+        o["spec"] for o in shared_objects(list(environments.values())) if o["kind"] == "ValidatingAdmissionPolicy"
+    ]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        bad = copy.deepcopy(shipped[0])
+        bad["spec"]["validationz"] = []
+        kubernetes_validate.validate(bad, "1.30", strict=True)
+
+
+def test_policy_fields_that_matter(vap: Vap, environments) -> None:
+    users = sorted(f"system:serviceaccount:{e.namespace}:iotistic-api" for e in environments.values())
+    for name, p in vap.policies.items():
+        spec = p["spec"]
+        assert spec["failurePolicy"] == "Fail"
+        (cond,) = spec["matchConditions"]
+        assert run(cond["expression"] + " == true", {"request": {"userInfo": {"username": users[0]}}})
+        for v in spec["validations"]:
+            assert v["message"].startswith(f"{name}/"), v["message"]  # every message names its rule
+            assert v["reason"] == "Forbidden"
+        assert vap.bindings[name]["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+    assert (
+        "'virtual-agents'"
+        in by(load(CLUSTER_DIR), "ValidatingAdmissionPolicy", "iotistic-api-namespaces")["spec"]["variables"][3][
+            "expression"
+        ]
+    )
+
+
+def test_setting_none_emits_nothing_and_warns(environments) -> None:
+    envs = with_setting(environments, "none")
+    assert not [o for o in shared_objects(envs) if "Admission" in o["kind"]]
+    assert kinds(shared_objects(envs), "ClusterRole")  # the roles stay
+    warning = unguarded_warning(envs[0])
+    assert warning is not None and "cluster-wide" in warning
+    assert unguarded_warning(next(iter(environments.values()))) is None
+
+
+def test_setting_must_agree_across_environments(environments) -> None:
+    envs = list(environments.values())
+    mixed = [envs[0].model_copy(update={"cluster": Cluster(admission_policies="v1beta1")}), *envs[1:]]
+    with pytest.raises(ConfigError) as err:
+        shared_objects(mixed)
+    assert err.value.path == "cluster.admissionPolicies" and "must be the same in every environment" in str(err.value)
+
+
+def test_validate_and_explain_warn_when_none(tmp_path: Path, capsys) -> None:
+    import cli
+
+    src = (ROOT / "environments" / "client-demo.yaml").read_text()
+    (tmp_path / "client-demo.yaml").write_text(src + "\ncluster:\n  admissionPolicies: none\n")
+    for argv in (["validate"], ["explain", "client-demo"]):
+        rc = cli.main(["--environments", str(tmp_path), *argv])
+        out, _ = capsys.readouterr()
+        assert rc == 0
+        assert (
+            "warning: " in out
+            and "cluster.admissionPolicies: none: the API's ServiceAccount keeps a cluster-wide" in out
+        )
+    rc = cli.main(["validate", "client-demo"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and "admissionPolicies" not in out
+
+
+def test_every_cluster_wide_write_is_guarded(vap: Vap) -> None:
+    """Every write the cluster-wide ClusterRole grants is matched by a policy; no wildcard or escalation verbs."""
+    writes = {"create", "update", "patch", "delete", "deletecollection"}
+    op = {"create": "CREATE", "update": "UPDATE", "patch": "UPDATE", "delete": "DELETE", "deletecollection": "DELETE"}
+    rules = [r for p in vap.policies.values() for r in p["spec"]["matchConstraints"]["resourceRules"]]
+    for role in ROLES.values():
+        for rule in role:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+            assert not {"escalate", "impersonate"} & set(rule["verbs"])
+            if "bind" in rule["verbs"]:
+                assert rule.get("resourceNames") == ["iotistic-fleet-namespace-manager"]
+    for rule in ROLES[VIRTUAL_AGENT_MANAGER]:
+        for verb in set(rule["verbs"]) & writes:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    res = {"group": group, "version": "v1", "resource": resource}
+                    assert any(_rule_matches(r, res, op[verb]) for r in rules), (group, resource, verb)
+
+
+def test_release_grants_are_namespaced_and_minimal(manifests) -> None:
+    for release, objs in manifests.items():
+        for crb in kinds(objs, "ClusterRoleBinding"):
+            assert crb["roleRef"]["name"] == VIRTUAL_AGENT_MANAGER, release
+            assert [s["name"] for s in crb["subjects"]] == ["iotistic-api"]
+        for role in kinds(objs, "Role"):
+            for rule in role["rules"]:
+                assert rule["resources"] == ["secrets"] and rule["apiGroups"] == [""], (release, role["metadata"])
+                assert set(rule["verbs"]) <= {"get", "create", "patch"}
+                assert "create" in rule["verbs"] or rule.get("resourceNames"), "reads and patches are by name"
+        for rb in kinds(objs, "RoleBinding"):
+            assert rb["roleRef"]["name"] in {"iotistic-fleet-namespace-manager"} | {
+                r["metadata"]["name"] for r in kinds(objs, "Role")
+            }
+
+
+def test_agent_namespace_setting(tmp_path: Path, environments) -> None:
+    """The agent namespace the policy lets the API create follows api.extraEnv.VIRTUAL_AGENT_NAMESPACE."""
+    for bad in ("kube-system", "default", "Agents", "x" * 64):
+        data = {**BASE, "api": {"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": bad}}}
+        assert error_of(tmp_path, data).startswith(
+            "environments/acme.yaml: api.extraEnv.VIRTUAL_AGENT_NAMESPACE: must be a DNS-1123 label other than"
+        )
+    env = env_from("client-demo", api={"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": "demo-agents"}})
+    envs = [env, *(e for e in environments.values() if e.release != "client-demo")]
+    objs = [o for o in shared_objects(envs) if "Admission" in o["kind"]]
+    v = Vap(objs)
+    assert_allowed(v, request(DEMO, "CREATE", ns("demo-agents")))
+    assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents")), "iotistic-api-namespaces/create-fleet-or-agent")
+    assert_allowed(v, request(IOT, "CREATE", ns("virtual-agents")))
+    assert_denied(v, request(IOT, "CREATE", ns("demo-agents")), "iotistic-api-namespaces/create-fleet-or-agent")
