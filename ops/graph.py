@@ -605,7 +605,7 @@ class _Builder:
         touched = {f[0] for f in flows} | {f[1] for f in flows}
         db = self.database_note(workloads)
         for eid, ep in eps.items():
-            if eid.startswith("wl:"):
+            if isinstance(ep, Pod) and eid.startswith("wl:"):
                 node = t.nodes[eid]
                 for kind in ("Ingress", "Egress"):
                     if ep.namespace in self.governed and not cluster.isolated(ep, kind):
@@ -733,8 +733,8 @@ class _Builder:
         for s, d, port, proto in flows:
             pair[(s, d)].add((port, proto))
         shared: dict[tuple[str, frozenset[PortKey]], list[str]] = defaultdict(list)
-        for (s, d), ps in pair.items():
-            shared[(d, frozenset(ps))].append(s)
+        for (s, d), pset in pair.items():
+            shared[(d, frozenset(pset))].append(s)
         for (d, ps), srcs in sorted(shared.items(), key=lambda kv: (kv[0][0], port_label(kv[0][1]))):
             label = port_label(ps)
             these = tuple(sorted((s, d, p, proto) for s in srcs for p, proto in ps))
@@ -770,8 +770,8 @@ class _Builder:
                 continue
             spec = o.get("spec") or {}
             targets = [spec.get("scaleTargetRef"), spec.get("targetRef"), *(spec.get("targetRefs") or [])]
-            hit = [by_name.get((r.get("kind", ""), r.get("name", ""))) for r in targets if isinstance(r, dict)]
-            hit = [h for h in hit if h]
+            found = [by_name.get((r.get("kind", ""), r.get("name", ""))) for r in targets if isinstance(r, dict)]
+            hit = [h for h in found if h]
             sel = spec.get("selector")
             if not hit and isinstance(sel, dict):
                 sel = sel if "matchLabels" in sel or "matchExpressions" in sel else {"matchLabels": sel}
@@ -878,15 +878,29 @@ def rights(release: str, objs: list[Manifest], cluster_objs: list[Manifest]) -> 
             t.edge(sa_node(s.get("namespace", _meta(bd).get("namespace", "")), s["name"]), bid, "binds", where)
     # Admission policies (kind ValidatingAdmissionPolicy and its Binding, any apiVersion).
     policies = {_meta(o)["name"]: o for o in everything if o["kind"] == "ValidatingAdmissionPolicy"}
-    for o in everything:
+    bound = {
+        (o.get("spec") or {}).get("policyName") for o in everything if o["kind"] == "ValidatingAdmissionPolicyBinding"
+    }
+    unbound: list[Manifest] = [
+        {
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": "(none: not enforced)"},
+            "spec": {"policyName": n},
+        }
+        for n in sorted(set(policies) - bound)
+    ]
+    for o in everything + unbound:
         if o["kind"] != "ValidatingAdmissionPolicyBinding":
             continue
-        name = (o.get("spec") or {}).get("policyName", "")
-        pol = policies.get(name, {})
+        bspec: Manifest = o.get("spec") or {}
+        name = str(bspec.get("policyName", ""))
+        pol: Manifest = policies.get(name) or {}
         spec = pol.get("spec") or {}
-        rules = ((spec.get("matchConstraints") or {}).get("resourceRules")) or []
-        what = sorted({f"{','.join(r.get('operations') or [])} {','.join(r.get('resources') or [])}" for r in rules})
-        actions = ",".join((o.get("spec") or {}).get("validationActions") or [])
+        rules: list[Manifest] = ((spec.get("matchConstraints") or {}).get("resourceRules")) or []
+        what = sorted(
+            {f"{','.join(rule.get('operations') or [])} {','.join(rule.get('resources') or [])}" for rule in rules}
+        )
+        actions = ",".join(bspec.get("validationActions") or [])
         checks = [v.get("message") or v.get("expression", "") for v in spec.get("validations") or []]
         pid = f"vap:{name}"
         label = [f"ValidatingAdmissionPolicy {name}", *what, f"binding {_meta(o)['name']}: {actions}", *checks[:4]]
@@ -982,7 +996,7 @@ def _clusters(t: Topology) -> dict[tuple[str, ...], list[Node]]:
 
 def to_dot(t: Topology) -> Any:
     """A ``graphviz.Digraph`` of the topology (nodes in clusters per concern, a legend)."""
-    import graphviz
+    import graphviz  # type: ignore[import-untyped]
 
     g = graphviz.Digraph(
         name=f"{t.release}-{t.view}",
@@ -1089,7 +1103,7 @@ def to_mermaid(t: Topology) -> str:
         pad = "  " * depth
         for n in tree.get(path, []):
             if n.style == "junction":
-                lines.append(f"{pad}{ids[n.id]}((\" \"))")
+                lines.append(f'{pad}{ids[n.id]}((" "))')
                 continue
             left, right = MERMAID_SHAPES.get(n.style, ('["', '"]'))
             label = "<br/>".join(_mermaid_text(x) for x in n.label)

@@ -21,7 +21,7 @@ modelled as :class:`Pod` with a namespace, or as :class:`Host` (an address only,
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,7 +138,9 @@ class Cluster:
                 if any(n == start and num == port and proto == protocol for n, num, proto in names):
                     return True
                 continue
-            if start <= port <= p.get("endPort", start):
+            low = int(start)
+            high = int(p["endPort"]) if "endPort" in p else low
+            if low <= port <= high:
                 return True
         return False
 
@@ -195,7 +197,7 @@ class Cluster:
         return out and inn
 
     def flows(
-        self, sources: Iterable[Endpoint], destinations: Iterable[Endpoint], ports: dict[str, Iterable[PortKey]]
+        self, sources: Iterable[Endpoint], destinations: Iterable[Endpoint], ports: Mapping[str, Iterable[PortKey]]
     ) -> set[tuple[str, str, int | None, str]]:
         """Every (source name, destination name, port, protocol) allowed, trying ``ports[dst.name]``."""
         dsts = list(destinations)
