@@ -869,8 +869,8 @@ def rights(release: str, objs: list[Manifest], cluster_objs: list[Manifest]) -> 
         role_ns = _meta(bd).get("namespace") if rr["kind"] == "Role" else None
         role = roles.get((rr["kind"], role_ns, rr["name"]))
         rid = f"role:{rr['kind']}/{role_ns or ''}/{rr['name']}"
-        rules = [_rule_text(r) for r in (role or {}).get("rules") or []] or ["(not in dist/)"]
-        t.add(Node(rid, [f"{rr['kind']} {rr['name']}", *rules], ("Roles and ClusterRoles",), "role"))
+        rule_lines = [_rule_text(r) for r in (role or {}).get("rules") or []] or ["(not in dist/)"]
+        t.add(Node(rid, [f"{rr['kind']} {rr['name']}", *rule_lines], ("Roles and ClusterRoles",), "role"))
         bid = f"binding:{bd['kind']}/{_meta(bd).get('namespace', '')}/{_meta(bd)['name']}"
         t.add(Node(bid, [f"{bd['kind']} {_meta(bd)['name']}", where], ("bindings",), "binding"))
         t.edge(bid, rid, "grants")
@@ -896,7 +896,7 @@ def rights(release: str, objs: list[Manifest], cluster_objs: list[Manifest]) -> 
         name = str(bspec.get("policyName", ""))
         pol: Manifest = policies.get(name) or {}
         spec = pol.get("spec") or {}
-        rules: list[Manifest] = ((spec.get("matchConstraints") or {}).get("resourceRules")) or []
+        resource_rules: list[Manifest] = ((spec.get("matchConstraints") or {}).get("resourceRules")) or []
         what = sorted(
             {f"{','.join(rule.get('operations') or [])} {','.join(rule.get('resources') or [])}" for rule in rules}
         )
