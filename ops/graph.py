@@ -898,7 +898,10 @@ def rights(release: str, objs: list[Manifest], cluster_objs: list[Manifest]) -> 
         spec = pol.get("spec") or {}
         resource_rules: list[Manifest] = ((spec.get("matchConstraints") or {}).get("resourceRules")) or []
         what = sorted(
-            {f"{','.join(rule.get('operations') or [])} {','.join(rule.get('resources') or [])}" for rule in rules}
+            {
+                f"{','.join(rule.get('operations') or [])} {','.join(rule.get('resources') or [])}"
+                for rule in resource_rules
+            }
         )
         actions = ",".join(bspec.get("validationActions") or [])
         checks = [v.get("message") or v.get("expression", "") for v in spec.get("validations") or []]
