@@ -358,7 +358,7 @@ class _Builder:
         """What a workload is, from its images and configuration (Redis cluster/single, broker)."""
         images = " ".join(c.get("image", "") for c in tpl["spec"].get("containers") or [])
         replicas = (o.get("spec") or {}).get("replicas", 1)
-        if re.search(r"(^|/)(redis|valkey)[:@]", images) and o["kind"] not in ("Job", "CronJob", "Pod"):
+        if re.search(r"(^|[/\s])(redis|valkey)[:@]", images) and o["kind"] not in ("Job", "CronJob", "Pod"):
             text = " ".join(
                 str((c.get("data") or {}).values())
                 for c in self.objs
@@ -367,9 +367,9 @@ class _Builder:
             args = " ".join(str(a) for c in tpl["spec"].get("containers") or [] for a in c.get("args") or [])
             cluster = "cluster-enabled yes" in text or "--cluster-enabled yes" in args
             return f"Redis Cluster ({replicas} nodes)" if cluster else "Redis (single)"
-        if re.search(r"(^|/)(eclipse-mosquitto|mosquitto|emqx|vernemq|rabbitmq)[:@]", images):
+        if re.search(r"(^|[/\s])[\w.-]*(mosquitto|emqx|vernemq|rabbitmq)[\w.-]*[:@]", images):
             return "MQTT broker"
-        if re.search(r"(^|/)(postgres|timescale/timescaledb)[^/]*[:@]", images) and o["kind"] in ("Job", "CronJob"):
+        if re.search(r"(^|[/\s])(postgres|timescaledb)[\w.-]*[:@]", images) and o["kind"] in ("Job", "CronJob"):
             return "SQL job"
         return ""
 
@@ -517,6 +517,19 @@ class _Builder:
             pss = (_meta(o).get("labels") or {}).get("pod-security.kubernetes.io/enforce")
             if pss:
                 label.append(f"pod security: {pss}")
+            own = [p for p in self.policies if _meta(p).get("namespace") == name]
+            deny = [
+                "+".join(p["spec"].get("policyTypes") or [])
+                for p in own
+                if not (p["spec"].get("podSelector") or {})
+                and not p["spec"].get("ingress")
+                and not p["spec"].get("egress")
+            ]
+            if own:
+                label.append(
+                    f"{len(own)} NetworkPolicies"
+                    + (f", default deny {', '.join(deny)}" if deny else ", no default deny")
+                )
             for q in self.objs:
                 if q["kind"] == "ResourceQuota" and _meta(q).get("namespace") == name:
                     self.mark(q)
