@@ -429,7 +429,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     except graph.DistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    data = graph.render(topology, fmt)
+    data = graph.render(topology, fmt, dpi=args.dpi)
     if args.output is None:
         sys.stdout.buffer.write(data)
         return EXIT_OK
@@ -517,6 +517,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", type=Path, help="write here (default: standard output)")
     s.add_argument("--format", choices=GRAPH_FORMATS, help="default: the output's suffix, else svg")
     s.add_argument("--view", choices=("network", "rights"), default="network", help="default: network")
+    s.add_argument("--dpi", type=int, help="PNG resolution (Graphviz default: 96)")
     s.add_argument("--dist", type=Path, default=ROOT / "dist", help="the synthesized output (default: dist)")
     s.set_defaults(func=cmd_graph)
 

@@ -70,6 +70,7 @@ class Node:
     label: list[str]
     cluster: tuple[str, ...]  # nested cluster titles, outermost first; () = top level
     style: str  # workload, job, service, route, listener, host, peer, address, secret-made, ...
+    order: str = ""  # sort key within its cluster (default: the id)
 
 
 @dataclass
@@ -322,7 +323,10 @@ class _Builder:
             role = self.role_of(o, tpl)
             label = [f"{o['kind']} {meta['name']}", *([role] if role else []), scale, *_resources(tpl["spec"])]
             concern = "hook Jobs (sync order)" if HOOK in annotations else self.concern_of(o, tpl)
-            t.add(Node(wid, label, (*self.ns_cluster(ns), concern), "job" if HOOK in annotations else "workload"))
+            order = f"{_wave(o) + 1000:06d} {meta['name']}" if HOOK in annotations else ""
+            t.add(
+                Node(wid, label, (*self.ns_cluster(ns), concern), "job" if HOOK in annotations else "workload", order)
+            )
             for s in secrets_read(tpl["spec"]):
                 sid = f"secret:{ns}/{s}"
                 source = made.get(s)
@@ -1007,6 +1011,8 @@ def _clusters(t: Topology) -> dict[tuple[str, ...], list[Node]]:
     tree: dict[tuple[str, ...], list[Node]] = defaultdict(list)
     for n in sorted(t.nodes.values(), key=lambda n: n.id):
         tree[n.cluster].append(n)
+    for nodes in tree.values():
+        nodes.sort(key=lambda n: (n.order or n.id, n.id))
     return tree
 
 
@@ -1068,11 +1074,13 @@ def to_dot(t: Topology) -> Any:
     return g
 
 
-def render(t: Topology, fmt: str) -> bytes:
+def render(t: Topology, fmt: str, dpi: int | None = None) -> bytes:
     """Render through Graphviz's ``dot`` (svg, png) or return the DOT source / Mermaid text."""
     if fmt == "mermaid":
         return to_mermaid(t).encode()
     g = to_dot(t)
+    if dpi:
+        g.graph_attr["dpi"] = str(dpi)
     if fmt == "dot":
         return str(g.source).encode()
     data: bytes = g.pipe(format=fmt, engine="dot")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -404,7 +405,7 @@ def test_new_kinds_appear_without_code_changes(tmp_path) -> None:
 
 def test_rights_view_with_admission_policies(tmp_path) -> None:
     dist = _copy(tmp_path, "iotistica")
-    vap = {
+    vap: dict[str, Any] = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": "fleet-deployer-guardrail"},
