@@ -841,6 +841,26 @@ def _rule_text(rule: Manifest) -> str:
     return f"{what}: {','.join(rule.get('verbs') or [])}"
 
 
+def t_sas(t: Topology) -> set[tuple[str, str]]:
+    """(namespace, name) of the ServiceAccounts drawn in a rights view."""
+    out = set()
+    for k in t.nodes:
+        if k.startswith("sa:"):
+            ns, _, name = k.removeprefix("sa:").partition("/")
+            out.add((ns, name))
+    return out
+
+
+def _confines(text: str, ns: str, name: str) -> bool:
+    """Whether an admission policy's text (CEL, match rules) names this ServiceAccount's user."""
+    if f"system:serviceaccount:{ns}:{name}" in text or f"system:serviceaccount:{ns}:'" in text:
+        return True
+    if "userInfo" not in text:
+        return False
+    quoted = (r"[\'\"]" + re.escape(x) + r"[\'\"]" for x in (ns, name))
+    return all(re.search(q, text) for q in quoted)
+
+
 def rights(release: str, objs: list[Manifest], cluster_objs: list[Manifest]) -> Topology:
     b = _Builder(release, objs, cluster_objs)
     t = Topology(release, b.namespace, "rights")
@@ -878,7 +898,13 @@ def rights(release: str, objs: list[Manifest], cluster_objs: list[Manifest]) -> 
     for bd in everything:
         if bd["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
             continue
-        subjects = [s for s in bd.get("subjects") or [] if s.get("kind") == "ServiceAccount"]
+        # This release's ServiceAccounts only (dist/cluster/ holds bindings of every release).
+        subjects = [
+            s
+            for s in bd.get("subjects") or []
+            if s.get("kind") == "ServiceAccount"
+            and s.get("namespace", _meta(bd).get("namespace")) in {b.namespace, *b.fleets}
+        ]
         if not subjects:
             continue
         rr = bd["roleRef"]
@@ -928,15 +954,12 @@ def rights(release: str, objs: list[Manifest], cluster_objs: list[Manifest]) -> 
             label.append(f"... {len(checks) - 4} more checks")
         t.add(Node(pid, label, ("admission policies",), "policy"))
         text = yaml.safe_dump([pol, o])
-        confined = [
-            (ns, n)
-            for ns, n in sorted({tuple(k.split(":", 1)[1].split("/", 1)) for k in t.nodes if k.startswith("sa:")})
-            if f"system:serviceaccount:{ns}:{n}" in text or (n in text and ns in text)
-        ]
+        confined = [(ns, n) for ns, n in sorted(t_sas(t)) if _confines(text, ns, n)]
         for ns, n in confined:
             t.edge(pid, f"sa:{ns}/{n}", "confines")
         if not confined:
-            t.nodes[pid].label.append("confines: every matching request")
+            who = "users its matchConditions name" if "userInfo" in text else "every matching request"
+            t.nodes[pid].label.append(f"confines: {who} (none of this release's ServiceAccounts)")
     return t
 
 

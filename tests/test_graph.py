@@ -439,8 +439,20 @@ def test_rights_view_with_admission_policies(tmp_path) -> None:
         "spec": {"policyName": "fleet-deployer-guardrail", "validationActions": ["Deny"]},
     }
     lonely = {**vap, "metadata": {"name": "unbound"}, "spec": {**vap["spec"], "matchConditions": []}}
+    # Another release's API: a name that contains this release's namespace must not count.
+    other_user = "request.userInfo.username == 'system:serviceaccount:iotistica-enterprise:iotistic-api'"
+    other = {
+        **vap,
+        "metadata": {"name": "other"},
+        "spec": {**vap["spec"], "matchConditions": [{"name": "o", "expression": other_user}]},
+    }
+    other_binding = {
+        **binding,
+        "metadata": {"name": "other"},
+        "spec": {"policyName": "other", "validationActions": ["Deny"]},
+    }
     (dist / "cluster" / "ValidatingAdmissionPolicy.guard.k8s.yaml").write_text(
-        yaml.safe_dump_all([vap, binding, lonely])
+        yaml.safe_dump_all([vap, binding, lonely, other, other_binding])
     )
     t = graph.build(dist, "iotistica", view="rights")
     sa = "sa:iotistica/iotistic-api"
@@ -452,6 +464,8 @@ def test_rights_view_with_admission_policies(tmp_path) -> None:
     _names, edges = parsed(svg_of(t))
     confines = {(tail, head) for cls, _e, tail, head in edges if cls == "confines"}
     assert confines == {("vap:fleet-deployer-guardrail", sa)}
+    note = "confines: users its matchConditions name (none of this release's ServiceAccounts)"
+    assert note in t.nodes["vap:other"].label
     binds = {(tail, head) for cls, _e, tail, head in edges if cls == "binds"}
     assert (sa, "binding:ClusterRoleBinding//iotistica-virtual-agent-manager") in binds
     assert (sa, "binding:RoleBinding/fleet-iotistica-pilot/iotistica-fleet-pilot") in binds
