@@ -265,6 +265,8 @@ class _Builder:
         self.attached: dict[str, list[str]] = defaultdict(list)  # node id -> objects drawn inside it
         self.drawn: set[int] = set()  # id() of objects that have their own node or are attached
         self._ips = (f"10.244.{i // 200}.{i % 200 + 10}" for i in range(10**6))
+        self.stand_in_labels: dict[str, list[str]] = {}
+        self.host_labels: dict[str, list[str]] = {}
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -629,7 +631,7 @@ class _Builder:
             if isinstance(ep, Pod) and eid.startswith("wl:"):
                 node = t.nodes[eid]
                 for kind in ("Ingress", "Egress"):
-                    if ep.namespace in self.governed and not cluster.isolated(ep, kind):
+                    if not cluster.isolated(ep, kind):
                         node.label.append(f"{kind.lower()}: open (no policy isolates it)")
                 continue
             if eid not in touched:
@@ -647,12 +649,7 @@ class _Builder:
                 t.add(Node(eid, [*self.stand_in_labels[eid], *extra], self.ns_cluster(ep.namespace), "peer"))
         self.flow_edges(flows)
 
-    stand_in_labels: dict[str, list[str]]
-    host_labels: dict[str, list[str]]
-
     def stand_in(self, eps: dict[str, Endpoint], pns: str, ns_sel: Manifest | None, pod_sel: Manifest | None) -> None:
-        if not hasattr(self, "stand_in_labels"):
-            self.stand_in_labels = {}
         if ns_sel is None:
             ns, ns_text, ns_labels = pns, pns, None
         else:

@@ -475,3 +475,38 @@ def test_rights_view_with_admission_policies(tmp_path) -> None:
     assert ("wl:Deployment/iotistica-api", sa) in uses
     # Pods that do not mount a token are not in the rights view.
     assert "wl:Deployment/iotistica-dashboard" not in t.nodes
+
+
+def test_without_policies_nothing_is_claimed_denied(tmp_path) -> None:
+    """network.enabled: false writes no NetworkPolicy: every workload says it is open both ways."""
+    dist = _copy(tmp_path, "client-demo")
+    for f in (dist / "client-demo").glob("NetworkPolicy.*"):
+        f.unlink()
+    t = graph.build(dist, "client-demo")
+    assert t.flows == set()
+    workloads = [n for n in t.nodes.values() if n.id.startswith("wl:")]
+    assert workloads
+    for n in workloads:
+        assert "ingress: open (no policy isolates it)" in n.label and "egress: open (no policy isolates it)" in n.label
+
+
+def test_open_egress_is_labelled(tmp_path) -> None:
+    """Ingress isolation only (network.defaultDenyEgress: false): workloads say egress is open, and
+    their connections out are drawn to every stand-in that accepts them."""
+    dist = _copy(tmp_path, "client-demo")
+    for f in (dist / "client-demo").glob("NetworkPolicy.*"):
+        p = yaml.safe_load(f.read_text())
+        p["spec"]["policyTypes"] = [x for x in p["spec"]["policyTypes"] if x != "Egress"]
+        p["spec"].pop("egress", None)
+        if p["spec"]["policyTypes"]:
+            f.write_text(yaml.safe_dump(p))
+        else:
+            f.unlink()
+    t = graph.build(dist, "client-demo")
+    for n in t.nodes.values():
+        if n.id.startswith("wl:"):
+            assert "egress: open (no policy isolates it)" in n.label, n.id
+            assert "ingress: open (no policy isolates it)" not in n.label, n.id
+    dashboard, api = "wl:Deployment/client-demo-dashboard", "wl:Deployment/client-demo-api"
+    assert not any(f[:2] == (dashboard, api) for f in t.flows), "the API's ingress still refuses the dashboard"
+    assert (api, "wl:Deployment/client-demo-mosquitto", 1883, "TCP") in t.flows
