@@ -1,4 +1,4 @@
-"""iotistica-k8s: the operator CLI (synth, validate, diff, explain, new, schema, migrate).
+"""iotistica-k8s: the operator CLI (synth, validate, diff, explain, graph, migrate, new, schema, docs).
 
 Exit codes: 0 success (and, for ``diff``, no differences); 1 a check failed or ``diff`` found
 differences; 2 bad input (one line naming the file and the key path, nothing written).
@@ -405,12 +405,15 @@ def schema_text() -> str:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    """Regenerate the README's settings reference and environment.schema.json (or check them)."""
+    """Regenerate the README's settings reference, environment.schema.json and the topology pages (or check)."""
     from tiers.reference import update_readme
 
     stale = []
     if not update_readme(ROOT / "README.md", check=args.check):
         stale.append("README.md (settings reference)")
+    from ops.graph import topology_docs
+
+    stale += topology_docs(ROOT / "dist", ROOT / "docs" / "topology", check=args.check)
     current = SCHEMA_FILE.read_text() if SCHEMA_FILE.exists() else ""
     if current != schema_text():
         stale.append(SCHEMA_FILE.name)
@@ -438,6 +441,32 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return plan.exit_code
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Draw one environment from dist/ (network flows from its NetworkPolicies, or the rights view)."""
+    from ops import graph
+
+    fmt = args.format or (args.output.suffix.lstrip(".") if args.output and args.output.suffix else "svg")
+    if fmt not in GRAPH_FORMATS:
+        print(f"error: {args.output}: unknown format {fmt!r} (one of {', '.join(GRAPH_FORMATS)})", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        topology = graph.build(args.dist, args.env_name, view=args.view)
+    except graph.DistError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    data = graph.render(topology, fmt, dpi=args.dpi)
+    if args.output is None:
+        sys.stdout.buffer.write(data)
+        return EXIT_OK
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(data)
+    print(f"wrote {args.output} ({fmt}, {len(topology.nodes)} nodes, {len(topology.flows)} allowed flows)")
+    return EXIT_OK
+
+
+GRAPH_FORMATS = ("svg", "png", "dot", "mermaid")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -503,6 +532,21 @@ def parser() -> argparse.ArgumentParser:
         "schema", help="print the JSON Schema of environment files", description="JSON Schema for editors."
     )
     s.set_defaults(func=cmd_schema)
+
+    s = sub.add_parser(
+        "graph",
+        help="draw an environment from dist/: flows its NetworkPolicies allow, or who may do what",
+        description="Draw dist/ENV as Graphviz SVG/PNG/DOT or Mermaid text. Network view: hosts, routes, "
+        "Services, workloads, Secrets, hook Jobs, fleet namespaces, and every connection the NetworkPolicies "
+        "allow (not drawn = denied). Rights view: ServiceAccounts, their roles and bindings, admission policies.",
+    )
+    s.add_argument("env_name", metavar="ENV")
+    s.add_argument("-o", "--output", type=Path, help="write here (default: standard output)")
+    s.add_argument("--format", choices=GRAPH_FORMATS, help="default: the output's suffix, else svg")
+    s.add_argument("--view", choices=("network", "rights"), default="network", help="default: network")
+    s.add_argument("--dpi", type=int, help="PNG resolution (Graphviz default: 96)")
+    s.add_argument("--dist", type=Path, default=ROOT / "dist", help="the synthesized output (default: dist)")
+    s.set_defaults(func=cmd_graph)
 
     s = sub.add_parser(
         "docs",

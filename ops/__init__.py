@@ -1,1 +1,1 @@
-"""Operator tooling that is not a construct: checks and plans over manifests."""
+"""Operator tooling that is not a construct: checks, plans and pictures over what the app wrote into dist/."""

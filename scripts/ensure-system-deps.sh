@@ -21,6 +21,7 @@ have_cmd mosquitto || missing+=(mosquitto)
 have_cmd promtool || missing+=(prometheus)
 have_initdb || missing+=(postgresql)
 have_cmd busybox || missing+=(busybox)
+have_cmd dot || missing+=(graphviz)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

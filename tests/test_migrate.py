@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from ops.migrate import HELM_CHART_NAME, Plan, build_plan, key, load_helm_manifests, render_markdown
+from ops.netpol import selects
 from tests.helpers import ROOT, by, env_from, error_of, kinds, synth_env
-from tests.netpol_eval import selects
 
 FIXTURES = ROOT / "tests" / "fixtures" / "helm"
 SOURCES = {

@@ -1,6 +1,6 @@
 """The isolation concern: fleet namespaces, cluster RBAC, network isolation and pod security, proven per environment.
 
-- Network: every NetworkPolicy of an environment is evaluated (tests/netpol_eval.py) against the
+- Network: every NetworkPolicy of an environment is evaluated (ops/netpol.py) against the
   pods of its manifests plus stand-ins for the world around them (Gateway, Prometheus, DNS, the
   database, agents, intruders, the internet). The *complete* set of permitted connections must
   equal the expected flows written out below, independently of the construct's flow table.
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ops.netpol import Cluster, Host, Pod
 from tests.helpers import BASE, by, env_from, error_of, kinds, pod_specs, synth_env
-from tests.netpol_eval import Cluster, Host, Pod
 from tiers.loader import ConfigError, load_environment
 from tiers.models import Environment
 
@@ -249,7 +249,7 @@ def _in_release(env: Environment, ep: Pod | Host) -> bool:
 
 
 def _ingress_isolated(cluster: Cluster, ep: Pod | Host) -> bool:
-    return isinstance(ep, Pod) and bool(cluster._policies_for(ep, "Ingress"))
+    return isinstance(ep, Pod) and bool(cluster.policies_for(ep, "Ingress"))
 
 
 @pytest.mark.parametrize("key", ALL)
