@@ -60,6 +60,8 @@ lint: setup ## ruff + mypy
 	$(VENV)/bin/mypy
 
 # dist/ is committed (ArgoCD deploys it), so clean leaves it alone; `make synth` refreshes it.
+# Staging left by a killed synth (SIGKILL; other signals clean up): .dist.synth-*; the cdk8s CLI's
+# scratch folder .cdk8s-staging; names older versions created (.old-dist-*, dist/.old-*).
 clean: ## remove caches and leftover synth staging folders (keeps dist/, imports/, .venv, node_modules)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .synth-cache .dist.synth-* .old-dist-*
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .synth-cache .cdk8s-staging .dist.synth-* .old-dist-* dist/.old-*
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -1,7 +1,9 @@
 """iotistica-k8s: the operator CLI (synth, validate, diff, explain, graph, migrate, new, schema, docs).
 
-Exit codes: 0 success (and, for ``diff``, no differences); 1 a check failed or ``diff`` found
-differences; 2 bad input (one line naming the file and the key path, nothing written).
+Exit codes: 0 success (and, for ``diff``, no differences); 1 a check failed, ``diff`` found
+differences, or an internal or environment failure (one line naming what failed, never an
+environment file); 2 bad input (one line naming the file and the key path, nothing written);
+``synth`` also 128+N when interrupted by signal N (see app.py).
 """
 
 from __future__ import annotations
@@ -470,9 +472,10 @@ GRAPH_FORMATS = ("svg", "png", "dot", "mermaid")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    # app.main owns the synth's exit codes, signal handling and the resolution of --outdir.
     argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
     if args.outdir:
-        argv += ["--outdir", str(args.outdir)]
+        argv += ["--outdir", args.outdir]
     return app.main(argv)
 
 
@@ -483,14 +486,16 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="iotistica-k8s",
         description="Operate Iotistica environments: synthesize, validate, diff, explain, scaffold.",
-        epilog="Exit codes: 0 ok; 1 a check failed or diff found changes; 2 bad input.",
+        epilog="Exit codes: 0 ok; 1 a check failed, diff found changes, or an internal failure; 2 bad input.",
     )
     p.add_argument("--environments", type=Path, default=ROOT / "environments", help="environment files folder")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("synth", help="write dist/ (like make synth)", description="Synthesize into dist/<release>/.")
     s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
-    s.add_argument("--outdir", type=Path, help="output folder (default: $CDK8S_OUTDIR or dist)")
+    s.add_argument(
+        "--outdir", help="output folder (default: $CDK8S_OUTDIR or dist); relative to the project root, not the cwd"
+    )
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser(
@@ -579,9 +584,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, app.OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as exc:  # internal or environment failure: one line, never blamed on a file
+        print(f"error: {app.describe_failure(exc)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -12,16 +12,18 @@ that renders it, the library versions). The cache key is the sha256 of exactly t
 Anything that can change a byte of output changes the key, so a hit is a copy of the output the same
 inputs produced before: never stale. ``tests/test_synth_cache.py`` proves it (a cached synth equals a
 fresh one byte for byte; changing code, a preset or an environment misses). Entries live in
-``.synth-cache/<key>/`` (git-ignored), are written atomically, and the least recently used beyond
-``MAX_ENTRIES`` are pruned.
+``.synth-cache/<key>/`` (git-ignored), are written atomically (safe for concurrent runs sharing one
+cache), and the least recently used beyond ``MAX_ENTRIES`` are pruned.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -79,41 +81,66 @@ class SynthCache:
         self.misses = 0
 
     def fetch(self, entry: str, dest: Path) -> bool:
-        """Copy the cached folder to ``dest``; False when there is none."""
+        """Copy the cached folder to ``dest``; False when there is none.
+
+        An entry that vanishes while it is copied (another process pruned it) is a miss, not an error.
+        """
         src = self.directory / entry
         self.used.add(entry)
         if not (src / ".complete").is_file():
             self.misses += 1
             return False
-        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".complete"))
-        os.utime(src)
+        try:
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".complete"))
+            os.utime(src)
+        except (FileNotFoundError, shutil.Error):
+            shutil.rmtree(dest, ignore_errors=True)
+            self.misses += 1
+            return False
         self.hits += 1
         return True
 
     def store(self, entry: str, src: Path) -> None:
-        """Keep a copy of ``src`` under ``entry`` (written to a temporary name, then renamed)."""
+        """Keep a copy of ``src`` under ``entry``.
+
+        Safe for concurrent runs: the copy goes to a temporary folder whose name is unique to this
+        process (``.tmp-<key>-<pid>-<random>``) and is renamed into place, which is atomic; when
+        another run renamed its copy first, this one is dropped (the contents are equal by
+        construction: same key).
+        """
         self.used.add(entry)
         final = self.directory / entry
         if final.exists():
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".tmp-{entry}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if src.exists():
-            shutil.copytree(src, tmp)
-        else:
-            tmp.mkdir()
-        (tmp / ".complete").write_text("")
-        tmp.rename(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry[:16]}-{os.getpid()}-", dir=self.directory))
+        try:
+            if src.exists():
+                shutil.copytree(src, tmp, dirs_exist_ok=True)
+            (tmp / ".complete").write_text("")
+            try:
+                tmp.rename(final)
+            except OSError:  # ENOTEMPTY/EEXIST: another run stored the same entry first
+                if not (final / ".complete").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def prune(self, max_entries: int = MAX_ENTRIES) -> None:
         """Drop the least recently used entries beyond ``max_entries`` (never one used by this run)."""
         if not self.directory.is_dir():
             return
         entries = sorted(
-            (p for p in self.directory.iterdir() if p.name not in self.used),
+            # Hidden names are other runs' temporary folders: never theirs to prune.
+            (p for p in self.directory.iterdir() if p.name not in self.used and not p.name.startswith(".")),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
         for path in entries[max(0, max_entries - len(self.used)) :]:
-            shutil.rmtree(path, ignore_errors=True)
+            # Renamed away first, so a concurrent fetch sees the entry whole or not at all.
+            trash = self.directory / f".trash-{path.name[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                path.rename(trash)
+            except OSError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)

@@ -142,5 +142,5 @@ def test_service_account_and_log_label(manifests) -> None:
 
 
 def test_extra_env_cannot_redefine_managed_variables() -> None:
-    with pytest.raises(ValueError, match="api.extraEnv may not redefine managed variables: DB_POOL_SIZE"):
+    with pytest.raises(ValueError, match="api.extraEnv: may not redefine managed variables: DB_POOL_SIZE"):
         synth_env(env_from("client-demo", api={"extraEnv": {"DB_POOL_SIZE": "99"}}))

@@ -52,13 +52,15 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_partial_synth_replaces_only_that_release(tmp_path: Path) -> None:
+    # A previous synth's output (marker + generated folders); `iotistica` is another existing release.
     out = tmp_path / "dist"
-    (out / "other").mkdir(parents=True)
-    (out / "other" / "x.yaml").write_text("kept\n")
+    (out / "iotistica").mkdir(parents=True)
+    (out / ".iotistica-k8s-output").write_text("marker\n")
+    (out / "iotistica" / "Deployment.iotistica-x.k8s.yaml").write_text("kept\n")
     (out / "client-demo").mkdir()
     (out / "client-demo" / "stale.k8s.yaml").write_text("stale\n")
     synth_demo(out)
-    assert (out / "other" / "x.yaml").read_text() == "kept\n"
+    assert (out / "iotistica" / "Deployment.iotistica-x.k8s.yaml").read_text() == "kept\n"
     assert not (out / "client-demo" / "stale.k8s.yaml").exists(), "stale files of a release are removed"
     assert (out / "client-demo" / "Deployment.client-demo-api.k8s.yaml").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dist"], "no staging folder left behind"

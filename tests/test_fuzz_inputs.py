@@ -1,14 +1,16 @@
 """Property-based: generated environment files thrown at `validate` and `synth`.
 
-Whatever the input (wrong types, unknown keys, extreme numbers, odd names), the outcome is either a
-clean one-line error with exit code 2 and an untouched dist/, or exit 0 with a complete, parseable
-dist/ for the environment. Never a traceback, never a partial dist/.
+Whatever the input (wrong types, unknown keys, extreme numbers, odd names, a key given twice, YAML
+anchors and aliases), the outcome is either a clean one-line error with exit code 2 and an untouched
+dist/, or exit 0 with a complete, parseable dist/ for the environment. Never a traceback, never a
+partial dist/.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,7 +69,26 @@ def environment_files(draw: st.DrawFn) -> tuple[str, str]:
     if draw(st.booleans()):
         data.pop(draw(st.sampled_from(["release", "namespace", "tier"])), None)
     file_name = release if isinstance(release, str) and draw(st.integers(0, 9)) else "other"
-    return f"{file_name}.yaml", yaml.safe_dump(data)
+    text = yaml.safe_dump(data)
+    trick = draw(st.sampled_from(["none", "none", "none", "duplicate", "nested-duplicate", "alias"]))
+    if trick == "duplicate":  # a second top-level key: YAML alone would keep the last one silently
+        key = draw(st.sampled_from(["tier", "release", "namespace", "edge", "api"]))
+        text += f"{key}: {yaml.safe_dump(draw(values), default_flow_style=True).strip().removesuffix('...').strip()}\n"
+    elif trick == "nested-duplicate":
+        text += "edge:\n  hosts: {api: a.example.com}\n  hosts: {}\n"
+    elif trick == "alias":
+        text += "x-anchor: &a [1, 2]\naffinity: *a\n"
+    return f"{file_name}.yaml", text
+
+
+def _refusal(text: str) -> str | None:
+    """The error a text must get for its YAML alone: an anchor/alias, or a key given twice."""
+    if re.search(r": &\w", text):
+        return "is not allowed in environment files"
+    top = re.findall(r"^([A-Za-z][\w-]*):", text, flags=re.M)
+    if len(top) != len(set(top)) or "\n  hosts: {}\n" in text:
+        return "duplicate key (first at line"
+    return None
 
 
 def _run(main, argv: list[str]) -> tuple[int, str, str]:
@@ -86,14 +107,18 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 @example(("client-x.yaml", "release: client-x\nnamespace: client-x\ntier: standard\n"))
 @example(("client-y.yaml", "release: client-y\nnamespace: client-y\ntier: demo\napi: {replicas: 1000000000}\n"))
 @example(("client-z.yaml", "release: client-z\nnamespace: client-z\ntier: enterprise\nbogus: 1\n"))
+@example(("client-d.yaml", "release: client-d\nnamespace: client-d\ntier: demo\ntier: enterprise\n"))
+@example(("client-a.yaml", "release: client-a\nnamespace: client-a\ntier: demo\napi: &x {replicas: 2}\nx: *x\n"))
 def test_bad_input_gives_one_line_or_a_valid_dist(case: tuple[str, str]) -> None:
     file_name, text = case
     with tempfile.TemporaryDirectory() as tmp:
         envs, out = Path(tmp) / "environments", Path(tmp) / "dist"
         envs.mkdir()
         (envs / file_name).write_text(text)
+        # A previous synth's output: the marker and a generated release folder.
         (out / "previous").mkdir(parents=True)
-        (out / "previous" / "keep.yaml").write_text("kept: true\n")
+        (out / app.MARKER).write_text(app.MARKER_TEXT)
+        (out / "previous" / "Deployment.previous-api.k8s.yaml").write_text("kind: Deployment\n")
         before = _snapshot(out)
 
         rc, vout, verr = _run(cli.main, ["--environments", str(envs), "validate"])
@@ -101,6 +126,9 @@ def test_bad_input_gives_one_line_or_a_valid_dist(case: tuple[str, str]) -> None
         rc, sout, serr = _run(app.main, ["--environments", str(envs), "--outdir", str(out)])
         assert rc in (0, 2)
         assert "Traceback" not in serr + verr
+        refusal = _refusal(text)
+        if refusal is not None:
+            assert rc == 2 and refusal in serr and refusal in verr, (serr, verr)
         if rc == 2:
             lines = serr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith(f"error: {envs}/"), serr

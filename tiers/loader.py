@@ -18,21 +18,70 @@ import yaml
 from pydantic import ValidationError
 
 from tiers import TIERS
+from tiers.errors import ConfigError
 from tiers.models import Environment
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
+__all__ = ["ConfigError", "deep_merge", "format_error", "load_environment", "load_environments", "read_yaml"]
 
-class ConfigError(Exception):
-    """A user error in an environment file: one line, no traceback."""
 
-    def __init__(self, file: str, path: str, message: str) -> None:
-        self.file, self.path, self.message = file, path, message
-        super().__init__(f"{file}: {path}: {message}" if path else f"{file}: {message}")
+class _Refused(Exception):
+    """A construct of the YAML text an environment file may not use (line is 1-based)."""
 
-    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str, str]]:
-        # Raised in synth worker processes and re-raised in the parent: pickle the three parts.
-        return (ConfigError, (self.file, self.path, self.message))
+    def __init__(self, line: int, path: str, message: str) -> None:
+        super().__init__(message)
+        self.line, self.path, self.message = line, path, message
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases.
+
+    An alias makes one node appear many times; nested aliases grow exponentially (an "alias bomb",
+    10^8 leaves from a few lines), and nothing in an environment file needs them. Refused at the
+    first anchor, before anything is expanded.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:  # type: ignore[override]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            line = event.start_mark.line + 1
+            kind = "alias" if isinstance(event, yaml.AliasEvent) else "anchor"
+            symbol = "*" if kind == "alias" else "&"
+            raise _Refused(
+                line, "", f"line {line}: YAML {kind} {symbol}{event.anchor} is not allowed in environment files"
+            )
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+
+def _check_duplicates(node: yaml.Node, path: tuple[str, ...] = ()) -> None:
+    """Refuse a key given twice in one mapping (YAML would keep the last one without a word)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            where = ".".join((*path, key))
+            if key in seen:
+                raise _Refused(line, where, f"line {line}: duplicate key (first at line {seen[key]})")
+            seen[key] = line
+            _check_duplicates(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, (*path, str(i)))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse one YAML document with :class:`StrictLoader`, refusing duplicate keys (raises ``_Refused``)."""
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicates(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,7 +103,11 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(label, "", f"cannot read the file ({exc.__class__.__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
+    except _Refused as exc:
+        raise ConfigError(label, exc.path, exc.message) from None
+    except RecursionError:
+        raise ConfigError(label, "", "invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

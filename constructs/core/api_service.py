@@ -39,6 +39,7 @@ from constructs.platform import (
     service,
     sorted_env,
 )
+from tiers.errors import SettingError
 from tiers.models import Api, Database, Scheduling
 
 APP = "api"
@@ -167,7 +168,7 @@ class ApiService(Construct):
         managed = {e.name for e in values}
         clashes = sorted(managed & set(v.extra_env))
         if clashes:
-            raise ValueError(f"api.extraEnv may not redefine managed variables: {', '.join(clashes)}")
+            raise SettingError("api.extraEnv", f"may not redefine managed variables: {', '.join(clashes)}")
         values += [env(k, val) for k, val in v.extra_env.items()]
         return k8s.Container(
             name="api",

@@ -25,6 +25,7 @@ from typing import Any
 
 from constructs import Construct
 from constructs.platform import Props, Release
+from tiers.errors import SettingError
 from tiers.models import Edge
 
 #: Listener of the HTTPRoutes that carry long-lived websocket connections: no request timeout.
@@ -130,7 +131,7 @@ class GatewayRoutes(Construct):
         def host(kind: Any) -> str:
             value = edge.host(kind, rel.release)
             if value is None:  # the model rejects this; a construct used directly gets a clear error
-                raise ValueError(f"edge.hosts.{kind} is required for its route")
+                raise SettingError(f"edge.hosts.{kind}", "is required for its route")
             return value
 
         if routes.api:
@@ -139,7 +140,7 @@ class GatewayRoutes(Construct):
         if routes.dashboard:
             hosts = edge.dashboard_hosts(rel.release)
             if not hosts:
-                raise ValueError("edge.hosts.dashboard is required for its route")
+                raise SettingError("edge.hosts.dashboard", "is required for its route")
             http_route("DashboardRoute", rel.name("dashboard"), "dashboard", hosts, props.dashboard)
         if routes.nodered and props.nodered is not None:
             http_route("NodeRedRoute", rel.name("nodered"), "nodered", [host("nodered")], props.nodered)
@@ -149,7 +150,7 @@ class GatewayRoutes(Construct):
             http_route("WebsocketsRoute", name, "mosquitto", [host("mqtt")], props.websockets, websocket_root=True)
         if routes.mqtt_tls:
             if props.mqtts is None:
-                raise ValueError("edge.routes.mqttTls needs the broker's TLS listener (mosquitto.tls.enabled)")
+                raise SettingError("edge.routes.mqttTls", "needs the broker's TLS listener (mosquitto.tls.enabled)")
             tls = binding(gw, "TlsRoute", versions.tls_route)
             name = rel.name("mosquitto")
             tls("")(

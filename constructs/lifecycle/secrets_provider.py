@@ -40,6 +40,7 @@ from constructs.lifecycle.sync_hooks import (
     wave,
 )
 from constructs.platform import Props, Release, env, env_field
+from tiers.errors import SettingError
 from tiers.models import Environment
 
 APP_ITEM = "secrets"
@@ -89,13 +90,14 @@ def secret_plan(environment: Environment) -> list[SecretNeed]:
     names = [n.name for n in plan]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"secrets: one Secret name is used for two purposes: {', '.join(dupes)}")
+        raise SettingError("secrets", f"one Secret name is used for two purposes: {', '.join(dupes)}")
     items = {n.name for n in plan if n.source == "onepassword"}
     unknown = sorted(set(one.items) - items)
     if unknown:
-        raise ValueError(
-            f"secrets.onePassword.items: {', '.join(unknown)} is not a Secret this release takes from 1Password "
-            f"({', '.join(sorted(items)) or 'none'})"
+        raise SettingError(
+            "secrets.onePassword.items",
+            f"{', '.join(unknown)} is not a Secret this release takes from 1Password "
+            f"({', '.join(sorted(items)) or 'none'})",
         )
     return plan
 
