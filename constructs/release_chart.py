@@ -29,7 +29,14 @@ class ReleaseChart(Chart):
             return own if own is not None else env.scheduling
 
         self.redis = RedisStore(
-            self, "Redis", props=RedisStoreProps(release=rel, values=env.redis, scheduling=sched(env.redis.scheduling))
+            self,
+            "Redis",
+            props=RedisStoreProps(
+                release=rel,
+                values=env.redis,
+                scheduling=sched(env.redis.scheduling),
+                metrics=env.monitoring.enabled,
+            ),
         )
         self.mosquitto = MosquittoBroker(
             self,
@@ -111,6 +118,8 @@ class ReleaseChart(Chart):
         redis_ports = {"redis": redis_mod.PORT}
         if env.redis.cluster.enabled:
             redis_ports["cluster-bus"] = redis_mod.BUS_PORT
+        if self.redis.metrics_port:
+            redis_ports[redis_mod.EXPORTER_PORT_NAME] = self.redis.metrics_port
         endpoints = [
             Endpoint(key="api", app="api", component="api", ports={"http": self.api.port}),
             Endpoint(
@@ -127,6 +136,7 @@ class ReleaseChart(Chart):
         ]
         if env.redis.cluster.enabled:
             endpoints.append(Endpoint(key="redis-cluster-init", app="redis-cluster-init", component=redis_mod.APP))
+            endpoints.append(Endpoint(key="redis-cluster-repair", app="redis-cluster-repair", component=redis_mod.APP))
         if self.nodered is not None:
             endpoints.append(
                 Endpoint(key="nodered", app="nodered", component="nodered", ports={"http": self.nodered.port})
@@ -174,7 +184,7 @@ class ReleaseChart(Chart):
         from constructs.api_rate_limit import ApiRateLimit, ApiRateLimitProps
         from constructs.broker_certificate import BrokerCertificate, BrokerCertificateProps
         from constructs.gateway_routes import Backend, GatewayRoutes, GatewayRoutesProps
-        from constructs.monitoring import HpaTarget, Monitoring, MonitoringProps, ScrapeTarget
+        from constructs.monitoring import HpaTarget, Monitoring, MonitoringProps, RedisClusterTarget, ScrapeTarget
 
         broker = self.mosquitto
         self.routes = GatewayRoutes(
@@ -216,6 +226,19 @@ class ReleaseChart(Chart):
                 )
                 if hpa.enabled
             ]
+            redis_targets: list[ScrapeTarget] = []
+            redis_cluster: RedisClusterTarget | None = None
+            if self.redis.headless_service and self.redis.metrics_port:
+                redis_targets.append(
+                    ScrapeTarget(service=self.redis.headless_service, app=redis_mod.APP, port=redis_mod.EXPORTER_PORT_NAME)
+                )
+                cluster = env.redis.cluster
+                redis_cluster = RedisClusterTarget(
+                    service=self.redis.headless_service,
+                    masters=cluster.masters,
+                    replicas_per_master=cluster.replicas_per_master,
+                    repair_bound_seconds=redis_mod.repair_bound_seconds(cluster.node_timeout_ms),
+                )
             self.monitoring: Monitoring | None = Monitoring(
                 self,
                 "Monitoring",
@@ -225,7 +248,9 @@ class ReleaseChart(Chart):
                     targets=[
                         ScrapeTarget(service=self.api.service_name, app="api"),
                         ScrapeTarget(service=self.ingestion.service_name, app="ingestion"),
+                        *redis_targets,
                     ],
+                    redis_cluster=redis_cluster,
                     ingestion_service=self.ingestion.service_name,
                     stream_maxlen=env.ingestion.stream_maxlen,
                     profile=env.ingestion.profile,
