@@ -81,7 +81,7 @@ FLOWS: tuple[Flow, ...] = (
     Flow("ingestion", "redis", ("redis",), "stream consumer"),
     Flow("redis", "redis", ("redis", "cluster-bus"), "Redis Cluster replication and gossip", "cluster-bus"),
     Flow("redis-cluster-init", "redis", ("redis", "cluster-bus"), "redis-cli --cluster create/fix", "cluster-bus"),
-    Flow("redis-cluster-repair", "redis", ("redis",), "CLUSTER commands, redis-cli --cluster add-node/fix/check", "cluster-bus"),
+    Flow("redis-cluster-repair", "redis", ("redis",), "CLUSTER commands, redis-cli --cluster", "cluster-bus"),
     Flow(PROMETHEUS, "redis", ("metrics",), "redis_exporter sidecar /metrics (Redis Cluster alerts)", "metrics"),
     # --- UIs ---
     Flow(GATEWAY, "dashboard", ("http",), "HTTPRoute (Service 80 -> nginx 8080)"),

@@ -51,6 +51,7 @@ from constructs.platform import (
     pod_template_metadata,
     resources,
     service,
+    sorted_env,
 )
 from tiers.models import Image, Redis, Resources, Scheduling
 
@@ -290,7 +291,7 @@ class RedisStore(Construct):
             name="exporter",
             image=EXPORTER_IMAGE.ref,
             image_pull_policy=EXPORTER_IMAGE.pull_policy,
-            env=sorted(values, key=lambda e: e.name),
+            env=sorted_env(values),
             ports=[k8s.ContainerPort(name=EXPORTER_PORT_NAME, container_port=EXPORTER_PORT, protocol="TCP")],
             resources=resources(EXPORTER_RESOURCES),
             security_context=container_security(),

@@ -230,7 +230,9 @@ class ReleaseChart(Chart):
             redis_cluster: RedisClusterTarget | None = None
             if self.redis.headless_service and self.redis.metrics_port:
                 redis_targets.append(
-                    ScrapeTarget(service=self.redis.headless_service, app=redis_mod.APP, port=redis_mod.EXPORTER_PORT_NAME)
+                    ScrapeTarget(
+                        service=self.redis.headless_service, app=redis_mod.APP, port=redis_mod.EXPORTER_PORT_NAME
+                    )
                 )
                 cluster = env.redis.cluster
                 redis_cluster = RedisClusterTarget(

@@ -118,7 +118,11 @@ def expected_flows(env: Environment, pods: set[str]) -> set[tuple[str, str, int,
     if tls:
         add(["gateway", *agents], "mosquitto", [8883])
     add(["gateway"], "mosquitto", [9001])
-    add(["api", "ingestion"] + (["redis", "redis-cluster-init", "redis-cluster-repair"] if cluster else []), "redis", [6379])
+    add(
+        ["api", "ingestion"] + (["redis", "redis-cluster-init", "redis-cluster-repair"] if cluster else []),
+        "redis",
+        [6379],
+    )
     if cluster:
         add(["redis", "redis-cluster-init"], "redis", [16379])
         if env.monitoring.enabled:
