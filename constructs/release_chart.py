@@ -25,7 +25,7 @@ from constructs.core.redis_store import RedisStore, RedisStoreProps
 from constructs.edge.api_rate_limit import ApiRateLimit, ApiRateLimitProps
 from constructs.edge.broker_certificate import BrokerCertificate, BrokerCertificateProps
 from constructs.edge.gateway_routes import Backend, GatewayRoutes, GatewayRoutesProps
-from constructs.edge.monitoring import HpaTarget, Monitoring, MonitoringProps, ScrapeTarget
+from constructs.edge.monitoring import HpaTarget, Monitoring, MonitoringProps, RedisClusterTarget, ScrapeTarget
 from constructs.isolation.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
 from constructs.isolation.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
 from constructs.isolation.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
@@ -61,7 +61,14 @@ class ReleaseChart(Chart):
         """The platform's services; each publishes its Service name, port, URL and network endpoint."""
         env, rel, sched = self.env, self.rel, self._sched
         self.redis = RedisStore(
-            self, "Redis", props=RedisStoreProps(release=rel, values=env.redis, scheduling=sched(env.redis.scheduling))
+            self,
+            "Redis",
+            props=RedisStoreProps(
+                release=rel,
+                values=env.redis,
+                scheduling=sched(env.redis.scheduling),
+                metrics=env.monitoring.enabled,
+            ),
         )
         self.mosquitto = MosquittoBroker(
             self,
@@ -159,6 +166,23 @@ class ReleaseChart(Chart):
                 )
                 if hpa.enabled
             ]
+            redis_targets: list[ScrapeTarget] = []
+            redis_cluster: RedisClusterTarget | None = None
+            if self.redis.headless_service and self.redis.metrics_port:
+                redis_targets.append(
+                    ScrapeTarget(
+                        service=self.redis.headless_service,
+                        app=self.redis.network_endpoint.app,
+                        port=self.redis.metrics_port_name,
+                    )
+                )
+                cluster = env.redis.cluster
+                redis_cluster = RedisClusterTarget(
+                    service=self.redis.headless_service,
+                    masters=cluster.masters,
+                    replicas_per_master=cluster.replicas_per_master,
+                    repair_bound_seconds=self.redis.repair_bound_seconds,
+                )
             self.monitoring = Monitoring(
                 self,
                 "Monitoring",
@@ -168,7 +192,9 @@ class ReleaseChart(Chart):
                     targets=[
                         ScrapeTarget(service=self.api.service_name, app="api"),
                         ScrapeTarget(service=self.ingestion.service_name, app="ingestion"),
+                        *redis_targets,
                     ],
+                    redis_cluster=redis_cluster,
                     ingestion_service=self.ingestion.service_name,
                     stream_maxlen=env.ingestion.stream_maxlen,
                     profile=env.ingestion.profile,
@@ -217,6 +243,7 @@ class ReleaseChart(Chart):
         """Every pod group of the release, as its construct publishes it (labels and container ports)."""
         optional = (
             self.redis.bootstrap_endpoint,
+            self.redis.repair_endpoint,
             self.nodered.network_endpoint if self.nodered else None,
             self.stream_key_resolver.network_endpoint,
             self.secrets.generator_endpoint,

@@ -75,6 +75,17 @@ def env_map(c: Manifest) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
 
 
+def pod_template(obj: Manifest) -> Manifest:
+    """The pod template of a workload object (a CronJob's through its jobTemplate)."""
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj.get("kind") == "CronJob" else obj["spec"]
+    return spec["template"]
+
+
+def pod_labels(obj: Manifest) -> dict[str, str]:
+    """The pod template labels of a workload object."""
+    return pod_template(obj)["metadata"]["labels"]
+
+
 def pod_specs(objs: list[Manifest]) -> list[tuple[Manifest, Manifest]]:
     """(object, pod spec) for every object that runs pods."""
     out = []

@@ -283,3 +283,111 @@ def test_redis_memory_alert_at_75_percent_and_never_for_an_unlimited_redis(manif
         }
     ]
     run_unit_tests(tmp_path, groups, tests)
+
+
+# --- Redis Cluster (redis_exporter metrics) -------------------------------------------------------
+
+
+def test_redis_cluster_alerts_fire_after_the_repair_bound_and_only_for_this_cluster(
+    manifests, environments, tmp_path: Path
+) -> None:
+    """cluster_state:fail on a node, fewer than 3 masters or unserved slots, fewer than 3 replicas: each
+    fires only after `for` (the repair CronJob's bound, 150 s, rounded up plus a minute: 4m)."""
+    release = "iotistica-enterprise"
+    env = environments[release]
+    groups = rule_file(manifests[release], release)
+    rules = rules_by_name(groups)
+    state = rules["IotisticaRedisClusterStateFail"]
+    masters = rules["IotisticaRedisClusterMastersBelowWanted"]
+    replicas = rules["IotisticaRedisClusterReplicasBelowWanted"]
+    assert state["for"] == masters["for"] == replicas["for"] == "4m"
+    assert env.redis.cluster.masters == 3 and env.redis.cluster.replicas_per_master == 1
+    job = f"{release}-redis-headless"
+    sel = f'namespace="{env.namespace}", job="{job}"'
+    labels = {"namespace": env.namespace, "job": job}
+
+    def per_pod(metric: str, values: dict[str, str]) -> list[dict[str, str]]:
+        return [{"series": f'{metric}{{{sel}, pod="{release}-redis-{i}"}}', "values": v} for i, v in values.items()]
+
+    def fires(rule: dict[str, Any], extra: dict[str, str], value: str = "") -> list[dict[str, Any]]:
+        pod = extra.get("pod", "")
+        text = {
+            k: v.replace("{{ $value }}", value).replace("{{ $labels.pod }}", pod)
+            for k, v in rule["annotations"].items()
+        }
+        assert not any("{{" in v for v in text.values()), text
+        return [{"exp_labels": {**rule["labels"], **labels, **extra}, "exp_annotations": text}]
+
+    healthy_rest = {str(i): "1x39" for i in range(1, 6)}
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                # pod 0 restarted empty at 10m (fail), the repair fails to run until 20m, then ok.
+                *per_pod("redis_cluster_state", {"0": "1x9 0x9 1x19", **healthy_rest}),
+                # masters serving slots: 3, then 2 from 10m to 20m (one lost with its replica), then 3
+                *per_pod("redis_cluster_size", {"0": "3x9 0x9 3x19", "1": "3x9 2x9 3x19"}),
+                # slots served: all, then 10923 from 10m, all again from 20m
+                *per_pod("redis_cluster_slots_ok", {"0": "16384x9 0x9 16384x19", "1": "16384x9 10923x9 16384x19"}),
+                # replicas: one per master, 2 from 30m for 3 minutes only (the repair's normal work)
+                *per_pod("redis_connected_slaves", {"0": "1x29 0x2 1x6", "1": "1x39", "2": "1x39", "3": "0x39"}),
+                # another release's cluster never triggers this one's alerts
+                {
+                    "series": 'redis_cluster_state{namespace="other", job="other-redis-headless", pod="x"}',
+                    "values": "0x39",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": state["alert"], "exp_alerts": []},
+                {"eval_time": "13m", "alertname": state["alert"], "exp_alerts": []},  # within the repair bound
+                {
+                    "eval_time": "15m",
+                    "alertname": state["alert"],
+                    "exp_alerts": fires(state, {"pod": f"{release}-redis-0"}),
+                },
+                {"eval_time": "25m", "alertname": state["alert"], "exp_alerts": []},
+                {"eval_time": "13m", "alertname": masters["alert"], "exp_alerts": []},
+                {"eval_time": "15m", "alertname": masters["alert"], "exp_alerts": fires(masters, {}, "2")},
+                {"eval_time": "25m", "alertname": masters["alert"], "exp_alerts": []},
+                {"eval_time": "33m", "alertname": replicas["alert"], "exp_alerts": []},  # repaired within 3m
+            ],
+        }
+    ]
+    run_unit_tests(tmp_path, groups, tests)
+
+
+def test_redis_replicas_alert_fires_when_a_replica_stays_missing(manifests, environments, tmp_path: Path) -> None:
+    release = "iotistica-enterprise"
+    env = environments[release]
+    groups = rule_file(manifests[release], release)
+    rule = rules_by_name(groups)["IotisticaRedisClusterReplicasBelowWanted"]
+    job = f"{release}-redis-headless"
+    sel = f'namespace="{env.namespace}", job="{job}"'
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": f'redis_connected_slaves{{{sel}, pod="a"}}', "values": "1x9 0x19"},
+                {"series": f'redis_connected_slaves{{{sel}, pod="b"}}', "values": "1x29"},
+                {"series": f'redis_connected_slaves{{{sel}, pod="c"}}', "values": "1x29"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": rule["alert"], "exp_alerts": []},
+                {"eval_time": "13m", "alertname": rule["alert"], "exp_alerts": []},
+                {
+                    "eval_time": "20m",
+                    "alertname": rule["alert"],
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {**rule["labels"], "namespace": env.namespace, "job": job},
+                            "exp_annotations": {
+                                "summary": rule["annotations"]["summary"],
+                                "description": rule["annotations"]["description"].replace("{{ $value }}", "2"),
+                            },
+                        }
+                    ],
+                },
+            ],
+        }
+    ]
+    run_unit_tests(tmp_path, groups, tests)

@@ -207,7 +207,9 @@ def test_service_monitors_scrape_metrics_every_30s_on_the_services_http_port(man
         assert not monitors and not kinds(objs, "PrometheusRule")
         return
     assert release in ("iotistica", "iotistica-enterprise")
-    assert sorted(m["metadata"]["name"] for m in monitors) == [f"{release}-api", f"{release}-ingestion"]
+    # Redis Cluster's exporter sidecars add their own (tests/test_redis_cluster_repair.py checks it).
+    redis = [f"{release}-redis-headless"] if environments[release].redis.cluster.enabled else []
+    assert sorted(m["metadata"]["name"] for m in monitors) == [f"{release}-api", f"{release}-ingestion", *redis]
     for app, port in (("api", 3002), ("ingestion", 3003)):
         service = by(objs, "Service", f"{release}-{app}")
         monitor = by(objs, "ServiceMonitor", f"{release}-{app}")

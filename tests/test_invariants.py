@@ -7,7 +7,7 @@ import re
 import kubernetes_validate
 import pytest
 
-from tests.helpers import pod_specs
+from tests.helpers import pod_labels, pod_specs
 
 LABELS = (
     "app.kubernetes.io/name",
@@ -97,10 +97,10 @@ def test_selectors_hold_only_the_immutable_subset(manifests) -> None:
 
 def test_every_workload_object_of_a_release_is_selected_by_its_service(manifests) -> None:
     for _release, objs in manifests.items():
-        pods = [(o, s) for o, s in pod_specs(objs) if o["kind"] != "Job"]
+        pods = [(o, s) for o, s in pod_specs(objs) if o["kind"] not in ("Job", "CronJob")]
         services = [o for o in objs if o["kind"] == "Service"]
         for o, _ in pods:
-            labels = o["spec"]["template"]["metadata"]["labels"]
+            labels = pod_labels(o)
             assert any(all(labels.get(k) == v for k, v in s["spec"]["selector"].items()) for s in services), o[
                 "metadata"
             ]["name"]
@@ -125,7 +125,7 @@ def test_images_pinned_resources_set(manifests) -> None:
 def test_only_pods_that_talk_to_the_kubernetes_api_mount_a_token(manifests) -> None:
     for _release, objs in manifests.items():
         for o, spec in pod_specs(objs):
-            component = o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+            component = pod_labels(o)["app.kubernetes.io/name"]
             expected = component in TOKEN_PODS
             assert spec.get("automountServiceAccountToken") is expected, f"{o['metadata']['name']}"
             assert ("serviceAccountName" in spec) is expected
@@ -134,7 +134,7 @@ def test_only_pods_that_talk_to_the_kubernetes_api_mount_a_token(manifests) -> N
 def test_security_baseline(manifests) -> None:
     for _release, objs in manifests.items():
         for o, spec in pod_specs(objs):
-            name = o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+            name = pod_labels(o)["app.kubernetes.io/name"]
             psc = spec["securityContext"]
             assert psc["runAsNonRoot"] is True and isinstance(psc["runAsUser"], int) and psc["runAsUser"] > 0
             assert psc["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ops.netpol import Cluster, Host, Pod
-from tests.helpers import BASE, by, env_from, error_of, kinds, pod_specs, synth_env
+from tests.helpers import BASE, by, env_from, error_of, kinds, pod_labels, pod_specs, pod_template, synth_env
 from tiers.loader import ConfigError, load_environment
 from tiers.models import Environment
 
@@ -51,7 +51,7 @@ def world(env: Environment, objs: list[dict]) -> tuple[Cluster, dict[str, Pod | 
     ips = (f"10.244.{i // 200}.{i % 200 + 10}" for i in itertools.count())
     eps: dict[str, Pod | Host] = {}
     for o, spec in pod_specs(objs):
-        labels = o["spec"]["template"]["metadata"]["labels"]
+        labels = pod_labels(o)
         ports = _ports([p for c in spec["containers"] for p in c.get("ports", [])])
         eps[pod_key(labels)] = Pod(pod_key(labels), env.namespace, labels, next(ips), ports)
     net = env.network
@@ -124,9 +124,15 @@ def expected_flows(env: Environment, pods: set[str]) -> set[tuple[str, str, int,
     if tls:
         add(["gateway", *agents], "mosquitto", [8883])
     add(["gateway"], "mosquitto", [9001])
-    add(["api", "ingestion"] + (["redis", "redis-cluster-init"] if cluster else []), "redis", [6379])
+    add(
+        ["api", "ingestion"] + (["redis", "redis-cluster-init", "redis-cluster-repair"] if cluster else []),
+        "redis",
+        [6379],
+    )
     if cluster:
         add(["redis", "redis-cluster-init"], "redis", [16379])
+        if env.monitoring.enabled:
+            add(["prometheus"], "redis", [9121])  # the redis_exporter sidecars
     add(["gateway"], "dashboard", [8080])
     if nodered:
         add(["gateway"], "nodered", [env.nodered.port])
@@ -144,7 +150,7 @@ def expected_flows(env: Environment, pods: set[str]) -> set[tuple[str, str, int,
         for s in (
             ["api", "ingestion", "mosquitto"]
             + (["nodered"] if nodered else [])
-            + (["redis-cluster-init"] if cluster else [])
+            + (["redis-cluster-init", "redis-cluster-repair"] if cluster else [])
         ):
             add([s], "dns", [53], "UDP")
             add([s], "dns", [53])
@@ -215,7 +221,9 @@ def test_only_the_api_and_ingestion_reach_redis(all_envs, key) -> None:
     redis = eps["redis"]
     reach = {name for name, src in eps.items() if cluster.allows(src, redis, 6379)}
     peers = {"redis", "redis-cluster-init"} if env.redis.cluster.enabled else set()
-    assert reach == {"api", "ingestion"} | peers
+    # The repair CronJob speaks only the client protocol: CLUSTER commands and redis-cli --cluster.
+    repair = {"redis-cluster-repair"} if env.redis.cluster.enabled else set()
+    assert reach == {"api", "ingestion"} | peers | repair
     if env.redis.cluster.enabled:
         assert {name for name, src in eps.items() if cluster.allows(src, redis, 16379)} == peers
 
@@ -234,7 +242,7 @@ def test_the_broker_reaches_the_api_auth_callback(all_envs, key) -> None:
 def test_permitted_connections_are_exactly_the_expected_flows(all_envs, key) -> None:
     env, objs = all_envs[key]
     got = permitted(env, objs)
-    want = expected_flows(env, {pod_key(o["spec"]["template"]["metadata"]["labels"]) for o, _ in pod_specs(objs)})
+    want = expected_flows(env, {pod_key(pod_labels(o)) for o, _ in pod_specs(objs)})
     if not env.network.default_deny_egress:
         # Egress is open: drop connections that only egress isolation would have refused, i.e. those
         # from a release pod to a destination that is not isolated for ingress.
@@ -280,7 +288,7 @@ def test_every_pod_is_placed_in_the_flow_table(all_envs, key) -> None:
         if p["metadata"]["namespace"] == env.namespace and p["spec"]["podSelector"] != {}
     ]
     for o, _spec in pod_specs(objs):
-        labels = o["spec"]["template"]["metadata"]["labels"]
+        labels = pod_labels(o)
         selected = [
             p for p in allow if all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
         ]
@@ -751,7 +759,7 @@ def restricted_violations(obj: dict, spec: dict, exempt: set[str]) -> list[str]:
             bad.append(f"{where}: hostPort")
         if sc.get("readOnlyRootFilesystem") is not True and "readOnlyRootFilesystem" not in exempt:
             bad.append(f"{where}: readOnlyRootFilesystem (ours)")
-    annotations = obj["spec"]["template"]["metadata"].get("annotations", {})
+    annotations = pod_template(obj)["metadata"].get("annotations", {})
     if any("apparmor" in k and v == "unconfined" for k, v in annotations.items()):
         bad.append("AppArmor unconfined")
     return bad
@@ -762,7 +770,7 @@ def test_every_pod_meets_the_restricted_profile(all_envs, key) -> None:
     env, objs = all_envs[key]
     exempt = exceptions(env)
     for o, spec in pod_specs(objs):
-        name = pod_key(o["spec"]["template"]["metadata"]["labels"])
+        name = pod_key(pod_labels(o))
         assert restricted_violations(o, spec, exempt.get(name, set())) == [], f"{o['kind']}/{o['metadata']['name']}"
         if name in exempt:
             note = o["metadata"].get("annotations", {}).get("iotistica.com/security-exception", "")
@@ -776,7 +784,7 @@ def test_exceptions_are_minimal(all_envs, key) -> None:
     exempt = exceptions(env)
     assert set(exempt) <= {"nodered"}
     for o, spec in pod_specs(objs):
-        name = pod_key(o["spec"]["template"]["metadata"]["labels"])
+        name = pod_key(pod_labels(o))
         annotated = "iotistica.com/security-exception" in o["metadata"].get("annotations", {})
         assert annotated == (name in exempt), o["metadata"]["name"]
         assert restricted_violations(o, spec, set()) == (

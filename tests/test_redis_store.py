@@ -71,11 +71,11 @@ def test_enterprise_redis_cluster(manifests) -> None:
     assert sts["spec"]["serviceName"] == "iotistica-enterprise-redis-headless"
     headless = by(objs, "Service", "iotistica-enterprise-redis-headless")["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
-    assert {p["port"] for p in headless["ports"]} == {6379, 16379}
+    assert {p["port"] for p in headless["ports"]} == {6379, 16379, 9121}  # 9121: redis_exporter
     conf = by(objs, "ConfigMap", "iotistica-enterprise-redis")["data"]
     assert "cluster-enabled yes" in conf["redis.conf"].splitlines()
     assert "redis-cluster-bootstrap.sh" in conf
-    c = container(sts)
+    c = container(sts, "redis")
     assert "--cluster-announce-ip" in c["args"] and "--masterauth" in c["args"]
     job = by(objs, "Job", "iotistica-enterprise-redis-cluster-init")
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"

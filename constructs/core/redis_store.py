@@ -8,6 +8,13 @@
 - Enterprise runs Redis Cluster: a StatefulSet with ``masters * (1 + replicasPerMaster)`` nodes, a
   headless Service for stable pod DNS names, and a bootstrap Job that forms and repairs the cluster
   idempotently on every sync. Clients get ``REDIS_CLUSTER=true``.
+- Between syncs, CronJob ``{release}-redis-cluster-repair`` runs the same script every minute in repair
+  mode (``REDIS_CLUSTER_MODE=repair``): a no-op on a healthy cluster; otherwise it re-adds rescheduled
+  (empty) nodes, fails over lost masters and re-serves lost slots. It never creates the cluster and never
+  resets a node (the sync hook's job), and a lock key in the cluster keeps it and the hook from
+  repairing at the same time. No token: it finds the pods through the headless Service's DNS.
+- With ``metrics`` (monitoring on), each cluster pod runs the redis_exporter sidecar (port ``metrics``,
+  9121, on the headless Service) for the cluster alerts in constructs/edge/monitoring.py.
 - With auth on, the password is read from Secret ``{release}-redis-auth`` key ``password``; it is
   referenced, never written to dist/.
 """
@@ -38,20 +45,23 @@ from constructs.platform import (
     env_field,
     env_secret,
     exec_probe,
+    http_probe,
     mount,
     pod_security,
     pod_spec,
     pod_template_metadata,
     resources,
     service,
+    sorted_env,
 )
-from tiers.models import Redis, Resources, Scheduling
+from tiers.models import Image, Redis, Resources, Scheduling
 
 APP = "redis"
 PORT = 6379
 PORT_NAME = "redis"
 BUS_PORT = 16379
 BOOTSTRAP_APP = "redis-cluster-init"
+REPAIR_APP = "redis-cluster-repair"
 #: uid/gid of the `redis` user in the official alpine image.
 UID = 999
 CONFIG_PATH = "/etc/redis/redis.conf"
@@ -60,12 +70,55 @@ BOOTSTRAP_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "redis-clus
 BOOTSTRAP_RESOURCES = Resources.model_validate(
     {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
 )
+#: The sync hook's budgets (unchanged): each wait phase 600 s, the whole Job 900 s.
+BOOTSTRAP_TIMEOUT_SECONDS = 600
+BOOTSTRAP_DEADLINE_SECONDS = 900
+
+# --- the repair CronJob -------------------------------------------------------------------------------
+REPAIR_SCHEDULE = "* * * * *"
+#: The schedule's period: a fault waits at most this long for the next run.
+REPAIR_PERIOD_SECONDS = 60
+#: Allowance for scheduling the repair pod and starting its (cached, IfNotPresent) image.
+REPAIR_POD_START_SECONDS = 30
+#: Allowance for joining nodes and the final `redis-cli --cluster check`, after the failover phases.
+REPAIR_JOIN_SECONDS = 30
+#: The repair's budget for each wait phase (BOOTSTRAP_TIMEOUT_SECONDS of the CronJob's pods).
+REPAIR_TIMEOUT_SECONDS = 120
+#: activeDeadlineSeconds of each repair Job, and the expiry of its lock (BOOTSTRAP_LOCK_SECONDS).
+REPAIR_DEADLINE_SECONDS = 300
+
+# --- the redis_exporter sidecar (oliver006/redis_exporter) --------------------------------------------
+EXPORTER_IMAGE = Image(repository="oliver006/redis_exporter", tag="v1.67.0")
+EXPORTER_PORT = 9121
+EXPORTER_PORT_NAME = "metrics"
+EXPORTER_RESOURCES = Resources.model_validate(
+    {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+)
+
+
+def failover_grace_seconds(node_timeout_ms: int) -> int:
+    """How long the script lets Redis fail a lost master over by itself before it forces it (its GRACE)."""
+    return node_timeout_ms * 2 // 1000 + 5
+
+
+def repair_bound_seconds(node_timeout_ms: int) -> int:
+    """Worst case from a fault to a healthy cluster with the repair CronJob: the wait for the next run,
+    the pod's start, the script's two failover phases (CLUSTER FAILOVER FORCE, then TAKEOVER, each after
+    one grace period), then joining the fresh nodes and the final check."""
+    return (
+        REPAIR_PERIOD_SECONDS
+        + REPAIR_POD_START_SECONDS
+        + 2 * failover_grace_seconds(node_timeout_ms)
+        + REPAIR_JOIN_SECONDS
+    )
 
 
 class RedisStoreProps(Props):
     release: Release
     values: Redis
     scheduling: Scheduling
+    #: Run the redis_exporter sidecar on the cluster's pods (monitoring is on).
+    metrics: bool = False
 
 
 def redis_conf(rel: Release, v: Redis) -> str:
@@ -92,8 +145,10 @@ def redis_conf(rel: Release, v: Redis) -> str:
 
 
 class RedisStore(Construct):
-    """Outputs: ``service_name``, ``port``, ``endpoint`` (what clients need), ``auth_secret``,
-    ``network_endpoint`` and ``bootstrap_endpoint`` (pods, for the NetworkPolicies)."""
+    """Outputs: ``service_name``, ``port``, ``endpoint`` (what clients need), ``auth_secret``;
+    ``network_endpoint``, ``bootstrap_endpoint`` and ``repair_endpoint`` (pods, for the NetworkPolicies);
+    with a cluster: ``headless_service``, ``metrics_port`` and ``metrics_port_name`` (None without the
+    exporter), and ``repair_bound_seconds`` (how long a repair may need, for the alerts)."""
 
     def __init__(self, scope: Construct, id: str, *, props: RedisStoreProps) -> None:
         super().__init__(scope, id)
@@ -106,24 +161,34 @@ class RedisStore(Construct):
             host=self.name, port=PORT, cluster=v.cluster.enabled, auth_secret=self.auth_secret
         )
         self.config_text = redis_conf(rel, v)
+        self.headless_service: str | None = None
+        self.metrics_port: int | None = EXPORTER_PORT if v.cluster.enabled and props.metrics else None
+        self.metrics_port_name = EXPORTER_PORT_NAME
+        self.repair_bound_seconds = repair_bound_seconds(v.cluster.node_timeout_ms)
         redis_ports = {PORT_NAME: PORT} | ({"cluster-bus": BUS_PORT} if v.cluster.enabled else {})
+        if self.metrics_port:
+            redis_ports[EXPORTER_PORT_NAME] = self.metrics_port
         self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports=redis_ports)
-        #: the PostSync cluster bootstrap Job's pods (Redis Cluster only)
+        #: the PostSync cluster bootstrap Job's pods and the repair CronJob's pods (Redis Cluster only)
         self.bootstrap_endpoint = (
             Endpoint(key=BOOTSTRAP_APP, app=BOOTSTRAP_APP, component=APP) if v.cluster.enabled else None
         )
+        self.repair_endpoint = Endpoint(key=REPAIR_APP, app=REPAIR_APP, component=APP) if v.cluster.enabled else None
 
         data = {"redis.conf": self.config_text}
         if v.cluster.enabled:
             data["redis-cluster-bootstrap.sh"] = BOOTSTRAP_SCRIPT.read_text(encoding="utf-8")
         config_map(self, rel, name=self.name, app=APP, component=APP, data=data)
 
+        containers = [self._container(props)]
+        if self.metrics_port:
+            containers.append(self._exporter())
         template = k8s.PodTemplateSpec(
             metadata=pod_template_metadata(
                 rel, APP, APP, annotations={CHECKSUM_ANNOTATION: checksum(self.config_text)}
             ),
             spec=pod_spec(
-                containers=[self._container(props)],
+                containers=containers,
                 security=pod_security(UID),
                 scheduling=props.scheduling,
                 volumes=[
@@ -150,13 +215,17 @@ class RedisStore(Construct):
             return
 
         headless = rel.name("redis-headless")
+        self.headless_service = headless
+        headless_ports = [*ports, ("cluster-bus", BUS_PORT, "cluster-bus")]
+        if self.metrics_port:
+            headless_ports.append((EXPORTER_PORT_NAME, EXPORTER_PORT, EXPORTER_PORT_NAME))
         service(
             self,
             rel,
             name=headless,
             app=APP,
             component=APP,
-            ports=[*ports, ("cluster-bus", BUS_PORT, "cluster-bus")],
+            ports=headless_ports,
             headless=True,
             publish_not_ready=True,
             construct_id="HeadlessService",
@@ -181,6 +250,7 @@ class RedisStore(Construct):
         apply_affinity(self.workload, props.scheduling)
         add_pdb(self, rel, name=self.name, app=APP, component=APP)
         self._bootstrap_job(props, headless)
+        self._repair_cron_job(props, headless)
 
     def _password_env(self) -> list[k8s.EnvVar]:
         if not self.auth_secret:
@@ -226,20 +296,102 @@ class RedisStore(Construct):
             ],
         )
 
-    def _bootstrap_job(self, props: RedisStoreProps, headless: str) -> None:
+    def _exporter(self) -> k8s.Container:
+        """redis_exporter beside the node: CLUSTER INFO and INFO as redis_cluster_state,
+        redis_cluster_slots_ok, redis_cluster_size, redis_connected_slaves, redis_instance_info..."""
+        values = [env("REDIS_ADDR", f"redis://localhost:{PORT}")]
+        if self.auth_secret:
+            values.append(env_secret("REDIS_PASSWORD", self.auth_secret, "password"))
+        return k8s.Container(
+            name="exporter",
+            image=EXPORTER_IMAGE.ref,
+            image_pull_policy=EXPORTER_IMAGE.pull_policy,
+            env=sorted_env(values),
+            ports=[k8s.ContainerPort(name=EXPORTER_PORT_NAME, container_port=EXPORTER_PORT, protocol="TCP")],
+            resources=resources(EXPORTER_RESOURCES),
+            security_context=container_security(),
+            liveness_probe=http_probe("/health", EXPORTER_PORT_NAME, period=30, failures=3, timeout=5),
+            readiness_probe=http_probe("/health", EXPORTER_PORT_NAME, period=10, failures=3, timeout=3),
+        )
+
+    def _script_pod(
+        self, props: RedisStoreProps, headless: str, app: str, container_name: str, extra: dict[str, str | int]
+    ) -> k8s.PodTemplateSpec:
+        """The pod that runs redis-cluster-bootstrap.sh against every node (no token, no file writes)."""
         rel, v = props.release, props.values
-        name = rel.name("redis-cluster-init")
         nodes = " ".join(
             f"{self.name}-{i}.{headless}.{rel.namespace}.svc.cluster.local:{PORT}" for i in range(v.cluster.nodes)
         )
         values = [
             env("REDIS_NODES", nodes),
             env("REDIS_CLUSTER_REPLICAS", v.cluster.replicas_per_master),
-            env("BOOTSTRAP_TIMEOUT_SECONDS", 600),
+            *(env(k, val) for k, val in extra.items()),
         ]
         if self.auth_secret:
             values.append(env_secret("REDISCLI_AUTH", self.auth_secret, "password"))
         ordered_env = sorted(values, key=lambda e: e.name)
+        return k8s.PodTemplateSpec(
+            metadata=pod_template_metadata(rel, app, APP),
+            spec=pod_spec(
+                containers=[
+                    k8s.Container(
+                        name=container_name,
+                        image=v.image.ref,
+                        image_pull_policy=v.image.pull_policy,
+                        command=["sh", "/scripts/redis-cluster-bootstrap.sh"],
+                        env=ordered_env,
+                        resources=resources(BOOTSTRAP_RESOURCES),
+                        security_context=container_security(),
+                        volume_mounts=[mount("scripts", "/scripts", read_only=True)],
+                    )
+                ],
+                security=pod_security(UID),
+                scheduling=props.scheduling,
+                volumes=[config_map_volume("scripts", self.name)],
+                restart_policy="Never",
+            ),
+        )
+
+    def _repair_cron_job(self, props: RedisStoreProps, headless: str) -> None:
+        rel = props.release
+        name = rel.name(REPAIR_APP)
+        k8s.KubeCronJob(
+            self,
+            "ClusterRepair",
+            metadata=rel.metadata(name, REPAIR_APP, APP),
+            spec=k8s.CronJobSpec(
+                # Every minute; a run on a healthy cluster is a handful of CLUSTER INFO/NODES calls.
+                schedule=REPAIR_SCHEDULE,
+                # One repair at a time (the script's lock also keeps it apart from the sync hook).
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=REPAIR_PERIOD_SECONDS,
+                successful_jobs_history_limit=1,
+                failed_jobs_history_limit=3,
+                job_template=k8s.JobTemplateSpec(
+                    metadata=k8s.ObjectMeta(labels=rel.labels(REPAIR_APP, APP)),
+                    spec=k8s.JobSpec(
+                        # A failed run is retried by the next minute's run, not by the Job.
+                        backoff_limit=0,
+                        active_deadline_seconds=REPAIR_DEADLINE_SECONDS,
+                        template=self._script_pod(
+                            props,
+                            headless,
+                            "redis-cluster-repair",
+                            "repair",
+                            {
+                                "REDIS_CLUSTER_MODE": "repair",
+                                "BOOTSTRAP_TIMEOUT_SECONDS": REPAIR_TIMEOUT_SECONDS,
+                                "BOOTSTRAP_LOCK_SECONDS": REPAIR_DEADLINE_SECONDS,
+                            },
+                        ),
+                    ),
+                ),
+            ),
+        )
+
+    def _bootstrap_job(self, props: RedisStoreProps, headless: str) -> None:
+        rel = props.release
+        name = rel.name("redis-cluster-init")
         k8s.KubeJob(
             self,
             "ClusterInit",
@@ -256,27 +408,16 @@ class RedisStore(Construct):
             ),
             spec=k8s.JobSpec(
                 backoff_limit=6,
-                active_deadline_seconds=900,
-                template=k8s.PodTemplateSpec(
-                    metadata=pod_template_metadata(rel, "redis-cluster-init", APP),
-                    spec=pod_spec(
-                        containers=[
-                            k8s.Container(
-                                name="bootstrap",
-                                image=v.image.ref,
-                                image_pull_policy=v.image.pull_policy,
-                                command=["sh", "/scripts/redis-cluster-bootstrap.sh"],
-                                env=ordered_env,
-                                resources=resources(BOOTSTRAP_RESOURCES),
-                                security_context=container_security(),
-                                volume_mounts=[mount("scripts", "/scripts", read_only=True)],
-                            )
-                        ],
-                        security=pod_security(UID),
-                        scheduling=props.scheduling,
-                        volumes=[config_map_volume("scripts", self.name)],
-                        restart_policy="Never",
-                    ),
+                active_deadline_seconds=BOOTSTRAP_DEADLINE_SECONDS,
+                template=self._script_pod(
+                    props,
+                    headless,
+                    "redis-cluster-init",
+                    "bootstrap",
+                    {
+                        "BOOTSTRAP_TIMEOUT_SECONDS": BOOTSTRAP_TIMEOUT_SECONDS,
+                        "BOOTSTRAP_LOCK_SECONDS": BOOTSTRAP_DEADLINE_SECONDS,
+                    },
                 ),
             ),
         )

@@ -13,6 +13,11 @@ Contract (seed "Monitoring", platform-facts §13):
   - the HPA alerts compare with this environment's ``hpa.maxReplicas`` and exist only where an HPA does.
 - Expressions select ``namespace`` and ``job`` (the Prometheus Operator sets ``job`` to the Service
   name), so two releases never mix. The HPA alerts read kube-state-metrics.
+- With Redis Cluster (and its redis_exporter sidecars), ServiceMonitor ``{release}-redis-headless``
+  scrapes port ``metrics`` of every node, and three alerts read the exporter's standard metrics: a node
+  in ``cluster_state:fail``, fewer masters serving slots than wanted (or slots not served), fewer
+  replicas than wanted. Each waits longer than the repair CronJob's bound (constructs/core/redis_store.py
+  ``repair_bound_seconds``, from cluster-node-timeout and the schedule) before it fires.
 - ``alert_groups()`` is pure data, used by the construct and by the promtool tests.
 - The bindings module is imported on first use, and only when monitoring is enabled.
 """
@@ -40,10 +45,25 @@ API_SPOOL_PERCENT = 85
 
 
 class ScrapeTarget(Props):
-    """A Service to scrape: its name, and the app/component labels its selector uses."""
+    """A Service to scrape: its name, the app/component labels its selector uses, its metrics port name."""
 
     service: str
     app: str
+    port: str = PORT_NAME
+
+
+class RedisClusterTarget(Props):
+    """The Redis Cluster's exporter job (the headless Service), its wanted shape and the repair's bound."""
+
+    service: str
+    masters: int
+    replicas_per_master: int
+    repair_bound_seconds: int
+
+    @property
+    def alert_for(self) -> str:
+        """The repair bound rounded up to whole minutes, plus one minute for the 30 s scrapes."""
+        return f"{-(-self.repair_bound_seconds // 60) + 1}m"
 
 
 class HpaTarget(Props):
@@ -63,6 +83,7 @@ class MonitoringProps(Props):
     stream_maxlen: int
     profile: IngestionProfile
     hpas: list[HpaTarget]
+    redis_cluster: RedisClusterTarget | None = None
 
 
 class Thresholds(Props):
@@ -262,7 +283,60 @@ def alert_groups(props: MonitoringProps) -> list[dict[str, Any]]:
             serviceMonitorSelector, and its namespace selector must include {ns}).""",
         ),
     ]
+    if props.redis_cluster is not None:
+        rules += redis_cluster_alerts(rel, props.redis_cluster)
     return [{"name": f"iotistica.{rel.release}", "rules": rules}]
+
+
+TOTAL_SLOTS = 16384
+
+
+def redis_cluster_alerts(rel: Release, c: RedisClusterTarget) -> list[dict[str, Any]]:
+    """Alerts on the redis_exporter's CLUSTER INFO / INFO metrics; each fires only when the repair
+    CronJob has had longer than its bound to fix it."""
+    ns, job = rel.namespace, c.service
+    sel = f'namespace="{ns}", job="{job}"'
+    repair = rel.name("redis-cluster-repair")
+    bound = f"{c.repair_bound_seconds} s"
+    replicas = c.masters * c.replicas_per_master
+    check = f"""Check the last runs of CronJob {repair} (kubectl -n {ns} get jobs, then logs): it repairs a
+        degraded cluster within about {bound}. If it says the state is left to the sync hook, sync the
+        application (the {rel.name("redis-cluster-init")} hook forms the cluster and resets split nodes);
+        if it fails, its one error line names the node and the reason."""
+    return [
+        _alert(
+            "IotisticaRedisClusterStateFail",
+            f"min by (namespace, job, pod) (redis_cluster_state{{{sel}}}) == 0",
+            c.alert_for,
+            "critical",
+            "redis",
+            f"Redis Cluster node {{{{ $labels.pod }}}} reports cluster_state:fail in {ns}",
+            f"""{{{{ $labels.pod }}}} has reported cluster_state:fail for longer than the repair needs
+            ({bound}): it refuses reads and writes, or, restarted empty, it is not part of the cluster.
+            {check}""",
+        ),
+        _alert(
+            "IotisticaRedisClusterMastersBelowWanted",
+            f"max by (namespace, job) (redis_cluster_size{{{sel}}}) < {c.masters}"
+            f" or max by (namespace, job) (redis_cluster_slots_ok{{{sel}}}) < {TOTAL_SLOTS}",
+            c.alert_for,
+            "critical",
+            "redis",
+            f"Redis Cluster has fewer than {c.masters} masters or unserved slots in {ns}",
+            f"""No node sees {c.masters} masters serving all {TOTAL_SLOTS} slots (value {{{{ $value }}}}): the
+            keys of the missing slots fail for every API and ingestion pod. {check}""",
+        ),
+        _alert(
+            "IotisticaRedisClusterReplicasBelowWanted",
+            f"sum by (namespace, job) (redis_connected_slaves{{{sel}}}) < {replicas}",
+            c.alert_for,
+            "warning",
+            "redis",
+            f"Redis Cluster has fewer than {replicas} replicas in {ns}",
+            f"""The masters report {{{{ $value }}}} connected replicas, {replicas} wanted
+            ({c.replicas_per_master} per master): one more lost pod can leave slots unserved. {check}""",
+        ),
+    ]
 
 
 class Monitoring(Construct):
@@ -284,7 +358,7 @@ class Monitoring(Construct):
                     selector=mon.ServiceMonitorSpecSelector(match_labels=rel.selector(target.app, target.app)),
                     endpoints=[
                         mon.ServiceMonitorSpecEndpoints(
-                            port=PORT_NAME,
+                            port=target.port,
                             path=METRICS_PATH,
                             interval=v.interval,
                             scrape_timeout=v.scrape_timeout,

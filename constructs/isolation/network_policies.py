@@ -82,6 +82,8 @@ FLOWS: tuple[Flow, ...] = (
     Flow("ingestion", "redis", ("redis",), "stream consumer"),
     Flow("redis", "redis", ("redis", "cluster-bus"), "Redis Cluster replication and gossip", "cluster-bus"),
     Flow("redis-cluster-init", "redis", ("redis", "cluster-bus"), "redis-cli --cluster create/fix", "cluster-bus"),
+    Flow("redis-cluster-repair", "redis", ("redis",), "CLUSTER commands, redis-cli --cluster", "cluster-bus"),
+    Flow(PROMETHEUS, "redis", ("metrics",), "redis_exporter sidecar /metrics (Redis Cluster alerts)", "metrics"),
     # --- UIs ---
     Flow(GATEWAY, "dashboard", ("http",), "HTTPRoute (Service 80 -> nginx 8080)"),
     Flow(GATEWAY, "nodered", ("http",), "HTTPRoute"),
@@ -91,6 +93,7 @@ FLOWS: tuple[Flow, ...] = (
     Flow("mosquitto", DNS, why="resolves the API (auth callback)"),
     Flow("nodered", DNS, why="resolves the API and the broker"),
     Flow("redis-cluster-init", DNS, why="resolves the StatefulSet's pod names"),
+    Flow("redis-cluster-repair", DNS, why="resolves the StatefulSet's pod names"),
     Flow("db-init", DNS, why="hook Job: resolves the database host"),
     Flow("timescaledb-policy", DNS, why="hook Job: resolves the database host"),
     Flow("api", DATABASE, why="TimescaleDB"),

@@ -2,7 +2,9 @@
 # redis-cluster-bootstrap.sh: form, and on every later run repair, the enterprise tier's Redis Cluster.
 #
 # Runs as the `{release}-redis-cluster-init` Job (an ArgoCD PostSync hook, so it runs again on every sync)
-# inside the redis:7.4.2-alpine image. POSIX sh only (busybox ash, dash): redis-cli, busybox tools and
+# and, in repair mode, as the `{release}-redis-cluster-repair` CronJob every minute (Argo CD does not sync
+# a healthy, unchanged application, so without it a restarted pod would stay out of the cluster until
+# the next sync). Both run inside the redis:7.4.2-alpine image. POSIX sh only (busybox ash, dash): redis-cli, busybox tools and
 # musl-utils' getent. It writes no files, so it works on a read-only root filesystem.
 #
 # Redis holds no durable data here (no RDB, no AOF; it is a cache and stream buffer, durable state is in
@@ -14,13 +16,21 @@
 #   REDIS_CLUSTER_REPLICAS     replicas per master (default 1); masters = nodes / (1 + replicas)
 #   REDISCLI_AUTH              optional password (redis-cli reads it from the environment itself)
 #   BOOTSTRAP_TIMEOUT_SECONDS  budget for each wait phase and each redis-cli --cluster call (default 300)
+#   REDIS_CLUSTER_MODE         bootstrap (default: form, or repair) or repair (repair an existing cluster
+#                              only: never create, never reset a node; the sync hook owns those)
+#   BOOTSTRAP_LOCK_SECONDS     expiry of the repair lock (default: BOOTSTRAP_TIMEOUT_SECONDS); set it to
+#                              the Job's activeDeadlineSeconds so a killed run's lock always expires
 #
 # What it does (idempotent; safe to run while the cluster serves traffic):
 #   1. Resolve every host (getent) and wait until every node answers PING.
 #   2. Already healthy (every node: cluster_state:ok, 16384 slots assigned, cluster_known_nodes == N,
 #      all connected, every node knows every other) -> "cluster already formed", change nothing, exit 0.
 #   3. Every node empty (knows only itself, no slots) -> redis-cli --cluster create, wait for ok.
-#   4. Otherwise repair the existing cluster (the one that knows the most of our nodes):
+#   In repair mode, steps 3 and the resets of step 4 are left to the sync hook: exit 0 saying so.
+#   4. Otherwise take the repair lock (a key set with SET NX EX through the cluster, on the first of
+#      three slots, one per third of the slot space, that is served; released on exit only by its
+#      owner). Bootstrap waits for a lock held by someone else; repair mode exits 0 ("another run is
+#      repairing"). Re-read the cluster, then repair it (the one that knows the most of our nodes):
 #      - nodes clustered on their own (an interrupted create, a split) are reset; if no two of our
 #        nodes form a cluster at all, every leftover is reset and the cluster is created afresh;
 #      - a replica whose master is gone waits for Redis' own failover (2 x cluster-node-timeout + 5 s;
@@ -33,7 +43,8 @@
 #        ADDSLOTSRANGE, keeping the wanted number of masters), or, with no fresh node to spare, to the
 #        existing masters through `redis-cli --cluster fix` (its prompts answered "yes");
 #      - the remaining fresh nodes join as replicas: `redis-cli --cluster add-node --cluster-slave`,
-#        which picks the master with the fewest replicas;
+#        which picks the master with the fewest replicas; member masters without slots or replicas
+#        (an interrupted add-node) become replicas the same way (CLUSTER REPLICATE);
 #      - then wait for the healthy state of step 2 (and every node agreeing on masters, replicas and
 #        slots) and require `redis-cli --cluster check` to pass.
 #   Scaling up only adds replicas; moving slots onto new masters is a deliberate
@@ -61,8 +72,13 @@ getv() { eval "printf '%s' \"\${$1}\""; }
 
 REPLICAS=${REDIS_CLUSTER_REPLICAS:-1}
 TIMEOUT=${BOOTSTRAP_TIMEOUT_SECONDS:-300}
+MODE=${REDIS_CLUSTER_MODE:-bootstrap}
 is_uint "$REPLICAS" || die "REDIS_CLUSTER_REPLICAS must be a non-negative integer, got '$REPLICAS'"
 is_uint "$TIMEOUT" && [ "$TIMEOUT" -gt 0 ] || die "BOOTSTRAP_TIMEOUT_SECONDS must be a positive integer, got '$TIMEOUT'"
+LOCK_SECONDS=${BOOTSTRAP_LOCK_SECONDS:-$TIMEOUT}
+is_uint "$LOCK_SECONDS" && [ "$LOCK_SECONDS" -gt 0 ] ||
+    die "BOOTSTRAP_LOCK_SECONDS must be a positive integer, got '$LOCK_SECONDS'"
+case $MODE in bootstrap | repair) ;; *) die "REDIS_CLUSTER_MODE must be bootstrap or repair, got '$MODE'" ;; esac
 [ -n "$(printf '%s' "${REDIS_NODES:-}" | tr -d ' \t\n')" ] || die "REDIS_NODES is empty"
 command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found on PATH"
 
@@ -233,7 +249,13 @@ node_healthy() {
         { seen[$1] = 1 }
         $3 ~ /fail|noaddr|handshake/ || $8 != "connected" { bad = 1 }
         ($1 in rep) && $3 !~ /slave/ { bad = 1 }
-        END { for (k in want) if (!(k in seen)) bad = 1; exit bad }'
+        $3 ~ /master/ && NF == 8 { empty[$1] = 1 }
+        $4 != "-" { followed[$4] = 1 }
+        END {
+            for (k in want) if (!(k in seen)) bad = 1
+            for (k in empty) if (!(k in followed)) bad = 1
+            exit bad
+        }'
 }
 
 # unhealthy_summary: why the cluster is not healthy, from the first node that says so.
@@ -411,6 +433,86 @@ if all_healthy; then
     exit 0
 fi
 
+# The repair lock: one key, written through the cluster (redis-cli -c follows MOVED), on the first of
+# these that is served. Their slots (3447, 6018, 11573) lie in different thirds of the slot space, so
+# losing one master and its replica leaves another. Nothing else in the platform uses these keys.
+LOCK_KEYS="redis-cluster-bootstrap:lock:{lock-a} redis-cluster-bootstrap:lock:{lock-1} redis-cluster-bootstrap:lock:{lock-c}"
+LOCK_OWNER="${HOSTNAME:-$PROG}:$$:$(now)"
+LOCK_KEY=""
+LOCK_AT=""
+
+# lock_try: 0 locked (LOCK_KEY), 1 held by another run (LOCK_HOLDER), 2 no lock key could be written.
+lock_try() {
+    LOCK_HOLDER=""
+    for lk in $LOCK_KEYS; do
+        lk_reply=$($CMD_TMO redis-cli -c -h "$LOCK_IP" -p "$LOCK_PORT" SET "$lk" "$LOCK_OWNER" NX EX "$LOCK_SECONDS" 2>&1 | tr -d '\r')
+        case $lk_reply in
+            OK)
+                LOCK_KEY=$lk
+                LOCK_AT="$LOCK_IP $LOCK_PORT"
+                return 0
+                ;;
+            '')
+                # nil: the key exists. (An empty reply from a timed-out call reads the same: check.)
+                LOCK_HOLDER=$($CMD_TMO redis-cli -c -h "$LOCK_IP" -p "$LOCK_PORT" GET "$lk" 2>&1 | tr -d '\r')
+                case $LOCK_HOLDER in *:*:*) return 1 ;; esac
+                ;;
+        esac
+    done
+    return 2
+}
+
+lock_release() {
+    [ -n "$LOCK_KEY" ] || return 0
+    # shellcheck disable=SC2086 # LOCK_AT is "ip port"
+    set -- $LOCK_AT
+    $CMD_TMO redis-cli -c -h "$1" -p "$2" EVAL \
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0" \
+        1 "$LOCK_KEY" "$LOCK_OWNER" >/dev/null 2>&1
+    LOCK_KEY=""
+}
+trap lock_release EXIT
+
+# lock_acquire: called with an existing multi-node cluster (ANCHOR). Bootstrap waits for another run's
+# lock; repair mode leaves the work to the run that holds it.
+lock_acquire() {
+    la_deadline=$(($(now) + TIMEOUT))
+    la_announced=0
+    while :; do
+        LOCK_IP=$(getv "IP_$ANCHOR")
+        LOCK_PORT=$(getv "PORT_$ANCHOR")
+        lock_try
+        la_rc=$?
+        case $la_rc in
+            0)
+                log "repair lock taken ($LOCK_KEY, expires after ${LOCK_SECONDS}s)"
+                return 0
+                ;;
+            2)
+                log "warning: no repair lock key could be written (are most slots unserved?); repairing unlocked"
+                return 0
+                ;;
+        esac
+        if [ "$MODE" = repair ]; then
+            log "another run is repairing the cluster (lock held by ${LOCK_HOLDER:-?}); nothing to do"
+            exit 0
+        fi
+        [ "$(now)" -ge "$la_deadline" ] && die "repair lock still held by ${LOCK_HOLDER:-?} after ${TIMEOUT}s"
+        if [ "$la_announced" -eq 0 ]; then
+            la_announced=1
+            log "waiting for the repair lock held by ${LOCK_HOLDER:-?}"
+        fi
+        sleep "$POLL_SECONDS"
+        snapshot
+        if all_healthy; then
+            log "cluster healthy (repaired by the lock holder); nothing to do"
+            exit 0
+        fi
+        pick_anchor
+        [ "$ANCHOR" -ne 0 ] || return 0
+    done
+}
+
 create_cluster() {
     # shellcheck disable=SC2086 # ADDRS is a list
     cluster_op "creating the cluster: $N nodes, $REPLICAS replica(s) per master" \
@@ -423,11 +525,28 @@ create_cluster() {
 }
 
 pick_anchor
+if [ "$ANCHOR" -ne 0 ] && [ "$ANCHOR_MEMBERS" -gt 1 ]; then
+    lock_acquire
+    snapshot
+    if all_healthy; then
+        log "cluster healthy; nothing to do"
+        exit 0
+    fi
+    pick_anchor
+fi
 if [ "$ANCHOR" -eq 0 ]; then
     log "all $N nodes are empty"
+    if [ "$MODE" = repair ]; then
+        log "no cluster to repair: forming it is the sync hook's job (the $PROG Job); nothing done"
+        exit 0
+    fi
     create_cluster
 fi
 if [ "$ANCHOR_MEMBERS" -le 1 ]; then
+    if [ "$MODE" = repair ]; then
+        log "no two nodes form a cluster (an interrupted formation?): left to the sync hook; nothing done"
+        exit 0
+    fi
     # No two of our nodes form a cluster (an interrupted create, or every other node was lost):
     # start over. Whatever keys the leftovers hold are dropped (acceptable: Redis is a cache here).
     c_i=0
@@ -455,6 +574,10 @@ while [ "$x_i" -lt "$N" ]; do
     [ "$(getv "FRESH_$x_i")" -eq 1 ] && continue
     x_id=$(getv "ID_$x_i")
     if ! getv "NODES_$ANCHOR" | awk -v id="$x_id" '$1 == id { found = 1 } END { exit !found }'; then
+        if [ "$MODE" = repair ]; then
+            log "node $(name_of "$x_i") is clustered outside the cluster of $(name_of "$ANCHOR"): left to the sync hook"
+            exit 0
+        fi
         log "node $(name_of "$x_i") is clustered outside the cluster of $(name_of "$ANCHOR"): resetting it"
         reset_node "$x_i"
         reset_any=1
@@ -596,6 +719,12 @@ if [ "$missing" -gt 0 ]; then
             log "assigning unassigned slot range(s) $ranges to $(name_of "$f")"
             # shellcheck disable=SC2086 # ranges is a list of numbers
             a_reply=$(rcli "$(getv "IP_$f")" "$(getv "PORT_$f")" CLUSTER ADDSLOTSRANGE $ranges)
+            case $a_reply in *"already busy"*)
+                # Served meanwhile (by an unlocked run): the check below verifies the slot map.
+                log "warning: $(name_of "$f"): $(one_line "$a_reply")"
+                continue
+                ;;
+            esac
             [ "$a_reply" = OK ] || die "node $(name_of "$f"): CLUSTER ADDSLOTSRANGE failed: $(one_line "$a_reply")"
             rcli "$(getv "IP_$f")" "$(getv "PORT_$f")" CLUSTER BUMPEPOCH >/dev/null
         done
@@ -629,6 +758,26 @@ for f in $(fresh_list); do
     cluster_op "adding fresh node $(name_of "$f") as a replica" \
         --cluster add-node "$(addr_of "$f")" "$(addr_of "$ANCHOR")" --cluster-slave ||
         die "redis-cli --cluster add-node $(addr_of "$f") $(addr_of "$ANCHOR") --cluster-slave failed"
+done
+
+# Member masters without slots that nobody follows (an add-node interrupted between its CLUSTER MEET
+# and CLUSTER REPLICATE): replicas of the slot-owning master with the fewest replicas.
+snapshot
+for e_id in $(getv "NODES_$ANCHOR" | awk '$3 ~ /master/ && $3 !~ /fail|noaddr|handshake/ && NF == 8 { print $1 }'); do
+    getv "NODES_$ANCHOR" | awk -v id="$e_id" '$4 == id { f = 1 } END { exit !f }' && continue
+    e_target=$(getv "NODES_$ANCHOR" | awk '
+        $3 ~ /master/ && $3 !~ /fail|noaddr/ && NF > 8 { m[$1] = 0 }
+        $4 != "-" { r[$4]++ }
+        END { best = ""; for (k in m) { c = r[k] + 0; if (best == "" || c < bc || (c == bc && k < best)) { best = k; bc = c } } print best }')
+    e_i=0
+    while [ "$e_i" -lt "$N" ]; do
+        e_i=$((e_i + 1))
+        [ "$(getv "ID_$e_i")" = "$e_id" ] || continue
+        [ -n "$e_target" ] || break
+        log "member master $(name_of "$e_i") has no slots and no replica: CLUSTER REPLICATE $e_target"
+        e_reply=$(rcli "$(getv "IP_$e_i")" "$(getv "PORT_$e_i")" CLUSTER REPLICATE "$e_target")
+        [ "$e_reply" = OK ] || log "warning: $(name_of "$e_i"): $(one_line "$e_reply")"
+    done
 done
 
 wait_healthy "after repair"
