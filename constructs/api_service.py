@@ -127,7 +127,8 @@ class ApiService(Construct):
             env("CLOUD_API_URL", f"http://{self.name}.{rel.namespace}.svc.cluster.local:{PORT}"),
             env("CORS_ORIGINS", ",".join(props.cors_origins)),
             # Database (seed table: sql-credentials-{ns})
-            env_secret("DB_HOST", sql, "server"),
+            # A pooler (database.pooler) stands in for the server; credentials and database stay the same.
+            env("DB_HOST", db.pooler.host) if db.pooler.enabled and db.pooler.host else env_secret("DB_HOST", sql, "server"),
             env_secret("DB_PORT", sql, "port"),
             env_secret("DB_NAME", sql, "dbname"),
             env_secret("DB_USER", sql, "username"),

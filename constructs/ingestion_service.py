@@ -177,7 +177,8 @@ class IngestionService(Construct):
             env("AUTOSCALE_LAG_SCALE_UP_MS", v.autoscale_lag_scale_up_ms),
             env("AUTOSCALE_LAG_CRITICAL_MS", v.autoscale_lag_critical_ms),
             env("REDIS_INGESTION_STREAM_MAXLEN", v.stream_maxlen),
-            env_secret("DB_HOST", sql, "server"),
+            # A pooler (database.pooler) stands in for the server; credentials and database stay the same.
+            env("DB_HOST", db.pooler.host) if db.pooler.enabled and db.pooler.host else env_secret("DB_HOST", sql, "server"),
             env_secret("DB_PORT", sql, "port"),
             env_secret("DB_NAME", sql, "dbname"),
             env_secret("DB_USER", sql, "username"),

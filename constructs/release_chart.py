@@ -23,6 +23,8 @@ class ReleaseChart(Chart):
     def __init__(self, scope: Construct, env: Environment) -> None:
         super().__init__(scope, env.release, namespace=env.namespace, disable_resource_name_hashes=True)
         rel = Release(release=env.release, namespace=env.namespace, tier=env.tier)
+        # Derived values (pool sizes from the connection budget, MAXLEN from buffer seconds) filled in.
+        env = env.resolved()
         self.env = env
 
         def sched(own: Scheduling | None) -> Scheduling:
@@ -254,6 +256,19 @@ class ReleaseChart(Chart):
                 runtime_secret=self.ingestion.runtime_secret,
             ),
         )
+        self.db_pooler = None
+        if env.database.pooler.enabled and env.database.pooler.kind == "cnpg" and env.network.database.namespace:
+            from constructs.db_pooler import DbPooler, DbPoolerProps
+
+            self.db_pooler = DbPooler(
+                self,
+                "DbPooler",
+                props=DbPoolerProps(
+                    release=rel, values=env.database, cluster_namespace=env.network.database.namespace
+                ),
+            )
+            if self.db_pooler.host != env.pooler_host:
+                raise AssertionError("DB_HOST of the pods must be the Pooler's Service")
         self.db_init: DbInitJob | None = None
         if env.db_init.enabled:
             self.db_init = DbInitJob(
