@@ -25,6 +25,7 @@ from typing import Any
 
 from synth_cache import SynthCache, code_fingerprint
 from synth_cache import key as cache_key
+from tiers.fleet import load_fleet
 from tiers.loader import ConfigError, load_environments
 from tiers.models import Environment
 
@@ -236,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env_dir: Path = args.environments
     try:
         # Every environment is validated, also with --env: the shared charts describe all of them.
-        all_envs = load_environments(env_dir, base=Path.cwd())
+        # One rule set with `validate`: tiers/fleet.py (namespaces, hosts, names, shared Argo CD settings).
+        all_envs, sources = load_fleet(env_dir, base=Path.cwd())
         if args.env:
             known = {e.release: e for e in all_envs}
             missing = sorted(set(args.env) - set(known))
@@ -245,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             envs = [known[name] for name in sorted(set(args.env))]
         else:
             envs = all_envs
-        labels = {e.release: str(env_dir / f"{e.release}.yaml") for e in all_envs}
+        labels = dict(sources.labels)
         synthesize(
             envs,
             outdir,

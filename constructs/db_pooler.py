@@ -69,7 +69,7 @@ class DbPooler(Construct):
                 "template": {
                     "metadata": {"labels": rel.labels(APP, APP)},
                     "spec": {
-                        "containers": [{"name": "pgbouncer", "resources": _resources(pooler.resources)}]
+                        "containers": [{"name": "pgbouncer", "image": pooler.image.ref, "resources": _resources(pooler.resources)}]
                     },
                 },
             },

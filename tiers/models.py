@@ -275,6 +275,11 @@ class DatabasePooler(Model):
         le=100000,
         description="PgBouncer max_client_conn per instance: the pods' pools are sized against it. Default: 400.",
     )
+    image: Image = Field(
+        default_factory=lambda: Image(repository="ghcr.io/cloudnative-pg/pgbouncer", tag="1.24.1"),
+        description="PgBouncer image of the CNPG Pooler (pinned, as every image). Default: "
+        "ghcr.io/cloudnative-pg/pgbouncer:1.24.1.",
+    )
     resources: Resources = _res("50m", "64Mi", "500m", "128Mi")
 
     @model_validator(mode="after")
