@@ -205,18 +205,23 @@ def _platform_names(env: Environment) -> set[str]:
     from tiers.fleet import referenced_namespaces
 
     names = {ns for _, ns in referenced_namespaces(env)}
-    names |= {env.edge.gateway.name, env.database.server, env.db_init.admin_secret_name, env.edge.certificate.issuer_name}
+    names |= {
+        env.edge.gateway.name,
+        env.database.server,
+        env.db_init.admin_secret_name,
+        env.edge.certificate.issuer_name,
+    }
     return names
 
 
-def _rename(value: str, env: Environment) -> str:
+def _rename(value: str, env: Environment, key: str = "name") -> str:
     rel, ns = env.release, env.namespace
     if value in _platform_names(env):
         return value
+    if value == ns and (key in ("namespace", "kubernetes.io/metadata.name") or value != rel):
+        return "{namespace}"
     if value == rel:
         return "{release}"
-    if value == ns:
-        return "{namespace}"
     if value == f"dist/{rel}":
         return "dist/{release}"
     if value.startswith(f"{rel}-"):
@@ -238,9 +243,9 @@ def _normalise_names(node: Any, env: Environment) -> Any:
         out = {}
         for k, v in node.items():
             if k in NAME_FIELDS and isinstance(v, str):
-                out[k] = _rename(v, env)
+                out[k] = _rename(v, env, k)
             elif k in NAME_FIELDS and isinstance(v, list) and all(isinstance(x, str) for x in v):
-                out[k] = [_rename(x, env) for x in v]
+                out[k] = [_rename(x, env, k) for x in v]
             elif k == "value" and isinstance(v, str) and _names_object(node.get("name")):
                 out[k] = _rename(v, env)  # an environment variable that names an object (RELEASE, *_SECRET_NAME)
             else:
@@ -337,13 +342,18 @@ def _committed_dist(dist: Path, into: Path) -> Path | None:
         top = Path(
             subprocess.run(
                 ["git", "-C", str(dist.parent), "rev-parse", "--show-toplevel"],
-                capture_output=True, text=True, check=True, timeout=30,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
             ).stdout.strip()
         )
         rel = dist.resolve().relative_to(top.resolve()).as_posix()
         data = subprocess.run(
             ["git", "-C", str(top), "archive", "--format=tar", "HEAD", rel],
-            capture_output=True, check=True, timeout=120,
+            capture_output=True,
+            check=True,
+            timeout=120,
         ).stdout
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
@@ -381,8 +391,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
         lines = diff_objects(committed.get(folder, {}), fresh.get(folder, {}))
         old_text, new_text = committed_texts.get(folder, ""), fresh_texts.get(folder, "")
         text_lines = list(
-            difflib.unified_diff(old_text.splitlines(), new_text.splitlines(), "REQUIRED-SECRETS.md",
-                                 "REQUIRED-SECRETS.md", lineterm="", n=0)
+            difflib.unified_diff(
+                old_text.splitlines(),
+                new_text.splitlines(),
+                "REQUIRED-SECRETS.md",
+                "REQUIRED-SECRETS.md",
+                lineterm="",
+                n=0,
+            )
         )
         if lines[-1].startswith("0 added, 0 removed, 0 changed") and not text_lines:
             continue
@@ -549,17 +565,35 @@ ingestion:
 }
 
 
-def _server_block(env_dir: Path, path: Path) -> str:
+def _preset_budget(tier: str) -> int:
+    from tiers.loader import PRESETS
+
+    preset = yaml.safe_load((PRESETS / f"{tier}.yaml").read_text()) or {}
+    return int(preset.get("database", {}).get("connectionBudget", 40))
+
+
+def _server_block(env_dir: Path, path: Path, tier: str) -> str:
     """The database server's max_connections as the other environments on it declare it."""
     from tiers.models import Database
 
     default = Database.model_validate({})
     try:
-        others = [e for e in _load(env_dir, []) if e.release != path.stem]
+        others = [e for e in _load(env_dir, []) if e.release != path.stem] if any(env_dir.glob("*.yaml")) else []
     except ConfigError:
         others = []
     same = [e for e in others if e.database.server == default.server]
-    if not same or same[0].database.max_connections == default.max_connections:
+    if not same:
+        # Alone on the server: it must hold at least the tier's budget and the reserved connections.
+        from tiers.fleet import RESERVED_CONNECTIONS
+
+        need = _preset_budget(tier) + RESERVED_CONNECTIONS
+        if need <= default.max_connections:
+            return ""
+        return (
+            f"\ndatabase:\n  # The server {default.server} must allow at least the tier's connection budget plus "
+            f"{RESERVED_CONNECTIONS} reserved:\n  # write its real max_connections here.\n  maxConnections: {need}\n"
+        )
+    if same[0].database.max_connections == default.max_connections:
         return ""
     first = same[0]
     return (
@@ -585,8 +619,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise ConfigError(str(path), key, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     extra = NEW_TIER_OVERRIDES.get(args.tier, "")
-    if args.environments.is_dir():
-        extra += _server_block(args.environments, path)
+    extra += _server_block(args.environments, path, args.tier)
     text = NEW_TEMPLATE.format(
         release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier, extra=extra
     )
@@ -597,9 +630,11 @@ def cmd_new(args: argparse.Namespace) -> int:
         draft = Path(tmp) / path.name
         draft.write_text(text)
         new_env = load_environment(draft, str(path))
-        others = [e for e in _load(args.environments, []) if e.release != new_env.release] if any(
-            args.environments.glob("*.yaml")
-        ) else []
+        others = (
+            [e for e in _load(args.environments, []) if e.release != new_env.release]
+            if any(args.environments.glob("*.yaml"))
+            else []
+        )
         labels = {e.release: f"{args.environments / e.release}.yaml" for e in others} | {new_env.release: str(path)}
         status = {e.release: "unchanged" for e in others} | {new_env.release: "new"}
         errors = validate_fleet([*others, new_env], Sources(labels=labels, status=status))

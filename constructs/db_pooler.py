@@ -21,7 +21,7 @@ pools are sized against ``maxClientConnections`` instead.
 
 from __future__ import annotations
 
-from cdk8s import ApiObject
+from cdk8s import ApiObject, ApiObjectMetadata, JsonPatch
 
 from constructs import Construct
 from constructs.platform import Props, Release
@@ -48,31 +48,42 @@ class DbPooler(Construct):
         self.namespace = props.cluster_namespace
         self.host = f"{self.name}.{self.namespace}.svc.cluster.local"
         self.server_pool_size = max(1, db.connection_budget // pooler.instances)
-        ApiObject(
+        obj = ApiObject(
             self,
             "Pooler",
             api_version="postgresql.cnpg.io/v1",
             kind="Pooler",
-            metadata={"name": self.name, "namespace": self.namespace, "labels": rel.labels(APP, APP)},
-            spec={
-                "cluster": {"name": db.server},
-                "instances": pooler.instances,
-                "type": "rw",
-                "pgbouncer": {
-                    "poolMode": pooler.pool_mode,
-                    "parameters": {
-                        "default_pool_size": str(self.server_pool_size),
-                        "max_client_conn": str(pooler.max_client_connections),
-                        "max_db_connections": str(db.connection_budget // pooler.instances or 1),
+            metadata=ApiObjectMetadata(name=self.name, namespace=self.namespace, labels=rel.labels(APP, APP)),
+        )
+        obj.add_json_patch(
+            JsonPatch.add(
+                "/spec",
+                {
+                    "cluster": {"name": db.server},
+                    "instances": pooler.instances,
+                    "type": "rw",
+                    "pgbouncer": {
+                        "poolMode": pooler.pool_mode,
+                        "parameters": {
+                            "default_pool_size": str(self.server_pool_size),
+                            "max_client_conn": str(pooler.max_client_connections),
+                            "max_db_connections": str(db.connection_budget // pooler.instances or 1),
+                        },
+                    },
+                    "template": {
+                        "metadata": {"labels": rel.labels(APP, APP)},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "pgbouncer",
+                                    "image": pooler.image.ref,
+                                    "resources": _resources(pooler.resources),
+                                }
+                            ]
+                        },
                     },
                 },
-                "template": {
-                    "metadata": {"labels": rel.labels(APP, APP)},
-                    "spec": {
-                        "containers": [{"name": "pgbouncer", "image": pooler.image.ref, "resources": _resources(pooler.resources)}]
-                    },
-                },
-            },
+            )
         )
 
 

@@ -37,9 +37,7 @@ def fleet_dir(tmp_path: Path, git: bool = False) -> Path:
         run = {"cwd": d, "check": True, "capture_output": True}
         subprocess.run(["git", "init", "-q"], **run)  # type: ignore[call-overload]
         subprocess.run(["git", "add", "."], **run)  # type: ignore[call-overload]
-        subprocess.run(
-            ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "fleet"], **run
-        )  # type: ignore[call-overload]
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "fleet"], **run)  # type: ignore[call-overload]
     return d
 
 
@@ -84,7 +82,7 @@ def synth_and_validate(d: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_synth_and_validate_refuse_the_same_fleet(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, extra: dict[str, Any], expected: str
 ) -> None:
-    d = fleet_dir(tmp_path)
+    d = fleet_dir(tmp_path, git=True)  # the new file is blamed, whatever its name
     data = {"release": name, "namespace": name, "tier": "demo", "database": {"maxConnections": 500}}
     for key, value in extra.items():
         data[key] = {**data[key], **value} if isinstance(value, dict) and key in data else value
@@ -164,11 +162,17 @@ def test_blame_degrades_without_git(tmp_path: Path) -> None:
 
 def _fleet_errors(*extra: Environment) -> list[str]:
     envs = [*load_environments(ENV_DIR), *extra]
-    return [str(e) for e in validate_fleet(envs, Sources(labels={}, status={}))]
+    status = {e.release: "unchanged" for e in envs} | {e.release: "new" for e in extra}
+    return [str(e) for e in validate_fleet(envs, Sources(labels={}, status=status))]
 
 
 def _client(**overrides: Any) -> Environment:
-    data: dict[str, Any] = {"release": "client-acme", "namespace": "client-acme", "tier": "demo"}
+    data: dict[str, Any] = {
+        "release": "client-acme",
+        "namespace": "client-acme",
+        "tier": "demo",
+        "database": {"maxConnections": 500},
+    }
     data.update(overrides)
     return Environment.model_validate(data)
 
@@ -181,7 +185,7 @@ def _client(**overrides: Any) -> Environment:
         ({"mqtt": "mqtt.iotistica.com"}, "edge.hosts.mqtt"),
         ({"nodered": "api.iotistica.com"}, "edge.hosts.nodered"),
         ({"dashboardAliases": ["enterprise.iotistica.com"]}, "edge.hosts.dashboardAliases.0"),
-        ({"api": "iotistica.iotistica.com"}, "edge.hosts.api"),  # a host another release derives
+        ({"api": "nr-iotistica.iotistica.com"}, "edge.hosts.api"),  # a host another release derives
     ],
 )
 def test_hosts_are_unique_across_environments(hosts: dict[str, Any], key: str) -> None:
@@ -267,13 +271,21 @@ def test_generated_object_names_that_collide_are_refused() -> None:
             "api.resources.requests.memory: must be at least 16Mi (the floor), got 0Mi",
         ),
         (
-            {"ingestion": {"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}}},
+            {
+                "ingestion": {
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+                }
+            },
             "ingestion.resources.limits.memory: gives NODE_OPTIONS=--max-old-space-size=96 (75% of 128Mi); the "
             "ingestion needs a heap of at least 128 MiB, so a memory limit of at least 171Mi",
         ),
         ({"scheduling": {"affinity": {"podAntiAfinity": {}}}}, "'podAntiAfinity' was unexpected"),
         (
-            {"api": {"scheduling": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}}}},
+            {
+                "api": {
+                    "scheduling": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}}
+                }
+            },
             "api.scheduling.affinity: is not a Kubernetes 1.27 Affinity at nodeAffinity.",
         ),
         ({"scheduling": {"nodeSelector": {"bad key": "x"}}}, "scheduling.nodeSelector.bad key: must be a label key"),
@@ -331,9 +343,16 @@ def test_valid_input_still_passes(tmp_path: Path, overrides: dict[str, Any]) -> 
 
 
 def test_affinity_reaches_the_pods() -> None:
-    aff = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-        {"weight": 1, "preference": {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["iot"]}]}}
-    ]}}
+    aff = {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 1,
+                    "preference": {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["iot"]}]},
+                }
+            ]
+        }
+    }
     objs = synth_env(env_from("client-demo", scheduling={"affinity": aff}))
     assert by(objs, "Deployment", "client-demo-api")["spec"]["template"]["spec"]["affinity"] == aff
 
@@ -343,7 +362,9 @@ def test_yml_files_are_refused_by_synth_and_validate(tmp_path: Path, capsys: pyt
     (d / "client-acme.yml").write_text("release: client-acme\n")
     synth, validate = synth_and_validate(d, tmp_path, capsys)
     assert synth == validate
-    assert synth.endswith("client-acme.yml: environment files end in .yaml: rename it to client-acme.yaml (it is not read)")
+    assert synth.endswith(
+        "client-acme.yml: environment files end in .yaml: rename it to client-acme.yaml (it is not read)"
+    )
 
 
 def test_api_replicas_documentation_matches_behaviour(tmp_path: Path) -> None:
@@ -382,12 +403,13 @@ def test_stream_maxlen_from_buffer_seconds() -> None:
     env = env_from("iotistica-enterprise")
     assert env.ingestion.stream_buffer_seconds == 60 and env.stream_maxlen == 3_000_000
     objs = synth_env(env)
-    assert _env_var(objs, "StatefulSet", "iotistica-enterprise-ingestion", "REDIS_INGESTION_STREAM_MAXLEN")[
-        "value"
-    ] == "3000000"
-    assert _env_var(objs, "Deployment", "iotistica-enterprise-api", "REDIS_INGESTION_STREAM_MAXLEN")[
-        "value"
-    ] == "3000000"
+    assert (
+        _env_var(objs, "StatefulSet", "iotistica-enterprise-ingestion", "REDIS_INGESTION_STREAM_MAXLEN")["value"]
+        == "3000000"
+    )
+    assert (
+        _env_var(objs, "Deployment", "iotistica-enterprise-api", "REDIS_INGESTION_STREAM_MAXLEN")["value"] == "3000000"
+    )
 
 
 def test_stream_buffer_needs_a_rated_tier_and_one_setting(tmp_path: Path) -> None:
@@ -428,8 +450,11 @@ def test_external_pooler_needs_a_host_and_emits_nothing(tmp_path: Path) -> None:
 def test_budgets_on_one_server_must_fit_it() -> None:
     envs = load_environments(ENV_DIR)
     assert not fleet_capacity(envs, Sources(labels={}, status={}))  # 40 + 80 + 160 + 40 = 320 of 490
-    big = _client(tier="enterprise", database={"maxConnections": 500, "connectionBudget": 200},
-                  redis={"cluster": {"enabled": True}})
+    big = _client(
+        tier="enterprise",
+        database={"maxConnections": 500, "connectionBudget": 200},
+        redis={"cluster": {"enabled": True}},
+    )
     (finding,) = fleet_capacity([*envs, big], Sources(labels={}, status={"client-acme": "new"}))
     assert finding.file == "environments/client-acme.yaml" and finding.path == "database.connectionBudget"
     assert "hold 520 connections together" in finding.message and "above its max_connections 500" in finding.message

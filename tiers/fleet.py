@@ -59,7 +59,17 @@ def git_status(directory: Path, files: Iterable[Path]) -> dict[Path, str]:
             check=True,
         ).stdout.strip()
         out = subprocess.run(
-            ["git", "-C", top, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", str(directory.resolve())],
+            [
+                "git",
+                "-C",
+                top,
+                "status",
+                "--porcelain=v1",
+                "-z",
+                "--untracked-files=all",
+                "--",
+                str(directory.resolve()),
+            ],
             capture_output=True,
             text=True,
             timeout=20,
@@ -123,9 +133,7 @@ def blame(a: str, b: str, sources: Sources) -> tuple[str, str]:
     return (b, a) if a < b else (a, b)
 
 
-def _clash(
-    offender: str, other: str, key: str, other_key: str, what: str, sources: Sources
-) -> ConfigError:
+def _clash(offender: str, other: str, key: str, other_key: str, what: str, sources: Sources) -> ConfigError:
     mine, theirs = sources.state(offender), sources.state(other)
     why = f"; {sources.label(offender)} is {mine}, {sources.label(other)} {theirs}" if mine and theirs else ""
     return ConfigError(
@@ -188,8 +196,8 @@ def shared_identities(env: Environment) -> list[tuple[str, tuple[str, str, str]]
             ns, name = env.fleet_namespace(f.name), env.fleet_object_name(f.name)
             for kind in ("ResourceQuota", "LimitRange", "RoleBinding", "NetworkPolicy"):
                 ids.append((f"fleetNamespaces.fleets.{i}.name", (kind, ns, name)))
-        if env.fleet_namespaces.virtual_agent_manager:
-            ids.append(("release", ("ClusterRoleBinding", "", f"{env.release}-virtual-agent-manager")))
+    if env.fleet_namespaces.virtual_agent_manager:
+        ids.append(("release", ("ClusterRoleBinding", "", f"{env.release}-virtual-agent-manager")))
     ids.append(("release", ("Application", env.argocd.namespace, env.release)))
     pooler = env.database.pooler
     if pooler.enabled and pooler.kind == "cnpg" and env.network.database.namespace:
@@ -216,8 +224,13 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
     # Release names that are shared Applications.
     for e in ordered:
         if e.release in SHARED_APPLICATIONS:
-            add(ConfigError(sources.label(e.release), "release", f"{e.release!r} is the name of a shared Argo CD "
-                            "Application of dist/argocd/"))
+            add(
+                ConfigError(
+                    sources.label(e.release),
+                    "release",
+                    f"{e.release!r} is the name of a shared Argo CD Application of dist/argocd/",
+                )
+            )
 
     # Reserved namespaces: the fixed ones, and every namespace any environment references.
     reserved: dict[str, tuple[str, str] | None] = {ns: None for ns in RESERVED_NAMESPACES}

@@ -145,7 +145,5 @@ def affinity(value: dict[str, Any]) -> dict[str, Any]:
         kubernetes_validate.validate(pod, "1.27", strict=True)
     except kubernetes_validate.ValidationError as exc:
         where = ".".join(str(p) for p in list(exc.path)[2:])
-        raise ValueError(
-            f"is not a Kubernetes 1.27 Affinity{f' at {where}' if where else ''}: {exc.message}"
-        ) from None
+        raise ValueError(f"is not a Kubernetes 1.27 Affinity{f' at {where}' if where else ''}: {exc.message}") from None
     return value

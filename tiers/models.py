@@ -146,7 +146,8 @@ class Resources(Model):
         # Floors (platform-facts §16): a zero CPU request starves the container; below 16Mi it is killed at start.
         if cpu_millis(self.requests.cpu) < grammar.MIN_CPU_REQUEST_MILLIS:
             raise rule(
-                "requests.cpu", f"must be at least {grammar.MIN_CPU_REQUEST_MILLIS}m (the floor), got {self.requests.cpu}"
+                "requests.cpu",
+                f"must be at least {grammar.MIN_CPU_REQUEST_MILLIS}m (the floor), got {self.requests.cpu}",
             )
         for key, value in (("requests.memory", self.requests.memory), ("limits.memory", self.limits.memory)):
             if mem_mib(value) < grammar.MIN_MEMORY_MIB:
