@@ -161,9 +161,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{level}: {label}: {finding.key}: {finding.message}", file=sys.stderr)
             failed = failed or args.strict
             warnings += 1
-    for finding in fleet_capacity(all_envs, sources):
+    for shared in fleet_capacity(all_envs, sources):
         level = "error" if args.strict else "warning"
-        print(f"{level}: {finding}", file=sys.stderr)
+        print(f"{level}: {shared}", file=sys.stderr)
         failed = failed or args.strict
         warnings += 1
     if not failed:
@@ -240,7 +240,7 @@ def _names_object(var: Any) -> bool:
 
 def _normalise_names(node: Any, env: Environment) -> Any:
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in node.items():
             if k in NAME_FIELDS and isinstance(v, str):
                 out[k] = _rename(v, env, k)

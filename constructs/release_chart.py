@@ -54,7 +54,7 @@ class ReleaseChart(Chart):
                 database=env.database,
                 broker_url=self.mosquitto.mqtt_url,
                 redis=self.redis.endpoint,
-                stream_maxlen=env.ingestion.stream_maxlen,
+                stream_maxlen=env.stream_maxlen,
                 cors_origins=env.cors_origins,
             ),
         )
@@ -229,7 +229,7 @@ class ReleaseChart(Chart):
                         ScrapeTarget(service=self.ingestion.service_name, app="ingestion"),
                     ],
                     ingestion_service=self.ingestion.service_name,
-                    stream_maxlen=env.ingestion.stream_maxlen,
+                    stream_maxlen=env.stream_maxlen,
                     profile=env.ingestion.profile,
                     hpas=hpas,
                 ),
@@ -263,9 +263,7 @@ class ReleaseChart(Chart):
             self.db_pooler = DbPooler(
                 self,
                 "DbPooler",
-                props=DbPoolerProps(
-                    release=rel, values=env.database, cluster_namespace=env.network.database.namespace
-                ),
+                props=DbPoolerProps(release=rel, values=env.database, cluster_namespace=env.network.database.namespace),
             )
             if self.db_pooler.host != env.pooler_host:
                 raise AssertionError("DB_HOST of the pods must be the Pooler's Service")

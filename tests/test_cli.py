@@ -40,7 +40,9 @@ def test_validate_warns_on_capacity_and_strict_fails_on_stderr(capsys, tmp_path:
     # The seed's DB_POOL_SIZE 20 on the standard tier, without the shipped file's departure.
     for f in (ROOT / "environments").glob("*.yaml"):
         text = f.read_text()
-        (tmp_path / f.name).write_text(text.replace("  dbPoolSize: null", "  dbPoolSize: 20") if f.stem == "iotistica" else text)
+        (tmp_path / f.name).write_text(
+            text.replace("  dbPoolSize: null", "  dbPoolSize: 20") if f.stem == "iotistica" else text
+        )
     rc, out, err = run(capsys, "--environments", str(tmp_path), "validate", "iotistica")
     assert rc == 0 and out.startswith("ok: 1 environment(s) valid, ")
     assert "warning: " in err and "iotistica.yaml: database.connectionBudget: at HPA max the pools open 88" in err

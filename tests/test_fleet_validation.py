@@ -83,7 +83,7 @@ def test_synth_and_validate_refuse_the_same_fleet(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, extra: dict[str, Any], expected: str
 ) -> None:
     d = fleet_dir(tmp_path, git=True)  # the new file is blamed, whatever its name
-    data = {"release": name, "namespace": name, "tier": "demo", "database": {"maxConnections": 500}}
+    data: dict[str, Any] = {"release": name, "namespace": name, "tier": "demo", "database": {"maxConnections": 500}}
     for key, value in extra.items():
         data[key] = {**data[key], **value} if isinstance(value, dict) and key in data else value
     (d / f"{name}.yaml").write_text(yaml.safe_dump(data))

@@ -56,7 +56,7 @@ class Capacity:
 
 def capacity(env: Environment) -> Capacity:
     env = env.resolved()
-    api, ing = env.api, env.ingestion
+    ing = env.ingestion
     maxlen = env.stream_maxlen
     api_pool, ing_pool = env.api_db_pool_size, env.ingestion_db_pool_size
     rated = RATED_READINGS_PER_SECOND[env.tier]
