@@ -51,6 +51,7 @@ from typing import Any
 from synth_cache import SynthCache, code_fingerprint
 from synth_cache import key as cache_key
 from tiers.errors import ConfigError, SettingError
+from tiers.fleet import load_fleet
 from tiers.loader import load_environments
 from tiers.models import Environment
 
@@ -508,7 +509,8 @@ def run(args: argparse.Namespace) -> None:
     env_dir: Path = args.environments
     check_release_names(args.env)
     # Every environment is validated, also with --env: the shared charts describe all of them.
-    all_envs = load_environments(env_dir, base=Path.cwd())
+    # One rule set with `validate`: tiers/fleet.py (namespaces, hosts, names, shared Argo CD settings).
+    all_envs, sources = load_fleet(env_dir, base=Path.cwd())
     if args.env:
         known = {e.release: e for e in all_envs}
         missing = sorted(set(args.env) - set(known))
@@ -517,7 +519,7 @@ def run(args: argparse.Namespace) -> None:
         envs = [known[name] for name in sorted(set(args.env))]
     else:
         envs = all_envs
-    labels = {e.release: str(env_dir / f"{e.release}.yaml") for e in all_envs}
+    labels = dict(sources.labels)
     synthesize(
         envs,
         outdir,

@@ -28,6 +28,7 @@ import yaml  # noqa: E402
 import app  # noqa: E402
 from tiers import TIERS  # noqa: E402
 from tiers.capacity import capacity  # noqa: E402
+from tiers.fleet import Sources, check_directory, fleet_capacity, validate_fleet  # noqa: E402
 from tiers.loader import ConfigError, load_environment, load_environments  # noqa: E402
 from tiers.models import Environment  # noqa: E402
 
@@ -48,7 +49,21 @@ def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
 
 
+def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
+    """The shared charts (dist/cluster/, dist/argocd/) of a fleet, built as synth builds them."""
+    from cdk8s import App
+
+    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
+
+    scope = App(outdir=tempfile.gettempdir())
+    return {
+        CLUSTER: list(ClusterChart(scope, list(envs)).to_json()),
+        ARGOCD: list(ArgoCdChart(scope, list(envs)).to_json()),
+    }
+
+
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
+    check_directory(env_dir, Path.cwd())
     return load_environments(env_dir, names, base=Path.cwd())
 
 
@@ -84,7 +99,9 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
         missing = [k for k in LABEL_KEYS if k not in labels]
         if missing:
             problems.append(f"{ref}: missing labels {', '.join(missing)}")
-        if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") not in namespaces:
+        # The CNPG Pooler lives beside its Cluster, in the database's namespace (constructs/core/db_pooler.py).
+        allowed = namespaces | ({env.network.database.namespace} if o["kind"] == "Pooler" else set())
+        if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") not in allowed:
             problems.append(f"{ref}: metadata.namespace is not {env.namespace}")
         if o["kind"] == "Secret":
             problems.append(f"{ref}: a Secret must never be written to dist/")
@@ -104,26 +121,58 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     return problems
 
 
+def identity_clashes(rendered: dict[str, list[Manifest]]) -> list[tuple[str, str, str]]:
+    """(folder, other folder, kind/namespace/name) of every object identity two folders of dist/ share."""
+    owner: dict[tuple[str, str, str], str] = {}
+    clashes = []
+    for folder in sorted(rendered):
+        for o in rendered[folder]:
+            ident = (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+            if ident in owner and owner[ident] != folder:
+                clashes.append((folder, owner[ident], "/".join(p for p in ident if p)))
+            owner.setdefault(ident, folder)
+    return clashes
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from constructs.isolation.api_admission_policies import unguarded_warning
 
-    envs = _load(args.environments, args.env)
-    rendered = render(envs)
+    """The synth's rules (models, fleet, shared charts), then policy, schema and capacity; errors on stderr."""
+    all_envs = _load(args.environments, [])
+    if args.env:
+        _load(args.environments, args.env)  # a name without a file: "file not found"
+    envs = [e for e in all_envs if not args.env or e.release in args.env]
+    sources = Sources.of(all_envs, args.environments, Path.cwd())
+    fleet = validate_fleet(all_envs, sources)
+    for err in fleet:
+        print(f"error: {err}", file=sys.stderr)
+    if fleet:
+        return EXIT_CONFIG
+    rendered = render(all_envs)
+    rendered.update(render_shared(all_envs))
     failed = False
     warnings = 0
+    for folder, other, ident in identity_clashes(rendered):
+        print(f"error: {sources.label(folder)}: {ident} is also written by dist/{other}/", file=sys.stderr)
+        failed = True
     for env in envs:
-        label = f"environments/{env.release}.yaml"
+        label = sources.label(env.release)
         for problem in policy_problems(env, rendered[env.release]):
-            print(f"error: {label}: {problem}")
+            print(f"error: {label}: {problem}", file=sys.stderr)
             failed = True
         unguarded = unguarded_warning(env)
         if unguarded:
             print(f"warning: {label}: {unguarded}")
         for finding in capacity(env).findings:
             level = "error" if args.strict else finding.level
-            print(f"{level}: {label}: {finding.key}: {finding.message}")
+            print(f"{level}: {label}: {finding.key}: {finding.message}", file=sys.stderr)
             failed = failed or args.strict
             warnings += 1
+    for shared in fleet_capacity(all_envs, sources):
+        level = "error" if args.strict else "warning"
+        print(f"{level}: {shared}", file=sys.stderr)
+        failed = failed or args.strict
+        warnings += 1
     if not failed:
         print(f"ok: {len(envs)} environment(s) valid" + (f", {warnings} capacity warning(s)" if warnings else ""))
     return EXIT_FAILED if failed else EXIT_OK
@@ -135,16 +184,89 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _key(o: Manifest) -> str:
-    return f"{o['kind']}/{o['metadata'].get('name')}"
+    """An object's identity: kind, namespace (when namespaced) and name."""
+    ns = o["metadata"].get("namespace")
+    return f"{o['kind']}/{ns}/{o['metadata'].get('name')}" if ns else f"{o['kind']}/{o['metadata'].get('name')}"
+
+
+#: Fields that hold an object's name or a reference to another object or namespace. Only their values are
+#: normalised when two environments are compared; hosts, URLs, tiers and every other string stay as they are.
+NAME_FIELDS = frozenset(
+    {
+        "name",
+        "namespace",
+        "secretName",
+        "claimName",
+        "serviceName",
+        "app.kubernetes.io/instance",
+        "kubernetes.io/metadata.name",
+        "path",  # an Argo CD Application's dist/<release>
+        "serviceAccountName",
+        "resourceNames",
+    }
+)
+
+
+def _platform_names(env: Environment) -> set[str]:
+    """Names of platform objects an environment points at: never normalised, even when they share a prefix."""
+    from tiers.fleet import referenced_namespaces
+
+    names = {ns for _, ns in referenced_namespaces(env)}
+    names |= {
+        env.edge.gateway.name,
+        env.database.server,
+        env.db_init.admin_secret_name,
+        env.edge.certificate.issuer_name,
+    }
+    return names
+
+
+def _rename(value: str, env: Environment, key: str = "name") -> str:
+    rel, ns = env.release, env.namespace
+    if value in _platform_names(env):
+        return value
+    if value == ns and (key in ("namespace", "kubernetes.io/metadata.name") or value != rel):
+        return "{namespace}"
+    if value == rel:
+        return "{release}"
+    if value == f"dist/{rel}":
+        return "dist/{release}"
+    if value.startswith(f"{rel}-"):
+        return "{release}-" + value[len(rel) + 1 :]
+    if value.startswith(f"fleet-{ns}-"):
+        return "fleet-{namespace}-" + value[len(ns) + 7 :]
+    if value.endswith(f"-{ns}"):
+        return value[: -len(ns) - 1] + "-{namespace}"
+    return value
+
+
+def _names_object(var: Any) -> bool:
+    """An environment variable whose value is an object's name (so it is normalised like a name field)."""
+    return isinstance(var, str) and (var in ("RELEASE", "NAMESPACE") or var.endswith("_SECRET_NAME"))
+
+
+def _normalise_names(node: Any, env: Environment) -> Any:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if k in NAME_FIELDS and isinstance(v, str):
+                out[k] = _rename(v, env, k)
+            elif k in NAME_FIELDS and isinstance(v, list) and all(isinstance(x, str) for x in v):
+                out[k] = [_rename(x, env, k) for x in v]
+            elif k == "value" and isinstance(v, str) and _names_object(node.get("name")):
+                out[k] = _rename(v, env)  # an environment variable that names an object (RELEASE, *_SECRET_NAME)
+            else:
+                out[k] = _normalise_names(v, env)
+        return out
+    if isinstance(node, list):
+        return [_normalise_names(v, env) for v in node]
+    return node
 
 
 def _normalise(objs: list[Manifest], env: Environment) -> dict[str, Manifest]:
-    """Objects keyed by kind/name with the release and namespace replaced, to compare two environments."""
-    text = json.dumps(objs, sort_keys=True)
-    text = text.replace(env.release, "{release}")
-    if env.namespace != env.release:
-        text = text.replace(f'"{env.namespace}"', '"{namespace}"').replace(f"-{env.namespace}", "-{namespace}")
-    return {_key(o): o for o in json.loads(text)}
+    """Objects keyed by identity, with the release and namespace replaced only in name and reference fields."""
+    normal = [_normalise_names(o, env) for o in objs]
+    return {_key(o): o for o in normal}
 
 
 def _field_changes(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
@@ -200,15 +322,51 @@ def diff_objects(old: dict[str, Manifest], new: dict[str, Manifest]) -> list[str
     return lines
 
 
-def _read_tree(path: Path) -> dict[str, dict[str, Manifest]]:
+def _read_tree(path: Path) -> tuple[dict[str, dict[str, Manifest]], dict[str, str]]:
+    """(objects by folder and identity, REQUIRED-SECRETS.md text by folder) of a dist/ tree."""
+    from constructs.lifecycle.required_secrets import FILENAME
+
     tree: dict[str, dict[str, Manifest]] = {}
+    texts: dict[str, str] = {}
     if not path.exists():
-        return tree
+        return tree, texts
     for file in sorted(path.glob("*/*.yaml")):
         for doc in yaml.safe_load_all(file.read_text()):
             if isinstance(doc, dict) and "kind" in doc:
                 tree.setdefault(file.parent.name, {})[_key(doc)] = doc
-    return tree
+    for file in sorted(path.glob(f"*/{FILENAME}")):
+        texts[file.parent.name] = file.read_text()
+    return tree, texts
+
+
+def _committed_dist(dist: Path, into: Path) -> Path | None:
+    """Extract ``dist/`` as committed at git HEAD into ``into``; None when this is not a git checkout."""
+    import io
+    import subprocess
+    import tarfile
+
+    try:
+        top = Path(
+            subprocess.run(
+                ["git", "-C", str(dist.parent), "rev-parse", "--show-toplevel"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout.strip()
+        )
+        rel = dist.resolve().relative_to(top.resolve()).as_posix()
+        data = subprocess.run(
+            ["git", "-C", str(top), "archive", "--format=tar", "HEAD", rel],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return into / rel
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -223,21 +381,41 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.env:
         print("error: diff takes no environment (working change against dist/) or two (A against B)", file=sys.stderr)
         return EXIT_CONFIG
-    committed = _read_tree(args.dist)
     with tempfile.TemporaryDirectory() as tmp:
+        base = _committed_dist(args.dist, Path(tmp) / "committed")
+        if base is None:
+            print(f"note: not a git checkout: comparing against {args.dist} as it is on disk", file=sys.stderr)
+            base = args.dist
+        committed, committed_texts = _read_tree(base)
         envs = _load(args.environments, [])
+        errors = validate_fleet(envs, Sources.of(envs, args.environments, Path.cwd()))
+        if errors:
+            raise errors[0]
         app.synthesize(envs, Path(tmp) / "dist", partial=False, all_envs=envs)
-        fresh = _read_tree(Path(tmp) / "dist")
+        fresh, fresh_texts = _read_tree(Path(tmp) / "dist")
     any_change = False
-    for folder in sorted(set(committed) | set(fresh)):
+    for folder in sorted(set(committed) | set(fresh) | set(committed_texts) | set(fresh_texts)):
         lines = diff_objects(committed.get(folder, {}), fresh.get(folder, {}))
-        if lines[-1].startswith("0 added, 0 removed, 0 changed"):
+        old_text, new_text = committed_texts.get(folder, ""), fresh_texts.get(folder, "")
+        text_lines = list(
+            difflib.unified_diff(
+                old_text.splitlines(),
+                new_text.splitlines(),
+                "REQUIRED-SECRETS.md",
+                "REQUIRED-SECRETS.md",
+                lineterm="",
+                n=0,
+            )
+        )
+        if lines[-1].startswith("0 added, 0 removed, 0 changed") and not text_lines:
             continue
         any_change = True
         print(f"## dist/{folder}")
         print("\n".join(lines))
+        if text_lines:
+            print("\n".join(f"  {line}" for line in text_lines))
     if not any_change:
-        print("no changes: dist/ is what a synth writes")
+        print("no changes: the committed dist/ is what a synth writes")
     return EXIT_FAILED if any_change else EXIT_OK
 
 
@@ -297,8 +475,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"  HPA {h['metadata']['name']}: {h['spec']['minReplicas']}..{h['spec']['maxReplicas']}")
     hosts = _hosts(objs)
     print("\nhosts:" + ("".join(f"\n  {h}" for h in hosts) if hosts else " none"))
-    print("\nrequired secrets (referenced by name, never in dist/):")
+    from constructs.lifecycle.secrets_provider import secret_plan
+
+    plan = {n.name: n for n in secret_plan(env)}
+    made, provided = [], []
     for name in _secret_refs(objs):
+        need = plan.get(name)
+        if need is None or need.source in ("generated", "resolver"):
+            made.append(name)
+        else:
+            provided.append((name, need.source))
+    print("\nrequired secrets (the operator provides them; referenced by name, never in dist/):")
+    for name, source in provided:
+        print(f"  {name}" + ("  (from 1Password, OnePasswordItem)" if source == "onepassword" else ""))
+    print("\nsecrets the cluster makes (hook Jobs, cert-manager; nothing to create):")
+    for name in made:
         print(f"  {name}")
     cap = capacity(env)
     print("\ncapacity:")
@@ -312,9 +503,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     used = cap.stream_bytes / 2**20
     print(f"  redis memory             full stream ~{used:,.0f} MiB of {mem:,.0f} MiB maxmemory ({used / mem:.0%})")
     print(
-        f"  db connections (HPA max) {cap.db_connections_max} of max_connections {cap.db_max_connections} "
-        f"(API {cap.api_pods_max} pods x {env.api.db_pool_size}, ingestion {cap.ingestion_pods_max} pods x "
-        f"{env.ingestion.db_pool_size})"
+        f"  db connections (HPA max) {cap.db_connections_max} of {cap.db_client_connections} "
+        f"(API {cap.api_pods_max} pods x {cap.api_pool_size}, ingestion {cap.ingestion_pods_max} pods x "
+        f"{cap.ingestion_pool_size})"
+    )
+    pooler = " through the pooler" if env.database.pooler.enabled else ""
+    print(
+        f"  db budget                {cap.db_connection_budget} server connections{pooler} on "
+        f"{env.database.server} (max_connections {cap.db_max_connections})"
     )
     for f in cap.findings:
         print(f"warning: {f.key}: {f.message}")
@@ -347,17 +543,76 @@ dashboard:
   config:                      # window.env of the dashboard's config.js
     apiUrl: https://api-{release}.iotistica.com
     auth0CallbackUrl: https://{release}.iotistica.com/auth/callback
-
+{extra}
 # Examples of overrides (uncomment to use):
 # api:
-#   hpa: {{maxReplicas: 6}}
+#   hpa: {{maxReplicas: 6}}       # pools are sized for HPA max: raise database.connectionBudget with it
 # monitoring:
 #   enabled: true
 # database:
-#   maxConnections: 200
+#   pooler: {{enabled: true}}     # PgBouncer (a CNPG Pooler) in front of the server
 # secrets:
 #   provider: onepassword
 """
+
+#: What `new` writes beyond the template, per tier: the departures from the seed the tier needs to pass
+#: `validate --strict` (README "Where the seed and the code disagree").
+NEW_TIER_OVERRIDES = {
+    "standard": """
+api:
+  # The seed's DB_POOL_SIZE 20 opens 4 x 20 = 80 connections at HPA max, the whole budget, leaving none for
+  # ingestion: derive it from database.connectionBudget instead.
+  dbPoolSize: null
+""",
+    "enterprise": """
+api:
+  # The seed's DB_POOL_SIZE 20 opens 10 x 20 = 200 connections at HPA max, above the budget of 160:
+  # derive it from database.connectionBudget instead.
+  dbPoolSize: null
+ingestion:
+  # The seed's MAXLEN 1,200,000 holds 24 s at the rated 50,000 readings/s: size the stream for 60 s.
+  streamMaxlen: null
+  streamBufferSeconds: 60
+""",
+}
+
+
+def _preset_budget(tier: str) -> int:
+    from tiers.loader import PRESETS
+
+    preset = yaml.safe_load((PRESETS / f"{tier}.yaml").read_text()) or {}
+    return int(preset.get("database", {}).get("connectionBudget", 40))
+
+
+def _server_block(env_dir: Path, path: Path, tier: str) -> str:
+    """The database server's max_connections as the other environments on it declare it."""
+    from tiers.models import Database
+
+    default = Database.model_validate({})
+    try:
+        others = [e for e in _load(env_dir, []) if e.release != path.stem] if any(env_dir.glob("*.yaml")) else []
+    except ConfigError:
+        others = []
+    same = [e for e in others if e.database.server == default.server]
+    if not same:
+        # Alone on the server: it must hold at least the tier's budget and the reserved connections.
+        from tiers.fleet import RESERVED_CONNECTIONS
+
+        need = _preset_budget(tier) + RESERVED_CONNECTIONS
+        if need <= default.max_connections:
+            return ""
+        return (
+            f"\ndatabase:\n  # The server {default.server} must allow at least the tier's connection budget plus "
+            f"{RESERVED_CONNECTIONS} reserved:\n  # write its real max_connections here.\n  maxConnections: {need}\n"
+        )
+    if same[0].database.max_connections == default.max_connections:
+        return ""
+    first = same[0]
+    return (
+        f"\ndatabase:\n  # The server {default.server}'s max_connections, as environments/{first.release}.yaml "
+        f"declares it\n  # (every environment on one server declares the same).\n"
+        f"  maxConnections: {first.database.max_connections}\n"
+    )
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -375,13 +630,28 @@ def cmd_new(args: argparse.Namespace) -> int:
                 TypeAdapter(kind).validate_python(value)
         except ValidationError as exc:
             raise ConfigError(str(path), key, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    text = NEW_TEMPLATE.format(release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier)
+    extra = NEW_TIER_OVERRIDES.get(args.tier, "")
+    extra += _server_block(args.environments, path, args.tier)
+    text = NEW_TEMPLATE.format(
+        release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier, extra=extra
+    )
     args.environments.mkdir(parents=True, exist_ok=True)
-    # Validate under the final file name (the release must match it) before anything is written there.
+    # Validate under the final file name (the release must match it), alone and with the fleet's rules,
+    # before anything is written there.
     with tempfile.TemporaryDirectory(dir=args.environments) as tmp:
         draft = Path(tmp) / path.name
         draft.write_text(text)
-        load_environment(draft, str(path))
+        new_env = load_environment(draft, str(path))
+        others = (
+            [e for e in _load(args.environments, []) if e.release != new_env.release]
+            if any(args.environments.glob("*.yaml"))
+            else []
+        )
+        labels = {e.release: f"{args.environments / e.release}.yaml" for e in others} | {new_env.release: str(path)}
+        status = {e.release: "unchanged" for e in others} | {new_env.release: "new"}
+        errors = validate_fleet([*others, new_env], Sources(labels=labels, status=status))
+        if errors:
+            raise errors[0]
         draft.replace(path)
     print(f"wrote {path}; next: make synth ENV={args.env_name}")
     return EXIT_OK

@@ -153,6 +153,13 @@ def heap_mb(res: Resources, percent: int) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+def resolved(value: int | None) -> int:
+    """A value ``Environment.resolved()`` derives (pool sizes, MAXLEN): always set by the time constructs run."""
+    if value is None:
+        raise AssertionError("a derived value reached a construct unresolved (ReleaseChart resolves them)")
+    return value
+
+
 def env(name: str, value: str | int | bool) -> k8s.EnvVar:
     if isinstance(value, bool):
         value = "true" if value else "false"

@@ -18,6 +18,7 @@ from cdk8s import Chart
 from constructs import Construct
 from constructs.core.api_service import ApiService, ApiServiceProps
 from constructs.core.dashboard import Dashboard, DashboardProps
+from constructs.core.db_pooler import DbPooler, DbPoolerProps
 from constructs.core.ingestion_service import IngestionService, IngestionServiceProps
 from constructs.core.mosquitto_broker import MosquittoBroker, MosquittoBrokerProps
 from constructs.core.nodered import NodeRed, NodeRedProps
@@ -41,6 +42,8 @@ from tiers.models import Environment, Scheduling
 class ReleaseChart(Chart):
     def __init__(self, scope: Construct, env: Environment) -> None:
         super().__init__(scope, env.release, namespace=env.namespace, disable_resource_name_hashes=True)
+        # Derived values (pool sizes from the connection budget, MAXLEN from buffer seconds) filled in.
+        env = env.resolved()
         self.env = env
         migration = env.migration
         self.rel = Release(
@@ -91,7 +94,7 @@ class ReleaseChart(Chart):
                 database=env.database,
                 broker_url=self.mosquitto.mqtt_url,
                 redis=self.redis.endpoint,
-                stream_maxlen=env.ingestion.stream_maxlen,
+                stream_maxlen=env.stream_maxlen,
                 cors_origins=env.cors_origins,
             ),
         )
@@ -122,6 +125,16 @@ class ReleaseChart(Chart):
                     release=rel, values=env.nodered, scheduling=sched(env.nodered.scheduling), api_url=self.api.url
                 ),
             )
+        # A PgBouncer Pooler beside the CNPG cluster, when the connection budget asks for one.
+        self.db_pooler: DbPooler | None = None
+        if env.database.pooler.enabled and env.database.pooler.kind == "cnpg" and env.network.database.namespace:
+            self.db_pooler = DbPooler(
+                self,
+                "DbPooler",
+                props=DbPoolerProps(release=rel, values=env.database, cluster_namespace=env.network.database.namespace),
+            )
+            if self.db_pooler.host != env.pooler_host:
+                raise AssertionError("DB_HOST of the pods must be the Pooler's Service")
 
     def _edge(self) -> None:
         """Traffic in (Gateway API routes, rate limit), the broker's certificate, metrics and alerts."""
@@ -196,7 +209,7 @@ class ReleaseChart(Chart):
                     ],
                     redis_cluster=redis_cluster,
                     ingestion_service=self.ingestion.service_name,
-                    stream_maxlen=env.ingestion.stream_maxlen,
+                    stream_maxlen=env.stream_maxlen,
                     profile=env.ingestion.profile,
                     hpas=hpas,
                 ),

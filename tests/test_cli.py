@@ -36,12 +36,23 @@ def test_console_script_runs_from_anywhere(tmp_path: Path) -> None:
     assert proc.stderr == ""
 
 
-def test_validate_warns_on_capacity_and_strict_fails(capsys) -> None:
-    rc, out, _ = run(capsys, "validate", "iotistica")
-    assert rc == 0
-    assert "warning: environments/iotistica.yaml: database.maxConnections: at HPA max the pools open 240" in out
-    rc, out, _ = run(capsys, "validate", "--strict", "iotistica")
-    assert rc == 1 and out.startswith("error: environments/iotistica.yaml: database.maxConnections")
+def test_validate_warns_on_capacity_and_strict_fails_on_stderr(capsys, tmp_path: Path) -> None:
+    # The seed's DB_POOL_SIZE 20 on the standard tier, without the shipped file's departure.
+    for f in (ROOT / "environments").glob("*.yaml"):
+        text = f.read_text()
+        (tmp_path / f.name).write_text(
+            text.replace("  dbPoolSize: null", "  dbPoolSize: 20") if f.stem == "iotistica" else text
+        )
+    rc, out, err = run(capsys, "--environments", str(tmp_path), "validate", "iotistica")
+    assert rc == 0 and out.startswith("ok: 1 environment(s) valid, ")
+    assert "warning: " in err and "iotistica.yaml: database.connectionBudget: at HPA max the pools open 88" in err
+    rc, out, err = run(capsys, "--environments", str(tmp_path), "validate", "--strict", "iotistica")
+    assert rc == 1 and out == "" and "error: " in err and "database.connectionBudget" in err
+
+
+def test_every_shipped_environment_passes_strict(capsys) -> None:
+    rc, out, err = run(capsys, "validate", "--strict")
+    assert (rc, err) == (0, "") and out.strip() == "ok: 4 environment(s) valid"
 
 
 def test_validate_bad_input_is_one_line_exit_2(capsys, tmp_path: Path) -> None:
@@ -56,18 +67,25 @@ def test_validate_bad_input_is_one_line_exit_2(capsys, tmp_path: Path) -> None:
 def test_explain_reports_capacity_and_secrets(capsys) -> None:
     rc, out, _ = run(capsys, "explain", "iotistica-enterprise")
     assert rc == 0
-    assert "stream buffer            24 s (MAXLEN 1,200,000 / 50,000 r/s)" in out  # only ~24 s at 50k r/s
-    assert "warning: ingestion.streamMaxlen: the stream holds only 24 s" in out
-    assert "db connections (HPA max) 600 of max_connections 100" in out
-    assert "sql-credentials-iotistica-enterprise" in out and "iotistica-enterprise-redis-auth" in out
+    # 60 s at the rated 50,000 r/s (the environment file's departure from the seed's 1,200,000).
+    assert "stream buffer            60 s (MAXLEN 3,000,000 / 50,000 r/s)" in out
+    assert "warning:" not in out
+    assert "db connections (HPA max) 160 of 160 (API 10 pods x 8, ingestion 20 pods x 4)" in out
+    assert "db budget                160 server connections on iotistica-cnpg-cl01 (max_connections 500)" in out
+    required, made = out.split("secrets the cluster makes")
+    required = required.split("required secrets")[1]
+    assert "sql-credentials-iotistica-enterprise" in required and "pg-admin-credentials" in required
+    for name in ("redis-auth", "ingestion-runtime-env", "mosquitto-tls"):
+        assert f"iotistica-enterprise-{name}" in made.split("capacity:")[0]
+        assert f"iotistica-enterprise-{name}" not in required
     assert "StatefulSet iotistica-enterprise-redis" in out
 
 
 def test_diff_between_two_environments(capsys) -> None:
     rc, out, _ = run(capsys, "diff", "client-demo", "iotistica")
     assert rc == 1
-    assert "+ HorizontalPodAutoscaler/{release}-api" in out
-    assert "~ Deployment/{release}-api" in out
+    assert "+ HorizontalPodAutoscaler/{namespace}/{release}-api" in out
+    assert "~ Deployment/{namespace}/{release}-api" in out
     assert "spec.template.spec.containers.api.resources.limits.memory: 1Gi -> 2Gi" in out
     assert out.strip().splitlines()[-1].endswith("changed")
 
@@ -87,8 +105,11 @@ def test_diff_working_change_against_dist(capsys, tmp_path: Path) -> None:
     doc = yaml.safe_load(dep.read_text())
     doc["spec"]["revisionHistoryLimit"] = 9
     dep.write_text(yaml.safe_dump(doc))
-    rc, out, _ = run(capsys, "diff", "--dist", str(fake))
+    (fake / "iotistica" / "REQUIRED-SECRETS.md").write_text("stale\n")
+    rc, out, err = run(capsys, "diff", "--dist", str(fake))
+    assert "not a git checkout" in err  # a copy outside the repository is compared as it is on disk
     assert rc == 1 and "## dist/iotistica" in out and "spec.revisionHistoryLimit: 9 -> 5" in out
+    assert "-stale" in out  # REQUIRED-SECRETS.md is compared too
 
 
 def test_new_writes_a_valid_commented_file(capsys, tmp_path: Path) -> None:

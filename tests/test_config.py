@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.helpers import BASE, error_of, write
-from tiers.loader import ConfigError, deep_merge, load_environment, load_environments
+from tiers.loader import ConfigError, deep_merge, load_environment
 from tiers.models import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,9 +149,11 @@ def test_fails_bad_memory_quantity(tmp_path: Path) -> None:
 def test_fails_duplicate_namespace(tmp_path: Path) -> None:
     write(tmp_path, "a", {**BASE, "release": "a", "namespace": "shared"})
     write(tmp_path, "b", {**BASE, "release": "b", "namespace": "shared"})
+    from tiers.fleet import load_fleet
+
     with pytest.raises(ConfigError) as exc:
-        load_environments(tmp_path)
-    assert str(exc.value).endswith("b.yaml: namespace: 'shared' is already used by release 'a'")
+        load_fleet(tmp_path, base=tmp_path)  # the fleet's rule set (tiers/fleet.py); no git here: the later name
+    assert str(exc.value) == "b.yaml: namespace: namespace 'shared' is already used by a.yaml (namespace)"
 
 
 # --- the command line: one line on stderr, exit 2, dist untouched --------------------------------

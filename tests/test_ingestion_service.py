@@ -24,13 +24,14 @@ def workload(manifests, release):
         ("client-demo", "4", "10000"),
         ("iotistica-starter", "6", "60000"),
         ("iotistica", "10", "600000"),
-        ("iotistica-enterprise", "20", "1200000"),
+        # 60 s at the rated 50,000 r/s: the environment file's departure from the seed's 1,200,000 (README)
+        ("iotistica-enterprise", "20", "3000000"),
     ],
 )
 def test_workers_and_stream_maxlen_per_tier(manifests, release, workers, maxlen) -> None:
     env = env_map(container(workload(manifests, release)))
     assert env["WORKER_COUNT"] == workers  # seed: starter 6, standard 10, enterprise 20
-    assert env["REDIS_INGESTION_STREAM_MAXLEN"] == maxlen  # seed: standard 600,000, enterprise 1,200,000
+    assert env["REDIS_INGESTION_STREAM_MAXLEN"] == maxlen  # seed: standard 600,000
     assert int(env["AUTOSCALE_MIN_WORKERS"]) <= int(workers) <= int(env["AUTOSCALE_MAX_WORKERS"])
 
 

@@ -192,9 +192,5 @@ def load_environments(directory: Path, only: Iterable[str] = (), base: Path | No
         if not paths:
             raise ConfigError(label(directory), "", "no environment files (*.yaml) found")
     envs = [load_environment(p, label(p)) for p in paths]
-    namespaces: dict[str, str] = {}
-    for env, p in zip(envs, paths, strict=True):
-        other = namespaces.setdefault(env.namespace, env.release)
-        if other != env.release:
-            raise ConfigError(label(p), "namespace", f"{env.namespace!r} is already used by release {other!r}")
+    # Rules across environments (namespaces, hosts, names, ...) are tiers/fleet.py's: validate_fleet.
     return sorted(envs, key=lambda e: e.release)

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from tiers import grammar
 from tiers.quantity import cpu_millis, mem_mib
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -76,7 +77,7 @@ def _check_dns_name(value: str) -> str:
 
 
 DnsLabel = Annotated[str, _dns_label(63)]
-ReleaseName = Annotated[str, _dns_label(RELEASE_MAX)]
+ReleaseName = Annotated[str, _dns_label(RELEASE_MAX), AfterValidator(grammar.dns_1035)]
 Cpu = Annotated[str, AfterValidator(_check_cpu)]
 Memory = Annotated[str, AfterValidator(_check_mem)]
 Duration = Annotated[str, AfterValidator(_check_duration)]
@@ -113,8 +114,10 @@ class Image(Model):
     def _pinned(self) -> Image:
         if self.tag == "latest" or not _TAG.match(self.tag):
             raise rule("tag", f"must be a pinned tag (not 'latest'), got {self.tag!r}")
-        if ":" in self.repository or not self.repository:
-            raise rule("repository", f"must be a repository without a tag, got {self.repository!r}")
+        try:
+            grammar.image_repository(self.repository)
+        except ValueError as exc:
+            raise rule("repository", str(exc)) from None
         return self
 
     @property
@@ -140,6 +143,15 @@ class Resources(Model):
 
     @model_validator(mode="after")
     def _limits_cover_requests(self) -> Resources:
+        # Floors (platform-facts §16): a zero CPU request starves the container; below 16Mi it is killed at start.
+        if cpu_millis(self.requests.cpu) < grammar.MIN_CPU_REQUEST_MILLIS:
+            raise rule(
+                "requests.cpu",
+                f"must be at least {grammar.MIN_CPU_REQUEST_MILLIS}m (the floor), got {self.requests.cpu}",
+            )
+        for key, value in (("requests.memory", self.requests.memory), ("limits.memory", self.limits.memory)):
+            if mem_mib(value) < grammar.MIN_MEMORY_MIB:
+                raise rule(key, f"must be at least {grammar.MIN_MEMORY_MIB}Mi (the floor), got {value}")
         if mem_mib(self.limits.memory) < mem_mib(self.requests.memory):
             raise rule(
                 "limits.memory",
@@ -167,8 +179,8 @@ class Hpa(Model):
     """A HorizontalPodAutoscaler. When enabled, the workload omits spec.replicas."""
 
     enabled: bool = Field(default=False, description="Create an HPA. Default: false.")
-    min_replicas: int = Field(default=1, ge=1, description="minReplicas. Default: 1.")
-    max_replicas: int = Field(default=1, ge=1, description="maxReplicas. Default: 1.")
+    min_replicas: int = Field(default=1, ge=1, le=grammar.INT32_MAX, description="minReplicas. Default: 1.")
+    max_replicas: int = Field(default=1, ge=1, le=grammar.INT32_MAX, description="maxReplicas. Default: 1.")
     cpu_target_percent: int = Field(
         default=70, ge=1, le=100, description="Average CPU utilisation target. Default: 70."
     )
@@ -202,12 +214,82 @@ class Toleration(Model):
 class Scheduling(Model):
     """Where pods may run. Applied to every pod of the environment unless a component overrides it."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector. Default: {}.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="nodeSelector (label keys and values). Default: {}."
+    )
     tolerations: list[Toleration] = Field(default_factory=list, description="tolerations. Default: [].")
     affinity: dict[str, Any] = Field(
         default_factory=dict,
-        description="affinity, as the Kubernetes API spells it (passed through). Default: {}.",
+        description="affinity, as the Kubernetes API spells it; checked against the Kubernetes 1.27 schema "
+        "(an unknown key is an error, never dropped). Default: {}.",
     )
+
+    @model_validator(mode="after")
+    def _kubernetes_grammar(self) -> Scheduling:
+        for key, value in self.node_selector.items():
+            try:
+                grammar.label_key(key)
+                grammar.label_value(value)
+            except ValueError as exc:
+                raise rule(f"nodeSelector.{key}", str(exc)) from None
+        for i, t in enumerate(self.tolerations):
+            if t.key is not None:
+                try:
+                    grammar.label_key(t.key)
+                except ValueError as exc:
+                    raise rule(f"tolerations.{i}.key", str(exc)) from None
+        try:
+            grammar.affinity(self.affinity)
+        except ValueError as exc:
+            raise rule("affinity", str(exc)) from None
+        return self
+
+
+class DatabasePooler(Model):
+    """PgBouncer between the pods and the server, so pods may hold more connections than the server gives.
+
+    ``cnpg``: a CloudNativePG ``Pooler`` (postgresql.cnpg.io/v1) named ``{release}-pooler`` in the CNPG
+    cluster's namespace (``network.database.namespace``); CNPG runs PgBouncer and authenticates through the
+    cluster. ``external``: any other database (managed services): run PgBouncer (or the provider's proxy)
+    yourself and give its host; nothing is emitted.
+    """
+
+    enabled: bool = Field(default=False, description="Connect through a pooler. Default: false.")
+    kind: Literal["cnpg", "external"] = Field(
+        default="cnpg", description="cnpg: emit a CNPG Pooler; external: use `host`. Default: cnpg."
+    )
+    host: DnsName | None = Field(
+        default=None,
+        description="DB_HOST of the API and ingestion while the pooler is on. Default (cnpg): "
+        "{release}-pooler.{network.database.namespace}.svc.cluster.local; required for external.",
+    )
+    instances: int = Field(default=2, ge=1, le=10, description="PgBouncer pods (cnpg). Default: 2.")
+    pool_mode: Literal["session", "transaction"] = Field(
+        default="session",
+        description="PgBouncer pool_mode. session keeps every session feature the services use (advisory locks "
+        "of migrations, SET, prepared statements) and caps server connections, clients queue; transaction "
+        "multiplexes more but breaks session state. Default: session.",
+    )
+    max_client_connections: int = Field(
+        default=400,
+        ge=2,
+        le=100000,
+        description="PgBouncer max_client_conn per instance: the pods' pools are sized against it. Default: 400.",
+    )
+    image: Image = Field(
+        default_factory=lambda: Image(repository="ghcr.io/cloudnative-pg/pgbouncer", tag="1.24.1"),
+        description="PgBouncer image of the CNPG Pooler (pinned, as every image). Default: "
+        "ghcr.io/cloudnative-pg/pgbouncer:1.24.1.",
+    )
+    resources: Resources = _res("50m", "64Mi", "500m", "128Mi")
+
+    @model_validator(mode="after")
+    def _pooler_rules(self) -> DatabasePooler:
+        if self.enabled and self.kind == "external" and self.host is None:
+            raise rule("host", "must be set for an external pooler")
+        if self.kind == "cnpg" and self.host is not None:
+            raise rule("host", "is derived for a cnpg pooler (the Pooler's Service); set it only with kind: external")
+        return self
 
 
 class Database(Model):
@@ -219,9 +301,40 @@ class Database(Model):
         description="DB_SSL_REJECT_UNAUTHORIZED. CNPG serves a self-signed CA and the code has no CA-file "
         "setting, so the default is false, as in the old charts.",
     )
-    max_connections: int = Field(
-        default=100, ge=1, description="The server's max_connections (capacity checks). Default: 100 (CNPG cluster)."
+    server: DnsLabel = Field(
+        default="iotistica-cnpg-cl01",
+        description="Name of the database server (the CNPG Cluster's name). Environments on one server share its "
+        "max_connections: they must agree on maxConnections, and their connection budgets must fit in it "
+        "together. Default: iotistica-cnpg-cl01 (platform-facts §7).",
     )
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=grammar.INT32_MAX,
+        description="The server's max_connections, the same in every environment on `server`. Default: 100 "
+        "(the CNPG cluster's, platform-facts §7).",
+    )
+    connection_budget: int = Field(
+        default=40,
+        ge=2,
+        le=10000,
+        description="Connections this environment may hold on the server at HPA max: the API's and ingestion's "
+        "pools together (or, with a pooler, the pooler's server connections). Pool sizes left null are derived "
+        "from it. Default: 40 (demo: one API and one ingestion pod of the seed's 20); presets: starter 40, "
+        "standard 80, enterprise 160.",
+    )
+    api_share_percent: int = Field(
+        default=50,
+        ge=1,
+        le=99,
+        description="Share of the client connections given to the API when its pool size is derived; ingestion "
+        "gets the rest. Default: 50.",
+    )
+    pooler: DatabasePooler = Field(default_factory=lambda: DatabasePooler(), description="A connection pooler.")
+
+    def client_connections(self) -> int:
+        """Connections the pods' pools may open: the budget, or what the pooler accepts."""
+        return self.pooler.max_client_connections if self.pooler.enabled else self.connection_budget
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,7 +361,14 @@ class Api(Model):
         default_factory=lambda: Image(repository="iotistic/api", tag="v0.0.22-rc.1"),
         description="Default: iotistic/api:v0.0.22-rc.1.",
     )
-    replicas: int = Field(default=1, ge=1, description="Replicas, or minReplicas when the HPA is on. Default: 1.")
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=grammar.INT32_MAX,
+        description="Replicas while the HPA is off. With api.hpa.enabled the HPA owns the count (spec.replicas "
+        "is omitted) and api.hpa.minReplicas is the floor; this value must then not exceed "
+        "hpa.maxReplicas. Default: 1.",
+    )
     workers: int | None = Field(
         default=None,
         ge=1,
@@ -264,7 +384,14 @@ class Api(Model):
         description="V8 heap (--max-old-space-size) as a percentage of the memory limit. The image's "
         "built-in 1536 MB does not fit small tiers. Default: 75.",
     )
-    db_pool_size: int = Field(default=20, ge=5, le=100, description="DB_POOL_SIZE. Default: 20 (seed; code 50).")
+    db_pool_size: int | None = Field(
+        default=None,
+        ge=5,
+        le=100,
+        description="DB_POOL_SIZE of each pod (the API clamps it to 5..100). null: derived from "
+        "database.connectionBudget (its api share divided by the API pods at HPA max). Default: null; the "
+        "tier presets set the seed's 20.",
+    )
     db_statement_timeout_ms: int = Field(
         default=45000, ge=1000, le=600000, description="DB_STATEMENT_TIMEOUT_MS. Default: 45000 (seed; code 60000)."
     )
@@ -331,6 +458,14 @@ class Api(Model):
                 f"extraEnv.{VIRTUAL_AGENT_NAMESPACE}",
                 f"must be a DNS-1123 label other than default and kube-*, got {agents!r}",
             )
+        for i, origin in enumerate(self.cors_origins or []):
+            try:
+                grammar.origin(origin)
+            except ValueError as exc:
+                raise rule(f"corsOrigins.{i}", str(exc)) from None
+        if self.hpa.enabled and self.replicas > self.hpa.max_replicas:
+            raise rule("replicas", f"must be <= hpa.maxReplicas ({self.hpa.max_replicas}), got {self.replicas}")
+        _check_node_heap(self.resources, self.heap_percent, "API")
         return self
 
     @property
@@ -340,6 +475,19 @@ class Api(Model):
 
 
 IngestionProfile = Literal["batch", "balanced", "streaming"]
+
+
+def _check_node_heap(res: Resources, heap_percent: int, service: str) -> None:
+    """NODE_OPTIONS --max-old-space-size is heapPercent of the memory limit: keep it above the floor."""
+    heap = int(res.memory_limit_mib * heap_percent / 100)
+    if heap < grammar.MIN_NODE_HEAP_MIB:
+        need = -(-grammar.MIN_NODE_HEAP_MIB * 100 // heap_percent)
+        raise rule(
+            "resources.limits.memory",
+            f"gives NODE_OPTIONS=--max-old-space-size={heap} ({heap_percent}% of {res.limits.memory}); the "
+            f"{service} needs a heap of at least {grammar.MIN_NODE_HEAP_MIB} MiB, so a memory limit of at least "
+            f"{need}Mi, got {res.limits.memory}",
+        )
 
 
 class SpoolPersistence(Model):
@@ -367,7 +515,14 @@ class Ingestion(Model):
         default_factory=lambda: Image(repository="iotistic/ingestion", tag="v0.0.22-rc.1"),
         description="Default: iotistic/ingestion:v0.0.22-rc.1.",
     )
-    replicas: int = Field(default=1, ge=1, description="Replicas, or minReplicas when the HPA is on. Default: 1.")
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=grammar.INT32_MAX,
+        description="Replicas while the HPA is off. With ingestion.hpa.enabled the HPA owns the count "
+        "(spec.replicas is omitted) and ingestion.hpa.minReplicas is the floor; this value must then not "
+        "exceed hpa.maxReplicas. Default: 1.",
+    )
     workload_kind: Literal["auto", "Deployment", "StatefulSet"] = Field(
         default="auto",
         description="auto: a StatefulSet (a claim per pod) when the spool is persistent and more than "
@@ -387,12 +542,28 @@ class Ingestion(Model):
     autoscale_lag_critical_ms: int = Field(
         default=15000, ge=1, description="AUTOSCALE_LAG_CRITICAL_MS. Default: 15000."
     )
-    stream_maxlen: int = Field(
+    stream_maxlen: int | None = Field(
         default=10000,
         ge=100,
-        description="REDIS_INGESTION_STREAM_MAXLEN, set on ingestion and on the API alike. Default: 10000.",
+        le=grammar.INT32_MAX,
+        description="REDIS_INGESTION_STREAM_MAXLEN, set on ingestion and on the API alike. null: derived from "
+        "streamBufferSeconds. Set exactly one of the two. Default: 10000.",
     )
-    db_pool_size: int = Field(default=20, ge=1, le=100, description="DB_POOL_SIZE of each pod. Default: 20 (batch).")
+    stream_buffer_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        description="Size the stream to hold this many seconds at the tier's rated readings/s (starter 200, "
+        "standard 2,000, enterprise 50,000; not for demo): MAXLEN = seconds x rated. Needs streamMaxlen: null. "
+        "Default: null.",
+    )
+    db_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="DB_POOL_SIZE of each pod. null: derived from database.connectionBudget (what the API's "
+        "pools leave, divided by the ingestion pods at HPA max). Default: null.",
+    )
     spool: IngestionSpool = Field(default_factory=IngestionSpool, description="The DB-outage spool.")
     scheduling: Scheduling | None = Field(
         default=None, description="Overrides the environment's scheduling. Default: inherit."
@@ -424,6 +595,15 @@ class Ingestion(Model):
                 f"a Deployment with a persistent spool would share one {self.spool.persistence.access_mode} "
                 f"claim between {self.max_pods} pods; use StatefulSet (or auto), or one replica without HPA",
             )
+        if (self.stream_maxlen is None) == (self.stream_buffer_seconds is None):
+            raise rule(
+                "streamMaxlen",
+                "set exactly one of streamMaxlen and streamBufferSeconds (the tier presets set streamMaxlen; "
+                "write streamMaxlen: null to size the stream in seconds)",
+            )
+        if self.hpa.enabled and self.replicas > self.hpa.max_replicas:
+            raise rule("replicas", f"must be <= hpa.maxReplicas ({self.hpa.max_replicas}), got {self.replicas}")
+        _check_node_heap(self.resources, self.heap_percent, "ingestion")
         if self.spool.persistence.enabled and not self.spool.enabled:
             raise rule("spool.persistence.enabled", "needs spool.enabled: true")
         if persistent and mem_mib(self.spool.persistence.size) < self.spool.max_size_mb:
@@ -537,14 +717,16 @@ class Mosquitto(Model):
 class DashboardConfig(Model):
     """`window.env` of the dashboard's config.js (seed: "Update dashboard.config.* ... per environment")."""
 
-    api_url: str = Field(default="https://demo-api.iotistica.com", description="VITE_API_URL.")
+    api_url: Annotated[str, AfterValidator(grammar.http_url)] = Field(
+        default="https://demo-api.iotistica.com", description="VITE_API_URL: an http(s) URL."
+    )
     auth0_domain: str = Field(default="auth.iotistica.com", description="VITE_AUTH0_DOMAIN.")
     auth0_client_id: str = Field(
         default="...", description="VITE_AUTH0_CLIENT_ID (public). Default: the seed's placeholder."
     )
     auth0_audience: str = Field(default="https://api.iotistica.com", description="VITE_AUTH0_AUDIENCE.")
-    auth0_callback_url: str = Field(
-        default="https://demo.iotistica.com/auth/callback", description="VITE_AUTH0_CALLBACK_URL."
+    auth0_callback_url: Annotated[str, AfterValidator(grammar.http_url)] = Field(
+        default="https://demo.iotistica.com/auth/callback", description="VITE_AUTH0_CALLBACK_URL: an http(s) URL."
     )
     provisioning_api_url: str = Field(
         default="https://api.iotistica.com/provisioning", description="VITE_PROVISIONING_API_URL."
@@ -559,7 +741,7 @@ class Dashboard(Model):
         default_factory=lambda: Image(repository="iotistic/dashboard", tag="v0.0.22-rc.1"),
         description="Default: iotistic/dashboard:v0.0.22-rc.1.",
     )
-    replicas: int = Field(default=1, ge=1, description="Replicas. Default: 1.")
+    replicas: int = Field(default=1, ge=1, le=grammar.INT32_MAX, description="Replicas. Default: 1.")
     resources: Resources = _res("100m", "128Mi", "200m", "256Mi")
     config: DashboardConfig = Field(default_factory=DashboardConfig, description="config.js values.")
     scheduling: Scheduling | None = Field(
@@ -873,8 +1055,14 @@ _HOST_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _check_hostname(value: str) -> str:
+    grammar.not_ip(value)
     labels = value.split(".")
-    if len(value) > 253 or len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels):
+    if (
+        len(value) > 253
+        or len(labels) < 2
+        or not all(_HOST_LABEL.match(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
         raise ValueError(
             f"must be a fully qualified DNS name such as api.example.com (lowercase labels of at most 63 "
             f"letters, digits and '-', no wildcard), got {value!r}"
@@ -1454,6 +1642,14 @@ class Cluster(Model):
 # --------------------------------------------------------------------------------------------------
 
 Tier = Literal["demo", "starter", "standard", "enterprise"]
+#: Rated readings/s per tier, from the seed's tier headings (starter ~200 r/s, standard ~2,000,
+#: enterprise ~50,000); the demo tier is not rated.
+RATED_READINGS_PER_SECOND: dict[str, int | None] = {
+    "demo": None,
+    "starter": 200,
+    "standard": 2000,
+    "enterprise": 50000,
+}
 
 
 class Environment(Model):
@@ -1491,6 +1687,65 @@ class Environment(Model):
     )
 
     @property
+    def rated_readings_per_second(self) -> int | None:
+        """The tier's rated load from the seed's headings (demo is not rated)."""
+        return RATED_READINGS_PER_SECOND[self.tier]
+
+    @property
+    def api_pods_max(self) -> int:
+        return self.api.hpa.max_replicas if self.api.hpa.enabled else self.api.replicas
+
+    @property
+    def stream_maxlen(self) -> int:
+        """REDIS_INGESTION_STREAM_MAXLEN: as set, or streamBufferSeconds x the rated readings/s."""
+        if self.ingestion.stream_maxlen is not None:
+            return self.ingestion.stream_maxlen
+        return (self.ingestion.stream_buffer_seconds or 0) * (self.rated_readings_per_second or 0)
+
+    @property
+    def api_db_pool_size(self) -> int:
+        """DB_POOL_SIZE of an API pod: as set, or its share of the client connections per pod at HPA max."""
+        if self.api.db_pool_size is not None:
+            return self.api.db_pool_size
+        share = self.database.client_connections() * self.database.api_share_percent // 100
+        return max(5, min(100, share // self.api_pods_max))
+
+    @property
+    def ingestion_db_pool_size(self) -> int:
+        """DB_POOL_SIZE of an ingestion pod: as set, or what the API leaves, per pod at HPA max."""
+        if self.ingestion.db_pool_size is not None:
+            return self.ingestion.db_pool_size
+        left = self.database.client_connections() - self.api_db_pool_size * self.api_pods_max
+        return max(1, min(100, left // self.ingestion.max_pods))
+
+    @property
+    def pooler_host(self) -> str | None:
+        """DB_HOST while a pooler is on (None without one)."""
+        pooler = self.database.pooler
+        if not pooler.enabled:
+            return None
+        if pooler.host is not None:
+            return pooler.host
+        return f"{self.release}-pooler.{self.network.database.namespace}.svc.cluster.local"
+
+    def resolved(self) -> Environment:
+        """This environment with every derived value filled in (what the constructs render)."""
+        pooler = self.database.pooler.model_copy(update={"host": self.pooler_host or self.database.pooler.host})
+        return self.model_copy(
+            update={
+                "database": self.database.model_copy(update={"pooler": pooler}),
+                "api": self.api.model_copy(update={"db_pool_size": self.api_db_pool_size}),
+                "ingestion": self.ingestion.model_copy(
+                    update={
+                        "db_pool_size": self.ingestion_db_pool_size,
+                        "stream_maxlen": self.stream_maxlen,
+                        "stream_buffer_seconds": None,
+                    }
+                ),
+            }
+        )
+
+    @property
     def policy_credentials_secret(self) -> str:
         """The Secret the TimescaleDB policy Job connects with (a role that owns the tables)."""
         return self.timescaledb.credentials_secret_name or self.db_init.admin_secret_name
@@ -1499,6 +1754,23 @@ class Environment(Model):
     def _environment_rules(self) -> Environment:
         if self.release in ("cluster", "argocd"):
             raise rule("release", f"{self.release!r} is reserved for dist/{self.release}/")
+        if self.ingestion.stream_buffer_seconds is not None and self.rated_readings_per_second is None:
+            raise rule(
+                "ingestion.streamBufferSeconds", f"the {self.tier} tier has no rated load; set streamMaxlen instead"
+            )
+        pooler = self.database.pooler
+        if pooler.enabled and pooler.kind == "cnpg" and self.network.database.namespace is None:
+            raise rule(
+                "database.pooler.kind",
+                "cnpg needs network.database.namespace (the CNPG cluster's namespace, where its Pooler runs); "
+                "for a database outside the cluster use kind: external with your own PgBouncer",
+            )
+        if pooler.enabled and self.database.connection_budget < pooler.instances:
+            raise rule(
+                "database.connectionBudget",
+                f"must give each of the pooler's {pooler.instances} instances a server connection, "
+                f"got {self.database.connection_budget}",
+            )
         if self.tier == "enterprise" and not self.redis.cluster.enabled:
             raise rule("redis.cluster.enabled", "must be true on the enterprise tier (the seed requires Redis Cluster)")
         # --- issue 5: fleet namespace names, the provisioning API as an egress target ---
