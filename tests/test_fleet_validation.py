@@ -103,7 +103,11 @@ def test_validate_builds_the_shared_charts(capsys: pytest.CaptureFixture[str]) -
     rendered = cli.render_shared(load_environments(ENV_DIR))
     names = {o["metadata"]["name"] for o in rendered["argocd"]}
     assert {"iotistica-apps", "iotistica-cluster", *SHIPPED} == names
-    assert {o["kind"] for o in rendered["cluster"]} == {"ClusterRole"}
+    assert {o["kind"] for o in rendered["cluster"]} == {
+        "ClusterRole",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
 
 
 # --------------------------------------------------------------------------------------------------

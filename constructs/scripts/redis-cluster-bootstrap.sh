@@ -525,6 +525,15 @@ create_cluster() {
 }
 
 pick_anchor
+# A cluster whose members include no replica at all is one that `redis-cli --cluster create` is still
+# forming (it joins every node, then makes the replicas): the repair leaves it to the sync hook, or the
+# two would both assign replicas. A real fault always leaves replicas: the restarted nodes come back empty
+# (not members), and losing a master and its replica leaves the other pairs.
+if [ "$MODE" = repair ] && [ "$ANCHOR" -ne 0 ] && [ "$ANCHOR_MEMBERS" -gt 1 ] &&
+    ! getv "NODES_$ANCHOR" | awk '$3 ~ /slave/ { f = 1 } END { exit !f }'; then
+    log "no member of the cluster is a replica yet (a formation in progress?): left to the sync hook; nothing done"
+    exit 0
+fi
 if [ "$ANCHOR" -ne 0 ] && [ "$ANCHOR_MEMBERS" -gt 1 ]; then
     lock_acquire
     snapshot
