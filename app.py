@@ -80,14 +80,16 @@ def render(
     """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s."""
     from cdk8s import App, YamlOutputType
 
-    from constructs.shared_charts import ArgoCdChart, ClusterChart
+    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
+
+    from constructs import manifest_writer
 
     app = App(outdir=str(outdir), yaml_output_type=YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE)
-    release_charts(app, envs, labels)
+    charts = [(env.release, chart) for env, chart in zip(envs, release_charts(app, envs, labels), strict=True)]
     if shared is not None:
-        ClusterChart(app, list(shared))
-        ArgoCdChart(app, list(shared))
-    app.synth()
+        charts += [(CLUSTER, ClusterChart(app, list(shared))), (ARGOCD, ArgoCdChart(app, list(shared)))]
+    # Same files as app.synth(); the YAML is written in Python (constructs/manifest_writer.py).
+    manifest_writer.synth(app, charts, outdir)
     # issue 4: the human-readable list of Secrets beside each release's manifests (not applied).
     from constructs.required_secrets import write_required_secrets
 
