@@ -80,9 +80,8 @@ def render(
     """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s."""
     from cdk8s import App, YamlOutputType
 
-    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
-
     from constructs import manifest_writer
+    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
 
     app = App(outdir=str(outdir), yaml_output_type=YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE)
     charts = [(env.release, chart) for env, chart in zip(envs, release_charts(app, envs, labels), strict=True)]
@@ -106,6 +105,16 @@ def _render_part(
         return [Environment.model_validate(d) for d in items]
 
     render(models(envs), Path(outdir), labels, models(shared) if shared is not None else None)
+
+
+def _worker_context() -> Any:
+    """Fork the workers when this process has not started the jsii kernel: they inherit the loaded
+    models and libraries (pydantic, tiers) instead of importing them again; each worker then starts
+    its own kernel once and renders many environments. Spawn otherwise (a forked kernel pipe would
+    be shared)."""
+    if "fork" in multiprocessing.get_all_start_methods() and "cdk8s" not in sys.modules:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def _move_children(src: Path, dst: Path) -> None:
@@ -153,7 +162,7 @@ def build(
         if len(dump) == 1:
             render([env for env, _ in todo], parts[0], labels, shared if shared_todo else None)
         else:
-            context = multiprocessing.get_context("spawn")
+            context = _worker_context()
             with ProcessPoolExecutor(max_workers=min(jobs, len(dump)), mp_context=context) as pool:
                 futures = [
                     pool.submit(_render_part, chunk, str(part), labels or {}, shared_dump if i == 0 else None)

@@ -20,6 +20,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,33 +37,33 @@ class Unsupported(Exception):
 
 _DOC_MARKER = re.compile(r"^(%|---|\.\.\.)", re.M)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-_PLAIN_FORBIDDEN = re.compile(
-    r"^[\n\t ,\[\]{}#&*!|>'\"%@`]|^[?-]\Z|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]\Z"
-)
+_PLAIN_FORBIDDEN = re.compile(r"^[\n\t ,\[\]{}#&*!|>'\"%@`]|^[?-]\Z|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]\Z")
 _WS_END_AFTER_NL = re.compile(r"\n[\t ]+\Z")
 _SPACE_AROUND_NL = re.compile(r"[ \t]\n|\n[ \t]")
 _NLS = re.compile(r"\n+")
 _BLOCK_END_NLS = re.compile(r"(^|(?<!\n))\n+(?!\n|\Z)")
 # Plain scalars the YAML 1.1 schema would resolve to something other than a string (yaml/dist/schema).
-_NON_STRING = [
-    re.compile(p)
-    for p in (
-        r"^(?:~|[Nn]ull|NULL)?\Z",
-        r"^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)\Z",
-        r"^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)\Z",
-        r"^[-+]?0b[0-1_]+\Z",
-        r"^[-+]?0[0-7_]+\Z",
-        r"^[-+]?[0-9][0-9_]*\Z",
-        r"^[-+]?0x[0-9a-fA-F_]+\Z",
-        r"^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)\Z",
-        r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+\Z",
-        r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*\Z",
-        r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\Z",
-        r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*\Z",
-        r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:t|T|[ \t]+)([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2}(\.[0-9]+)?)"
-        r"(?:[ \t]*(Z|[-+][012]?[0-9](?::[0-9]{2})?))?)?\Z",
+_NON_STRING = re.compile(
+    "|".join(
+        f"(?:{p})"
+        for p in (
+            r"^(?:~|[Nn]ull|NULL)?\Z",
+            r"^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)\Z",
+            r"^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)\Z",
+            r"^[-+]?0b[0-1_]+\Z",
+            r"^[-+]?0[0-7_]+\Z",
+            r"^[-+]?[0-9][0-9_]*\Z",
+            r"^[-+]?0x[0-9a-fA-F_]+\Z",
+            r"^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)\Z",
+            r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+\Z",
+            r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*\Z",
+            r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\Z",
+            r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*\Z",
+            r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:t|T|[ \t]+)([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2}(\.[0-9]+)?)"
+            r"(?:[ \t]*(Z|[-+][012]?[0-9](?::[0-9]{2})?))?)?\Z",
+        )
     )
-]
+)
 _SIMPLE = re.compile(r"[A-Za-z/][A-Za-z0-9_./-]*\Z")  # fast path: always plain
 
 
@@ -191,7 +192,9 @@ def _block(value: str, indent: str, force_indent: bool = False) -> str:
     return f"|{header}\n{indent}{start}{value}{end}"
 
 
+@lru_cache(maxsize=65536)
 def _string(value: str, indent: str, implicit_key: bool) -> str:
+    """A string scalar (labels, names and keys repeat: memoised)."""
     if _SIMPLE.match(value) and not _resolves_otherwise(value):
         return value
     if _CONTROL.search(value):
@@ -216,7 +219,7 @@ def _string(value: str, indent: str, implicit_key: bool) -> str:
 
 
 def _resolves_otherwise(text: str) -> bool:
-    return any(p.match(text) for p in _NON_STRING)
+    return _NON_STRING.match(text) is not None
 
 
 def _scalar(value: Any, indent: str, implicit_key: bool = False) -> str:
