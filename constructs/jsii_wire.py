@@ -8,6 +8,11 @@ that were set in ``_values``; :func:`install` encodes from there. The fields lef
 ones, which the original sends as ``null`` and the kernel treats as absent: the manifests are the
 same bytes (``tests/test_dist.py``, the snapshot tests).
 
+The request that carries them (create, invoke, static invoke) is then turned into JSON-able data by
+cattrs, which dispatches on the type of every nested value; the arguments are already plain JSON
+data by then, so :func:`install` registers hooks for those three requests that copy lists and dicts
+and hand anything else to cattrs as before.
+
 Installed only for the jsii version it was written against (``requirements.lock``); any other value
 than a plain struct goes to jsii's own function.
 """
@@ -18,6 +23,7 @@ from typing import Any
 
 import jsii
 import jsii._kernel as kernel_module
+from jsii._kernel.types import CreateRequest, InvokeRequest, StaticInvokeRequest
 
 #: The jsii release whose ``_make_reference_for_native`` this mirrors.
 JSII_VERSION = "1.142.0"
@@ -48,9 +54,47 @@ def _encode(kernel: Any, d: Any) -> Any:
     return _original(kernel, d)
 
 
+def _request_hooks(converter: Any) -> dict[type, Any]:
+    fallback = converter.unstructure
+
+    def plain(v: Any) -> Any:
+        t = type(v)
+        if t in _PLAIN:
+            return v
+        if t is dict:
+            return {plain(k): plain(x) for k, x in v.items()}
+        if t is list:
+            return [plain(x) for x in v]
+        return fallback(v)
+
+    def args(values: Any) -> Any:
+        return None if values is None else [plain(v) for v in values]
+
+    return {
+        CreateRequest: lambda r: {
+            "fqn": r.fqn,
+            "args": args(r.args),
+            "overrides": [fallback(o) for o in r.overrides],
+            "interfaces": r.interfaces,
+            "api": "create",
+        },
+        InvokeRequest: lambda r: {
+            "objref": fallback(r.objref),
+            "method": r.method,
+            "args": args(r.args),
+            "api": "invoke",
+        },
+        StaticInvokeRequest: lambda r: {"fqn": r.fqn, "method": r.method, "args": args(r.args), "api": "sinvoke"},
+    }
+
+
 def install() -> bool:
-    """Route jsii's argument encoding through :func:`_encode`; False (and nothing changed) on another jsii."""
+    """Route jsii's argument encoding through :func:`_encode` and the request hooks; False (and
+    nothing changed) on another jsii. Starts the kernel if the process has not yet."""
     if jsii.__version__ != JSII_VERSION:
         return False
     kernel_module._make_reference_for_native = _encode
+    converter = kernel_module.Kernel().provider._process._serializer
+    for request_type, hook in _request_hooks(converter).items():
+        converter.register_unstructure_hook(request_type, hook)
     return True
