@@ -117,6 +117,23 @@ def _worker_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+def _worker_init() -> None:
+    """A worker starts as a spawned one would: default signal handlers (not the parent's, which a
+    fork inherits), and its jsii kernel stopped and waited for when the worker ends."""
+    import signal
+    from multiprocessing.util import Finalize
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def stop_kernel() -> None:
+        from constructs import jsii_wire
+
+        jsii_wire.stop_kernel()
+
+    Finalize(None, stop_kernel, exitpriority=10)
+
+
 def _move_children(src: Path, dst: Path) -> None:
     if src.is_dir():
         for child in sorted(src.iterdir()):
@@ -163,7 +180,9 @@ def build(
             render([env for env, _ in todo], parts[0], labels, shared if shared_todo else None)
         else:
             context = _worker_context()
-            with ProcessPoolExecutor(max_workers=min(jobs, len(dump)), mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                max_workers=min(jobs, len(dump)), mp_context=context, initializer=_worker_init
+            ) as pool:
                 futures = [
                     pool.submit(_render_part, chunk, str(part), labels or {}, shared_dump if i == 0 else None)
                     for i, (chunk, part) in enumerate(zip(dump, parts, strict=True))

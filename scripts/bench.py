@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 run(case, env, python)  # primes the cache; not counted
                 for field_list in (case.cpus, case.peak_total, case.peak_worker):
                     field_list.clear()
+                case.workers = 0
         for r in range(args.repeats):
             if not args.markdown:
                 print(f"bench: round {r + 1}/{args.repeats}", file=sys.stderr)

@@ -55,7 +55,8 @@ def test_request_hooks_build_the_same_dicts_as_cattrs() -> None:
         def __del__(self) -> None:  # never started: nothing to stop
             pass
 
-    ours = kernel_module.Kernel().provider._process._serializer
+    provider: Any = kernel_module.Kernel().provider
+    ours = provider._process._serializer
     reference: cattrs.Converter = Unstarted()._serializer  # a fresh converter, jsii's own hooks only
     requests = [
         CreateRequest(

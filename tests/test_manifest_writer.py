@@ -157,5 +157,6 @@ def test_unsupported_values_are_refused() -> None:
 def test_file_names_follow_cdk8s() -> None:
     assert mw.file_name({"kind": "ConfigMap", "metadata": {"name": "a-b.c"}}) == "ConfigMap.a-b.c.k8s.yaml"
     assert mw.file_name({"kind": "Role", "metadata": {"name": "x:y"}}) == "Role.xy.k8s.yaml"
-    files = mw.render_files([("c", [{"kind": "A", "metadata": {"name": "n"}, "v": 1}, None])])
+    objects: list[Any] = [{"kind": "A", "metadata": {"name": "n"}, "v": 1}, None]
+    files = mw.render_files([("c", objects)])
     assert list(files) == [Path("c") / "A.n.k8s.yaml"]
