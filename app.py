@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,8 @@ CACHE_DIR = ROOT / ".synth-cache"
 SHARED_FOLDERS = ("argocd", "cluster")
 #: Render in worker processes only when there is enough work to pay for their start (~1 s each).
 PARALLEL_MIN = 8
+#: Environments one worker process renders before a fresh one replaces it (memory: see build()).
+ENVS_PER_WORKER = 50
 #: Report progress on stderr when more environments than this are synthesized.
 PROGRESS_MIN = 10
 # jsii's Node 20 end-of-life banner is noise for operators (DEVELOPERS.md); it does not affect output.
@@ -180,18 +181,21 @@ def build(
             render([env for env, _ in todo], parts[0], labels, shared if shared_todo else None)
         else:
             context = _worker_context()
-            with ProcessPoolExecutor(
-                max_workers=min(jobs, len(dump)), mp_context=context, initializer=_worker_init
-            ) as pool:
-                futures = [
-                    pool.submit(_render_part, chunk, str(part), labels or {}, shared_dump if i == 0 else None)
+            # A worker process renders at most ENVS_PER_WORKER environments, then a fresh one takes
+            # over: its jsii kernel keeps every object it made, so memory grows with the environments.
+            per_process = max(1, ENVS_PER_WORKER // max(len(chunk) for chunk in dump))
+            with context.Pool(min(jobs, len(dump)), initializer=_worker_init, maxtasksperchild=per_process) as pool:
+                results = [
+                    pool.apply_async(_render_part, (chunk, str(part), labels or {}, shared_dump if i == 0 else None))
                     for i, (chunk, part) in enumerate(zip(dump, parts, strict=True))
                 ]
-                for future, chunk in zip(futures, dump, strict=True):
-                    future.result()
+                for result, chunk in zip(results, dump, strict=True):
+                    result.get()
                     done += len(chunk)
                     if progress and total > PROGRESS_MIN:
                         print(f"synth: {done}/{total} environments", file=sys.stderr)
+                pool.close()
+                pool.join()  # the workers stop their kernels (_worker_init)
         for part in parts:
             _move_children(part, outdir)
         if cache is not None:
