@@ -39,11 +39,18 @@ setup: $(VENV)/.stamp node_modules/.stamp ## create .venv (requirements.lock) an
 
 # Bytecode for the project and the large CRD bindings: Python reads .pyc even where the environment
 # sets PYTHONDONTWRITEBYTECODE, and compiling imports/ from source costs ~0.5 s per process otherwise.
-bytecode: setup
+# `make synth` runs `python -O` (no jsii runtime type checks, which the tests keep), so the -O
+# bytecode (.opt-1.pyc) is compiled too: once for the installed packages, each time for ours.
+$(VENV)/.opt-bytecode.stamp: $(VENV)/.stamp
+	@$(PY) -O -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null 2>&1 || true
+	@touch $@
+
+bytecode: setup $(VENV)/.opt-bytecode.stamp
 	@$(PY) -m compileall -q -j 0 app.py cli.py synth_cache.py constructs tiers imports >/dev/null
+	@$(PY) -O -m compileall -q -j 0 app.py cli.py synth_cache.py constructs tiers imports >/dev/null
 
 synth: bytecode ## synthesize manifests into dist/<release>/ (ENV='a b' for some environments)
-	$(PY) app.py $(if $(strip $(ENV)),$(foreach e,$(ENV),--env $(e)))
+	$(PY) -O app.py $(if $(strip $(ENV)),$(foreach e,$(ENV),--env $(e)))
 
 test: bytecode ## run the test suite (installs missing Debian test services when root)
 	scripts/ensure-system-deps.sh

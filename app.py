@@ -216,7 +216,8 @@ def render(
     """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s."""
     from cdk8s import App, YamlOutputType
 
-    from constructs.shared_charts import ArgoCdChart, ClusterChart
+    from constructs import manifest_writer
+    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
 
     app = App(
         outdir=str(outdir),
@@ -224,11 +225,11 @@ def render(
         # Never construct-metadata.json in the output, whatever $CDK8S_RECORD_CONSTRUCT_METADATA says.
         record_construct_metadata=False,
     )
-    release_charts(app, envs, labels)
+    charts = [(env.release, chart) for env, chart in zip(envs, release_charts(app, envs, labels), strict=True)]
     if shared is not None:
-        ClusterChart(app, list(shared))
-        ArgoCdChart(app, list(shared))
-    app.synth()
+        charts += [(CLUSTER, ClusterChart(app, list(shared))), (ARGOCD, ArgoCdChart(app, list(shared)))]
+    # Same files as app.synth(); the YAML is written in Python (constructs/manifest_writer.py).
+    manifest_writer.synth(app, charts, outdir)
     # Lifecycle: the human-readable list of Secrets beside each release's manifests (not applied).
     from constructs.lifecycle.required_secrets import write_required_secrets
 
