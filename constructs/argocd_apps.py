@@ -9,7 +9,7 @@
   (``kubectl apply -f dist/argocd/Application.iotistica-apps.k8s.yaml``); from then on adding, changing or
   removing an environment file is a commit.
 
-Settings come from each environment's ``argocd`` block (tiers/models.py ``ArgoCd``). The app-of-apps
+Settings come from each environment's ``argocd`` block (tiers/models/lifecycle.py ``ArgoCd``). The app-of-apps
 has one source, so every environment must agree on ``repoUrl``, ``targetRevision`` and ``namespace``;
 a disagreement is a configuration error naming the environment.
 """

@@ -108,6 +108,24 @@ def test_the_graph_sees_our_modules() -> None:
     assert "constructs.release_chart" in graph and "tiers.models" in graph and "app" in graph
     assert "constructs.platform" in graph["constructs.release_chart"]
     assert "tiers.models" in graph["constructs.platform"]
+    assert "tiers.models.base" in graph["tiers.models.core"], "the submodules of tiers/models/ are read too"
+
+
+#: The models' modules by layer: each imports only from layers before it (base <- concerns <- environment).
+MODEL_LAYERS = (("base",), ("core", "edge", "lifecycle", "isolation"), ("environment",))
+
+
+def test_the_models_import_one_way() -> None:
+    graph = import_graph()
+    modules = sorted(m for m in graph if m.startswith("tiers.models."))
+    layered = sorted(f"tiers.models.{m}" for layer in MODEL_LAYERS for m in layer)
+    assert modules == layered, f"tiers/models/ holds {modules}; list each module in MODEL_LAYERS"
+    for i, layer in enumerate(MODEL_LAYERS):
+        allowed = {f"tiers.models.{m}" for earlier in MODEL_LAYERS[:i] for m in earlier}
+        for m in layer:
+            name = f"tiers.models.{m}"
+            wrong = sorted(t for t in graph[name] if t.startswith("tiers.models") and t not in allowed)
+            assert not wrong, f"{name} imports {wrong}; the models import only from layers before theirs"
 
 
 def test_no_import_cycles() -> None:

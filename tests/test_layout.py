@@ -90,3 +90,30 @@ def test_every_module_of_the_concern_folders_imports() -> None:
         name = f"constructs.{path.parent.name}.{path.stem}"
         mod = importlib.import_module(name)
         assert Path(mod.__file__ or "").resolve() == path.resolve(), f"{name} resolves to {mod.__file__}"
+
+
+def test_the_models_package_re_exports_every_public_name() -> None:
+    """``from tiers.models import X`` is the import everywhere: the package lists each submodule's names."""
+    import ast
+
+    import tiers.models
+
+    for path in sorted((ROOT / "tiers" / "models").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        defined: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef | ast.FunctionDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Assign):
+                defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                defined.add(node.target.id)
+        module = importlib.import_module(f"tiers.models.{path.stem}")
+        missing = sorted(
+            n
+            for n in defined
+            if not n.startswith("_")
+            and (n not in tiers.models.__all__ or getattr(tiers.models, n) is not getattr(module, n))
+        )
+        assert not missing, f"tiers/models/{path.name} defines {missing}: re-export them in tiers/models/__init__.py"

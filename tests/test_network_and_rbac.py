@@ -698,7 +698,7 @@ RESTRICTED_VOLUMES = {
 
 
 def exceptions(env: Environment) -> dict[str, set[str]]:
-    """Pod name label -> the rules of ours the model exempts it from (documented in tiers/models.py)."""
+    """Pod name label -> the rules of ours the model exempts it from (documented in tiers/models/core.py)."""
     out: dict[str, set[str]] = {}
     if env.nodered.enabled and not env.nodered.read_only_root_filesystem:
         out["nodered"] = {"readOnlyRootFilesystem"}

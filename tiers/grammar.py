@@ -1,7 +1,7 @@
 """What Kubernetes and the services refuse, as checks the models run (platform-facts §16).
 
 Every check raises ``ValueError`` with a message that says what is accepted, so the loader reports
-it on one line at the key path. The models in ``tiers/models.py`` attach them; nothing here builds
+it on one line at the key path. The models in ``tiers/models/`` attach them; nothing here builds
 objects.
 
 - Release names: a Service name is a DNS-1035 label (it starts with a letter).
