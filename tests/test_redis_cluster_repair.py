@@ -330,7 +330,7 @@ def test_the_sync_hook_and_the_repair_never_fight(cluster: Cluster, dist: Dist) 
     for r in repairs:
         assert r.returncode == 0, describe(r)
         assert "creating the cluster" not in r.stdout and "resetting" not in r.stdout, describe(r)
-    assert cluster.unhealthy() is None
+    assert cluster.unhealthy() is None, f"{out}\n" + "\n".join(r.stdout for r in repairs if "REPLICATE" in r.stdout)
 
     # After a fault (a master and its replica lost): the hook and a repair run start together.
     roles = cluster.roles()

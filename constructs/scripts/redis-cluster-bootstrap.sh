@@ -771,8 +771,18 @@ done
 
 # Member masters without slots that nobody follows (an add-node interrupted between its CLUSTER MEET
 # and CLUSTER REPLICATE): replicas of the slot-owning master with the fewest replicas.
+slotless_masters() {
+    getv "NODES_$ANCHOR" | awk '$3 ~ /master/ && $3 !~ /fail|noaddr|handshake/ && NF == 8 { print $1 }'
+}
 snapshot
-for e_id in $(getv "NODES_$ANCHOR" | awk '$3 ~ /master/ && $3 !~ /fail|noaddr|handshake/ && NF == 8 { print $1 }'); do
+if [ "$MODE" = repair ] && [ -n "$(slotless_masters)" ]; then
+    # `redis-cli --cluster create` makes its replicas one after the other, and the anchor learns of
+    # each by gossip: give a formation in progress time to finish before taking its nodes for ours.
+    sleep "$POLL_SECONDS"
+    sleep "$POLL_SECONDS"
+    snapshot
+fi
+for e_id in $(slotless_masters); do
     getv "NODES_$ANCHOR" | awk -v id="$e_id" '$4 == id { f = 1 } END { exit !f }' && continue
     e_target=$(getv "NODES_$ANCHOR" | awk '
         $3 ~ /master/ && $3 !~ /fail|noaddr/ && NF > 8 { m[$1] = 0 }
@@ -783,6 +793,9 @@ for e_id in $(getv "NODES_$ANCHOR" | awk '$3 ~ /master/ && $3 !~ /fail|noaddr|ha
         e_i=$((e_i + 1))
         [ "$(getv "ID_$e_i")" = "$e_id" ] || continue
         [ -n "$e_target" ] || break
+        # The node's own view is current where the anchor's may lag: skip it if it follows a master now.
+        rcli "$(getv "IP_$e_i")" "$(getv "PORT_$e_i")" CLUSTER NODES |
+            awk '$3 ~ /myself/ && $3 ~ /master/ && NF == 8 { f = 1 } END { exit !f }' || break
         log "member master $(name_of "$e_i") has no slots and no replica: CLUSTER REPLICATE $e_target"
         e_reply=$(rcli "$(getv "IP_$e_i")" "$(getv "PORT_$e_i")" CLUSTER REPLICATE "$e_target")
         [ "$e_reply" = OK ] || log "warning: $(name_of "$e_i"): $(one_line "$e_reply")"
