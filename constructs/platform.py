@@ -21,7 +21,7 @@ from cdk8s_plus_27 import k8s
 from pydantic import BaseModel, ConfigDict
 
 from constructs import Construct, jsii_wire
-from tiers.models import Hpa, Resources, Scheduling
+from tiers.models import Database, Hpa, Resources, Scheduling
 
 # Struct arguments encoded from the fields that are set (same kernel messages, far less Python work).
 jsii_wire.install()
@@ -176,6 +176,23 @@ def env_secret(name: str, secret: str, key: str, *, optional: bool = False) -> k
             secret_key_ref=k8s.SecretKeySelector(name=secret, key=key, optional=optional or None)
         ),
     )
+
+
+def database_env(db: Database, sql_secret: str, pool_size: int | None) -> list[k8s.EnvVar]:
+    """The PostgreSQL client settings the API and ingestion share (seed table: sql-credentials-{ns}).
+    A pooler (database.pooler) stands in for the server; credentials and database stay the same."""
+    return [
+        env("DB_HOST", db.pooler.host)
+        if db.pooler.enabled and db.pooler.host
+        else env_secret("DB_HOST", sql_secret, "server"),
+        env_secret("DB_PORT", sql_secret, "port"),
+        env_secret("DB_NAME", sql_secret, "dbname"),
+        env_secret("DB_USER", sql_secret, "username"),
+        env_secret("DB_PASSWORD", sql_secret, "password"),
+        env("DB_SSL", db.ssl),
+        env("DB_SSL_REJECT_UNAUTHORIZED", db.ssl_reject_unauthorized),
+        env("DB_POOL_SIZE", resolved(pool_size)),
+    ]
 
 
 def env_field(name: str, field_path: str) -> k8s.EnvVar:

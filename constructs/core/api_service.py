@@ -23,6 +23,7 @@ from constructs.platform import (
     add_hpa,
     add_pdb,
     container_security,
+    database_env,
     deployment,
     empty_dir,
     env,
@@ -35,7 +36,6 @@ from constructs.platform import (
     pod_security,
     pod_spec,
     pod_template_metadata,
-    resolved,
     resources,
     service,
     sorted_env,
@@ -131,17 +131,7 @@ class ApiService(Construct):
             env("CLOUD_API_URL", f"http://{self.name}.{rel.namespace}.svc.cluster.local:{PORT}"),
             env("CORS_ORIGINS", ",".join(props.cors_origins)),
             # Database (seed table: sql-credentials-{ns})
-            # A pooler (database.pooler) stands in for the server; credentials and database stay the same.
-            env("DB_HOST", db.pooler.host)
-            if db.pooler.enabled and db.pooler.host
-            else env_secret("DB_HOST", sql, "server"),
-            env_secret("DB_PORT", sql, "port"),
-            env_secret("DB_NAME", sql, "dbname"),
-            env_secret("DB_USER", sql, "username"),
-            env_secret("DB_PASSWORD", sql, "password"),
-            env("DB_SSL", db.ssl),
-            env("DB_SSL_REJECT_UNAUTHORIZED", db.ssl_reject_unauthorized),
-            env("DB_POOL_SIZE", resolved(v.db_pool_size)),
+            *database_env(db, sql, v.db_pool_size),
             env("DB_STATEMENT_TIMEOUT_MS", v.db_statement_timeout_ms),
             # Redis and the ingestion stream
             *props.redis.env(),
