@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.realpostgres import NO_TIMESCALEDB, TIMESCALEDB, PgServer, running_postgres
-from tests.test_timescale_policy_sql import policies, run_job, scripts
+from tests.test_timescale_policy_sql import STANDARD_POLICIES, policies, run_job, scripts
 
 pytestmark = pytest.mark.skipif(not TIMESCALEDB, reason=NO_TIMESCALEDB)
 _DBS = count()
@@ -80,12 +80,7 @@ def test_policies_are_set_and_a_second_run_is_harmless(pg, tiers) -> None:
     first = run_job(job, folder, pg, db)
     assert first.returncode == 0, first.stderr
     got = policies(pg, db)
-    assert {k: v[0] for k, v in got.items()} == {
-        ("readings", "compression"): "2 days",
-        ("readings", "retention"): "60 days",
-        ("readings_1m", "compression"): "7 days",
-        ("readings_1m", "retention"): "90 days",
-    }
+    assert {k: v[0] for k, v in got.items()} == STANDARD_POLICIES
     second = run_job(job, folder, pg, db)
     assert second.returncode == 0, second.stderr
     assert policies(pg, db) == got, "a second run changes nothing: same policies, same job ids"

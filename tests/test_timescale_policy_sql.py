@@ -110,6 +110,15 @@ def run_job(job: dict[str, Any], folder: Path, pg: PgServer, db: str, **extra: s
     )
 
 
+#: The standard tier's policies after a run (seed table: compress 2 d, retain 60 d; readings_1m 7 d / 90 d).
+STANDARD_POLICIES = {
+    ("readings", "compression"): "2 days",
+    ("readings", "retention"): "60 days",
+    ("readings_1m", "compression"): "7 days",
+    ("readings_1m", "retention"): "90 days",
+}
+
+
 def policies(pg: PgServer, db: str) -> dict[tuple[str, str], tuple[str, int]]:
     """(relation, kind) -> (after, job id) of every compression/retention job."""
     rows = pg.psql(
@@ -143,12 +152,7 @@ def test_migrated_policies_are_replaced_then_left_alone(pg, tiers) -> None:
     first = run_job(job, folder, pg, db)
     assert first.returncode == 0, first.stderr
     got = policies(pg, db)
-    assert {k: v[0] for k, v in got.items()} == {
-        ("readings", "compression"): "2 days",
-        ("readings", "retention"): "60 days",
-        ("readings_1m", "compression"): "7 days",
-        ("readings_1m", "retention"): "90 days",
-    }
+    assert {k: v[0] for k, v in got.items()} == STANDARD_POLICIES
     assert "readings: retention after 60 days (was 730 days)" in first.stderr
     assert "readings: compression after 2 days (was 7 days)" in first.stderr
     assert "agent_metrics_5min: no retention policy: unchanged" in first.stderr
