@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Synthesize every environment of ``environments/`` into ``dist/<release>/`` in one process.
 
-Usage: ``python app.py [--env RELEASE ...] [--environments DIR] [--outdir DIR] [--jobs N] [--no-cache]``
+Usage: ``python app.py [--env RELEASE ...] [--environments DIR] [--outdir DIR] [--jobs N] [--no-cache]
+[--renderer python|cdk8s]``
 
 - The output folder is ``--outdir``, else ``$CDK8S_OUTDIR`` (the cdk8s convention), else ``dist``. A
   relative path is resolved against the project root (this file's folder), never the current
@@ -109,6 +110,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for large synths (default: cores)"
     )
     parser.add_argument(
+        "--renderer",
+        choices=("python", "cdk8s"),
+        default="python",
+        help="who renders each object: Python (default) or its cdk8s object in the jsii kernel (same output)",
+    )
+    parser.add_argument(
         "--cdk8s-cli",
         action="store_true",
         help="run by `cdk8s synth` (cdk8s.yaml): write the output folder, then copy it into $CDK8S_OUTDIR",
@@ -212,8 +219,24 @@ def render(
     outdir: Path,
     labels: dict[str, str] | None = None,
     shared: Sequence[Environment] | None = None,
+    renderer: str = "python",
 ) -> None:
-    """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s."""
+    """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s.
+
+    ``renderer``: who turns each object into JSON (constructs/api_objects.py); the output is the same.
+    """
+    from constructs.api_objects import renderer as rendered_by
+
+    with rendered_by(renderer):
+        _render(envs, outdir, labels, shared)
+
+
+def _render(
+    envs: Sequence[Environment],
+    outdir: Path,
+    labels: dict[str, str] | None,
+    shared: Sequence[Environment] | None,
+) -> None:
     from cdk8s import App, YamlOutputType
 
     from constructs import manifest_writer
@@ -229,7 +252,7 @@ def render(
     if shared is not None:
         charts += [(CLUSTER, ClusterChart(app, list(shared))), (ARGOCD, ArgoCdChart(app, list(shared)))]
     # Same files as app.synth(); the YAML is written in Python (constructs/manifest_writer.py).
-    manifest_writer.synth(app, charts, outdir)
+    manifest_writer.synth(charts, outdir)
     # Lifecycle: the human-readable list of Secrets beside each release's manifests (not applied).
     from constructs.lifecycle.required_secrets import write_required_secrets
 
@@ -247,7 +270,11 @@ def _worker_init() -> None:
 
 
 def _render_part(
-    envs: list[dict[str, Any]], outdir: str, labels: dict[str, str], shared: list[dict[str, Any]] | None
+    envs: list[dict[str, Any]],
+    outdir: str,
+    labels: dict[str, str],
+    shared: list[dict[str, Any]] | None,
+    renderer: str = "python",
 ) -> None:
     """A worker process's share of the synth (models travel as JSON-able dicts)."""
     from tiers.models import Environment
@@ -255,7 +282,7 @@ def _render_part(
     def models(items: list[dict[str, Any]]) -> list[Environment]:
         return [Environment.model_validate(d) for d in items]
 
-    render(models(envs), Path(outdir), labels, models(shared) if shared is not None else None)
+    render(models(envs), Path(outdir), labels, models(shared) if shared is not None else None, renderer)
 
 
 def _end_workers(pool: ProcessPoolExecutor) -> None:
@@ -287,6 +314,7 @@ def build(
     cache: SynthCache | None = None,
     jobs: int = 1,
     progress: bool = False,
+    renderer: str = "python",
 ) -> None:
     """Synthesize ``envs`` (and the shared charts, from ``all_envs``) into ``outdir`` (must not exist).
 
@@ -316,13 +344,13 @@ def build(
         shared_dump = [e.model_dump(mode="json") for e in shared] if shared_todo else None
         parts = [outdir / f".part-{i}" for i in range(len(dump))]
         if len(dump) == 1:
-            render([env for env, _ in todo], parts[0], labels, shared if shared_todo else None)
+            render([env for env, _ in todo], parts[0], labels, shared if shared_todo else None, renderer)
         else:
             context = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(max_workers=min(jobs, len(dump)), mp_context=context, initializer=_worker_init)
             try:
                 futures = [
-                    pool.submit(_render_part, chunk, str(part), labels or {}, shared_dump if i == 0 else None)
+                    pool.submit(_render_part, chunk, str(part), labels or {}, shared_dump if i == 0 else None, renderer)
                     for i, (chunk, part) in enumerate(zip(dump, parts, strict=True))
                 ]
                 for future, chunk in zip(futures, dump, strict=True):
@@ -424,6 +452,7 @@ def synthesize(
     jobs: int = 1,
     progress: bool = False,
     mirror: Path | None = None,
+    renderer: str = "python",
 ) -> None:
     """Build into a staging folder beside ``outdir``, then promote the result (whole, or per folder).
 
@@ -436,7 +465,7 @@ def synthesize(
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth-{os.getpid()}-", dir=outdir.parent))
     try:
-        build(envs, staging / "out", labels, all_envs, cache=cache, jobs=jobs, progress=progress)
+        build(envs, staging / "out", labels, all_envs, cache=cache, jobs=jobs, progress=progress, renderer=renderer)
         with _locked(outdir.parent), _signals_held():
             _promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial)
             _finish_uninterrupted()
@@ -527,10 +556,12 @@ def run(args: argparse.Namespace) -> None:
         partial=bool(args.env),
         labels=labels,
         all_envs=all_envs,
-        cache=None if args.no_cache else SynthCache(args.cache_dir),
+        # The cache keys a folder by its inputs, not by who rendered it: the cdk8s renderer never uses it.
+        cache=None if args.no_cache or args.renderer != "python" else SynthCache(args.cache_dir),
         jobs=max(1, args.jobs),
         progress=True,
         mirror=mirror,
+        renderer=args.renderer,
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from cdk8s import ApiObjectMetadata
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope, api_object
 from tiers.loader import ConfigError
 from tiers.models import ArgoCd, Environment
 
@@ -61,10 +61,10 @@ def _labels(component: str) -> dict[str, str]:
     }
 
 
-class ArgoCdApplications(Construct):
+class ArgoCdApplications(Component):
     """Outputs: ``names`` (every Application, sorted)."""
 
-    def __init__(self, scope: Construct, id: str, *, envs: Sequence[Environment]) -> None:
+    def __init__(self, scope: Scope, id: str, *, envs: Sequence[Environment]) -> None:
         super().__init__(scope, id)
         from imports.io.argoproj import (
             Application,
@@ -84,7 +84,8 @@ class ArgoCdApplications(Construct):
         def app(
             name: str, settings: ArgoCd, path: str, namespace: str | None, component: str, options: list[str]
         ) -> None:
-            Application(
+            api_object(
+                Application,
                 self,
                 name,
                 metadata=ApiObjectMetadata(name=name, namespace=shared.namespace, labels=_labels(component)),

@@ -3,13 +3,13 @@
 ``App.synth()`` with ``FOLDER_PER_CHART_FILE_PER_RESOURCE`` resolves every object to JSON and then,
 still in Node, turns each one into YAML with the ``yaml`` package (v2: ``lineWidth: 0``,
 ``version: '1.1'``) and writes ``<outdir>/<chart>/<kind>.<name>.k8s.yaml``. That YAML step was the
-largest single item of a cold synth (performance notes). Here the JSON comes from one
-``Chart.to_json()`` round trip per chart and the YAML is written by :func:`dump`, a port of the
+largest single item of a cold synth (performance notes). Here the JSON comes from each chart's
+``to_json()`` (constructs/api_objects.py) and the YAML is written by :func:`dump`, a port of the
 parts of ``yaml``'s stringifier that plain JSON reaches (block maps and sequences, ``{}``/``[]``,
 plain / quoted / literal-block strings, the YAML 1.1 resolution checks that decide quoting).
 
-Anything outside what the port covers raises :class:`Unsupported`; the caller then lets Node write
-the files instead, so output never depends on the port being complete. ``tests/test_dist.py`` and the
+Anything outside what the port covers raises :class:`Unsupported`; that document is then written by
+Node's writer instead, so output never depends on the port being complete. ``tests/test_dist.py`` and the
 snapshot tests compare the result with committed output byte for byte.
 """
 
@@ -281,13 +281,23 @@ def file_name(obj: dict[str, Any]) -> str:
 
 
 def render_files(charts: Iterable[tuple[str, list[dict[str, Any]]]]) -> dict[Path, str]:
-    """``{<chart>/<file>: text}`` for every object of every chart; later objects of a name win (as in cdk8s)."""
+    """``{<chart>/<file>: text}`` for every object of every chart; later objects of a name win (as in cdk8s).
+
+    A manifest holding a value the port does not cover is written by Node's writer instead
+    (``cdk8s.Yaml.stringify``, what ``Yaml.save`` writes), one round trip for that document only.
+    """
     files: dict[Path, str] = {}
     for chart_name, objects in charts:
         for obj in objects:
             if obj is None:
                 continue
-            files[Path(chart_name) / file_name(obj)] = dump(obj)
+            try:
+                text = dump(obj)
+            except Unsupported:
+                from cdk8s import Yaml
+
+                text = Yaml.stringify(obj)
+            files[Path(chart_name) / file_name(obj)] = text
     return files
 
 
@@ -302,17 +312,11 @@ def write_files(outdir: Path, files: dict[Path, str]) -> None:
         (outdir / rel).write_text(text, encoding="utf-8")
 
 
-def synth(app: Any, charts: Iterable[tuple[str, Any]], outdir: Path) -> None:
-    """Write ``charts`` (every chart of ``app``, with its id) into ``outdir`` as ``app.synth()`` would.
+def synth(charts: Iterable[tuple[str, Any]], outdir: Path) -> None:
+    """Write ``charts`` (each with its id) into ``outdir`` as ``app.synth()`` with
+    ``FOLDER_PER_CHART_FILE_PER_RESOURCE`` would: ``<chart id>/<kind>.<name>.k8s.yaml``.
 
     The folder of a chart is its id (cdk8s: ``Names.toDnsLabel`` of a one-component path, no chart
-    dependencies); the ids are known here, which saves two round trips per chart.
-    One ``to_json()`` round trip per chart; the YAML is written here. Should a manifest hold a value
-    the port does not cover, nothing has been written yet and Node's writer does the whole app.
+    dependencies). The manifests come from each chart's ``to_json()`` (constructs/api_objects.py).
     """
-    try:
-        files = render_files((name, chart.to_json()) for name, chart in charts)
-    except Unsupported:
-        app.synth()
-        return
-    write_files(outdir, files)
+    write_files(outdir, render_files((name, chart.to_json()) for name, chart in charts))

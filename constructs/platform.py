@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from functools import cache
 from typing import Any, Literal
 
-from cdk8s import ApiObject, ApiObjectMetadata, JsonPatch
+from cdk8s import ApiObject, ApiObjectMetadata
 from cdk8s_plus_27 import k8s
 from pydantic import BaseModel, ConfigDict
 
-from constructs import Construct, jsii_wire
+from constructs import jsii_wire
+from constructs.api_objects import JsonPatch, KubeObject, Scope, api_object, union
 from tiers.models import Database, Hpa, Resources, Scheduling
 
 # Struct arguments encoded from the fields that are set (same kernel messages, far less Python work).
@@ -109,20 +109,17 @@ class Release(Props):
 
 
 # --------------------------------------------------------------------------------------------------
-# Value objects (cached: each creation is a jsii round trip)
+# Value objects (made once per value: constructs/api_objects.py union())
 # --------------------------------------------------------------------------------------------------
 
 
-@cache
 def quantity(value: str) -> k8s.Quantity:
-    return k8s.Quantity.from_string(value)
+    return union(k8s.Quantity, "from_string", value)  # type: ignore[no-any-return]
 
 
-@cache
 def int_or_string(value: int | str) -> k8s.IntOrString:
-    if isinstance(value, int):
-        return k8s.IntOrString.from_number(value)
-    return k8s.IntOrString.from_string(value)
+    factory = "from_number" if isinstance(value, int) else "from_string"
+    return union(k8s.IntOrString, factory, value)  # type: ignore[no-any-return]
 
 
 def checksum(*parts: str) -> str:
@@ -300,7 +297,7 @@ def node_selector(sched: Scheduling) -> dict[str, str] | None:
     return dict(sorted(sched.node_selector.items())) or None
 
 
-def apply_affinity(obj: ApiObject, sched: Scheduling, pod_spec_path: str = "/spec/template/spec") -> None:
+def apply_affinity(obj: KubeObject, sched: Scheduling, pod_spec_path: str = "/spec/template/spec") -> None:
     """Affinity is passed through as the Kubernetes API spells it (too wide to model field by field)."""
     if sched.affinity:
         obj.add_json_patch(
@@ -314,7 +311,7 @@ def apply_affinity(obj: ApiObject, sched: Scheduling, pod_spec_path: str = "/spe
 
 
 def add_hpa(
-    scope: Construct,
+    scope: Scope,
     rel: Release,
     *,
     name: str,
@@ -322,7 +319,7 @@ def add_hpa(
     component: str,
     target_kind: Literal["Deployment", "StatefulSet"],
     hpa: Hpa,
-) -> k8s.KubeHorizontalPodAutoscalerV2:
+) -> KubeObject:
     """HPA with the seed's targets and stabilisation windows (60 s up, 5 min down)."""
 
     def util(resource: str, percent: int) -> k8s.MetricSpecV2:
@@ -333,7 +330,8 @@ def add_hpa(
             ),
         )
 
-    return k8s.KubeHorizontalPodAutoscalerV2(
+    return api_object(
+        k8s.KubeHorizontalPodAutoscalerV2,
         scope,
         "Hpa",
         metadata=rel.metadata(name, app, component),
@@ -361,9 +359,10 @@ def add_hpa(
     )
 
 
-def add_pdb(scope: Construct, rel: Release, *, name: str, app: str, component: str) -> k8s.KubePodDisruptionBudget:
+def add_pdb(scope: Scope, rel: Release, *, name: str, app: str, component: str) -> KubeObject:
     """maxUnavailable 1: drains proceed one pod at a time; never blocks a drain outright."""
-    return k8s.KubePodDisruptionBudget(
+    return api_object(
+        k8s.KubePodDisruptionBudget,
         scope,
         "Pdb",
         metadata=rel.metadata(name, app, component),
@@ -380,7 +379,7 @@ def min_pods(replicas: int, hpa: Hpa) -> int:
 
 
 def service(
-    scope: Construct,
+    scope: Scope,
     rel: Release,
     *,
     name: str,
@@ -390,9 +389,10 @@ def service(
     headless: bool = False,
     construct_id: str = "Service",
     publish_not_ready: bool | None = None,
-) -> k8s.KubeService:
+) -> KubeObject:
     """A ClusterIP (or headless) Service; ports are (name, port, targetPort) and sorted by port."""
-    return k8s.KubeService(
+    return api_object(
+        k8s.KubeService,
         scope,
         construct_id,
         metadata=rel.metadata(name, app, component),
@@ -410,7 +410,7 @@ def service(
 
 
 def config_map(
-    scope: Construct,
+    scope: Scope,
     rel: Release,
     *,
     name: str,
@@ -418,9 +418,13 @@ def config_map(
     component: str,
     data: dict[str, str],
     construct_id: str = "Config",
-) -> k8s.KubeConfigMap:
-    return k8s.KubeConfigMap(
-        scope, construct_id, metadata=rel.metadata(name, app, component), data=dict(sorted(data.items()))
+) -> KubeObject:
+    return api_object(
+        k8s.KubeConfigMap,
+        scope,
+        construct_id,
+        metadata=rel.metadata(name, app, component),
+        data=dict(sorted(data.items())),
     )
 
 
@@ -440,7 +444,7 @@ def pod_template_metadata(
 
 def as_dict(value: Any) -> Any:
     """Helper for tests and checks: a jsii struct or ApiObject as plain JSON."""
-    if isinstance(value, ApiObject):
+    if isinstance(value, (ApiObject, KubeObject)):
         return value.to_json()
     return value
 
@@ -492,7 +496,7 @@ def pod_spec(
 
 
 def deployment(
-    scope: Construct,
+    scope: Scope,
     rel: Release,
     *,
     name: str,
@@ -504,7 +508,7 @@ def deployment(
     recreate: bool = False,
     annotations: dict[str, str] | None = None,
     extra_labels: dict[str, str] | None = None,
-) -> k8s.KubeDeployment:
+) -> KubeObject:
     """A Deployment. ``replicas=None`` omits spec.replicas (an HPA owns it; ArgoCD must not fight it)."""
     strategy = (
         k8s.DeploymentStrategy(type="Recreate")
@@ -514,7 +518,8 @@ def deployment(
             rolling_update=k8s.RollingUpdateDeployment(max_surge=int_or_string(1), max_unavailable=int_or_string(0)),
         )
     )
-    obj = k8s.KubeDeployment(
+    obj = api_object(
+        k8s.KubeDeployment,
         scope,
         "Deployment",
         metadata=rel.metadata(name, app, component, annotations=annotations, extra_labels=extra_labels),

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cdk8s import Chart
-
 from constructs import Construct
+from constructs.api_objects import ObjectChart
 from tiers.models import Environment
 
 CLUSTER = "cluster"
@@ -22,7 +21,7 @@ ARGOCD = "argocd"
 SHARED_FOLDERS = (ARGOCD, CLUSTER)
 
 
-class ClusterChart(Chart):
+class ClusterChart(ObjectChart):
     def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
         super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
         self.envs = list(envs)
@@ -37,7 +36,7 @@ class ClusterChart(Chart):
         self.admission = ApiAdmissionPolicies(self, "Admission", props=props) if props is not None else None
 
 
-class ArgoCdChart(Chart):
+class ArgoCdChart(ObjectChart):
     def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
         super().__init__(scope, ARGOCD, disable_resource_name_hashes=True)
         self.envs = list(envs)

@@ -9,7 +9,8 @@ unless --no-optimize; the median of --repeats runs is kept):
 - floor: ``python -c "import cdk8s, cdk8s_plus_27"`` (starts the jsii kernel and loads both assemblies);
 - shipped: ``python app.py --outdir <tmp>`` (the environments/ folder as committed);
 - generated-N: N environments written to a temp folder, round-robin over environments/*.yaml, as
-  ``client-<i>.yaml`` with ``release`` and ``namespace`` set to ``client-<i>`` (everything else kept),
+  ``client-<i>.yaml`` with ``release`` and ``namespace`` set to ``client-<i>`` and each host under
+  ``edge.hosts`` prefixed with ``c<i>-`` (hosts are unique across the fleet; everything else kept),
   then ``python app.py --environments <dir> --outdir <tmp>``;
 - one changed among N (the largest size): the warm cache holds all N, and before each run one
   environment's namespace is set to a value never synthesized before (its release folder and the
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import shutil
 import statistics
@@ -111,8 +113,15 @@ def generate_environments(source: Path, target: Path, n: int) -> None:
         raise SystemExit(f"bench: no environment files in {source}")
     target.mkdir(parents=True)
     for i in range(1, n + 1):
-        data = dict(templates[(i - 1) % len(templates)])
+        data = copy.deepcopy(templates[(i - 1) % len(templates)])
         data["release"] = data["namespace"] = f"client-{i}"
+        # Each client its own hostnames, as a real new client gets them (the fleet refuses shared hosts).
+        hosts = (data.get("edge") or {}).get("hosts") or {}
+        for key, value in hosts.items():
+            if isinstance(value, str):
+                hosts[key] = f"c{i}-{value}"
+            elif isinstance(value, list):
+                hosts[key] = [f"c{i}-{v}" for v in value]
         (target / f"client-{i}.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 

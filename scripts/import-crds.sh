@@ -112,6 +112,10 @@ lines = [
     "Each module loads its own jsii assembly on first import; import only the groups a",
     "process needs (the gateway modules are the largest).",
     "",
+    "`wire_tables.json` (scripts/wire_tables.py) records how each L1 class of these modules and of",
+    "`cdk8s_plus_27.k8s` renders itself (its `toJson_*` functions, GVKs and enum values), read from",
+    "the bindings' JavaScript: constructs/api_objects.py renders the same objects in Python.",
+    "",
     "| module | API group | kind: classes (versions; * = storage) | CRD files |",
     "|---|---|---|---|",
 ]
@@ -147,7 +151,10 @@ lines += [
 readme.write_text("\n".join(lines))
 PYEOF
 
-# 5. Swap in the new tree.
+# 5. How every L1 binding renders itself (core types and these modules), for constructs/api_objects.py.
+"$PY" "$ROOT/scripts/wire_tables.py" "$NEW" || die "wire_tables.py failed"
+
+# 6. Swap in the new tree.
 rm -rf "$OUTDIR"
 mkdir -p "$(dirname "$OUTDIR")"
 mv "$NEW" "$OUTDIR"

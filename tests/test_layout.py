@@ -20,7 +20,16 @@ CONCERNS = ("core", "edge", "lifecycle", "isolation")
 #: Modules beside the concern folders: helpers every concern uses, and the charts that wire them.
 #: Shared building blocks beside the concerns; jsii_wire and manifest_writer are synth machinery (the jsii
 #: wire encoding of struct arguments and the Python YAML writer), used by every concern's output.
-SHARED = {"platform", "secret_catalog", "release_chart", "shared_charts", "argocd_apps", "jsii_wire", "manifest_writer"}
+SHARED = {
+    "platform",
+    "secret_catalog",
+    "release_chart",
+    "shared_charts",
+    "argocd_apps",
+    "jsii_wire",
+    "manifest_writer",
+    "api_objects",
+}
 #: Files run in the cluster (shipped in ConfigMaps), not imported by the app.
 SCRIPTS = "scripts"
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     Props,
@@ -66,10 +66,10 @@ class ApiServiceProps(Props):
     cors_origins: list[str]
 
 
-class ApiService(Construct):
+class ApiService(Component):
     """The API. Outputs: ``service_name``, ``port``, ``url``, ``service_account``, ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: ApiServiceProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: ApiServiceProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name("api")
@@ -79,7 +79,8 @@ class ApiService(Construct):
         self.service_account = SERVICE_ACCOUNT
         self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports={PORT_NAME: PORT})
 
-        k8s.KubeServiceAccount(
+        api_object(
+            k8s.KubeServiceAccount,
             self,
             "ServiceAccount",
             metadata=rel.metadata(SERVICE_ACCOUNT, APP, APP),

@@ -14,7 +14,7 @@ import json
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
@@ -129,10 +129,10 @@ def config_js(v: DashboardValues) -> str:
     return f"window.env = {{\n{body}\n}};\n"
 
 
-class Dashboard(Construct):
+class Dashboard(Component):
     """Outputs: ``service_name``, ``port``, ``config_js``, ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: DashboardProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: DashboardProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name("dashboard")

@@ -21,9 +21,9 @@ pools are sized against ``maxClientConnections`` instead.
 
 from __future__ import annotations
 
-from cdk8s import ApiObject, ApiObjectMetadata, JsonPatch
+from cdk8s import ApiObject, ApiObjectMetadata
 
-from constructs import Construct
+from constructs.api_objects import Component, JsonPatch, Scope, api_object
 from constructs.platform import Props, Release
 from tiers.models import Database, Resources
 
@@ -37,10 +37,10 @@ class DbPoolerProps(Props):
     cluster_namespace: str
 
 
-class DbPooler(Construct):
+class DbPooler(Component):
     """Outputs: ``name``, ``namespace``, ``host`` (DB_HOST of the pods), ``server_pool_size``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: DbPoolerProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: DbPoolerProps) -> None:
         super().__init__(scope, id)
         rel, db = props.release, props.values
         pooler = db.pooler
@@ -48,7 +48,8 @@ class DbPooler(Construct):
         self.namespace = props.cluster_namespace
         self.host = f"{self.name}.{self.namespace}.svc.cluster.local"
         self.server_pool_size = max(1, db.connection_budget // pooler.instances)
-        obj = ApiObject(
+        obj = api_object(
+            ApiObject,
             self,
             "Pooler",
             api_version="postgresql.cnpg.io/v1",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, KubeObject, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     Props,
@@ -59,10 +59,10 @@ class IngestionServiceProps(Props):
     redis: RedisEndpoint
 
 
-class IngestionService(Construct):
+class IngestionService(Component):
     """Outputs: ``service_name``, ``port``, ``kind``, ``runtime_secret``, ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: IngestionServiceProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: IngestionServiceProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name("ingestion")
@@ -78,8 +78,12 @@ class IngestionService(Construct):
             volumes.append(empty_dir(SPOOL_VOLUME, f"{v.spool.max_size_mb + v.spool.max_size_mb // 10 + 64}Mi"))
         elif self.kind == "Deployment":
             claim = rel.name("ingestion-spool")
-            k8s.KubePersistentVolumeClaim(
-                self, "SpoolClaim", metadata=rel.metadata(claim, APP, APP), spec=self._claim_spec(v)
+            api_object(
+                k8s.KubePersistentVolumeClaim,
+                self,
+                "SpoolClaim",
+                metadata=rel.metadata(claim, APP, APP),
+                spec=self._claim_spec(v),
             )
             volumes.append(
                 k8s.Volume(
@@ -100,7 +104,7 @@ class IngestionService(Construct):
         replicas = None if v.hpa.enabled else v.replicas
         if self.kind == "Deployment":
             # One pod with one ReadWriteOnce claim: Recreate, so the old pod releases it first.
-            self.workload: k8s.KubeDeployment | k8s.KubeStatefulSet = deployment(
+            self.workload: KubeObject = deployment(
                 self,
                 rel,
                 name=self.name,
@@ -131,7 +135,8 @@ class IngestionService(Construct):
                         spec=self._claim_spec(v),
                     )
                 ]
-            self.workload = k8s.KubeStatefulSet(
+            self.workload = api_object(
+                k8s.KubeStatefulSet,
                 self,
                 "StatefulSet",
                 metadata=rel.metadata(self.name, APP, APP),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
@@ -114,11 +114,11 @@ def mosquitto_conf(rel: Release, v: Mosquitto, auth_host: str, auth_port: int) -
     return "\n".join(lines) + "\n"
 
 
-class MosquittoBroker(Construct):
+class MosquittoBroker(Component):
     """Outputs: ``service_name``, ``mqtt_url``, ``tls_secret_name``, ``auth_host``, ``auth_port``, ports,
     ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: MosquittoBrokerProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: MosquittoBrokerProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name("mosquitto")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     Props,
@@ -47,10 +47,10 @@ class NodeRedProps(Props):
     api_url: str
 
 
-class NodeRed(Construct):
+class NodeRed(Component):
     """Outputs: ``service_name``, ``port``, ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: NodeRedProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: NodeRedProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name("nodered")

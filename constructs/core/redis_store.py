@@ -25,8 +25,8 @@ from pathlib import Path
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, KubeObject, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
@@ -144,13 +144,13 @@ def redis_conf(rel: Release, v: Redis) -> str:
     return "\n".join(lines) + "\n"
 
 
-class RedisStore(Construct):
+class RedisStore(Component):
     """Outputs: ``service_name``, ``port``, ``endpoint`` (what clients need), ``auth_secret``;
     ``network_endpoint``, ``bootstrap_endpoint`` and ``repair_endpoint`` (pods, for the NetworkPolicies);
     with a cluster: ``headless_service``, ``metrics_port`` and ``metrics_port_name`` (None without the
     exporter), and ``repair_bound_seconds`` (how long a repair may need, for the alerts)."""
 
-    def __init__(self, scope: Construct, id: str, *, props: RedisStoreProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: RedisStoreProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name("redis")
@@ -200,7 +200,7 @@ class RedisStore(Construct):
         )
         ports = [(PORT_NAME, PORT, PORT_NAME)]
         if not v.cluster.enabled:
-            self.workload: k8s.KubeDeployment | k8s.KubeStatefulSet = deployment(
+            self.workload: KubeObject = deployment(
                 self,
                 rel,
                 name=self.name,
@@ -231,7 +231,8 @@ class RedisStore(Construct):
             construct_id="HeadlessService",
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=ports)
-        self.workload = k8s.KubeStatefulSet(
+        self.workload = api_object(
+            k8s.KubeStatefulSet,
             self,
             "StatefulSet",
             metadata=rel.metadata(self.name, APP, APP),
@@ -355,7 +356,8 @@ class RedisStore(Construct):
     def _repair_cron_job(self, props: RedisStoreProps, headless: str) -> None:
         rel = props.release
         name = rel.name(REPAIR_APP)
-        k8s.KubeCronJob(
+        api_object(
+            k8s.KubeCronJob,
             self,
             "ClusterRepair",
             metadata=rel.metadata(name, REPAIR_APP, APP),
@@ -392,7 +394,8 @@ class RedisStore(Construct):
     def _bootstrap_job(self, props: RedisStoreProps, headless: str) -> None:
         rel = props.release
         name = rel.name("redis-cluster-init")
-        k8s.KubeJob(
+        api_object(
+            k8s.KubeJob,
             self,
             "ClusterInit",
             metadata=rel.metadata(

@@ -9,7 +9,7 @@ deprecated fields with a warning condition.
 
 from __future__ import annotations
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope, api_object
 from constructs.platform import Props, Release
 from tiers.models import GATEWAY_API, EdgeRateLimit
 
@@ -21,16 +21,17 @@ class ApiRateLimitProps(Props):
     route: str
 
 
-class ApiRateLimit(Construct):
+class ApiRateLimit(Component):
     """Outputs: ``name``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: ApiRateLimitProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: ApiRateLimitProps) -> None:
         super().__init__(scope, id)
         from imports.io.envoyproxy import gateway as eg  # large module: loaded on use
 
         rel, v = props.release, props.values
         self.name = rel.name("api-rate-limit")
-        eg.BackendTrafficPolicy(
+        api_object(
+            eg.BackendTrafficPolicy,
             self,
             "Policy",
             metadata=rel.api_metadata(self.name, "api", "api"),

@@ -14,7 +14,7 @@ platform-facts §5):
 
 from __future__ import annotations
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope, api_object
 from constructs.platform import Props, Release
 from tiers.models import EdgeCertificate
 
@@ -30,10 +30,10 @@ class BrokerCertificateProps(Props):
     secret_name: str
 
 
-class BrokerCertificate(Construct):
+class BrokerCertificate(Component):
     """Outputs: ``name``, ``secret_name``, ``host``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: BrokerCertificateProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: BrokerCertificateProps) -> None:
         super().__init__(scope, id)
         from imports.io import cert_manager as cm  # large module: loaded on use
 
@@ -41,7 +41,8 @@ class BrokerCertificate(Construct):
         self.name = rel.name("mosquitto-tls")
         self.secret_name = props.secret_name
         self.host = props.host
-        cm.Certificate(
+        api_object(
+            cm.Certificate,
             self,
             "Certificate",
             metadata=rel.api_metadata(self.name, APP, APP),

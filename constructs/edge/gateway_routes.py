@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope, api_object
 from constructs.platform import Props, Release
 from tiers.errors import SettingError
 from tiers.models import Edge
@@ -70,10 +70,10 @@ def binding(module: ModuleType, kind: str, api_version: str) -> Callable[[str], 
     return part
 
 
-class GatewayRoutes(Construct):
+class GatewayRoutes(Component):
     """Outputs: ``api_route`` (name of the API's HTTPRoute, or None), ``hosts`` ({route: hostnames})."""
 
-    def __init__(self, scope: Construct, id: str, *, props: GatewayRoutesProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: GatewayRoutesProps) -> None:
         super().__init__(scope, id)
         from imports.io.k8s.networking import gateway as gw  # large module: loaded on use
 
@@ -113,7 +113,8 @@ class GatewayRoutes(Construct):
                     timeouts=http("SpecRulesTimeouts")(request=timeout) if timeout else None,
                 )
 
-            http("")(
+            api_object(
+                http(""),
                 self,
                 construct_id,
                 metadata=rel.api_metadata(name, app, app),
@@ -153,7 +154,8 @@ class GatewayRoutes(Construct):
                 raise SettingError("edge.routes.mqttTls", "needs the broker's TLS listener (mosquitto.tls.enabled)")
             tls = binding(gw, "TlsRoute", versions.tls_route)
             name = rel.name("mosquitto")
-            tls("")(
+            api_object(
+                tls(""),
                 self,
                 "MqttTlsRoute",
                 metadata=rel.api_metadata(name, "mosquitto", "mosquitto"),
@@ -170,7 +172,8 @@ class GatewayRoutes(Construct):
             self.hosts[f"TLSRoute/{name}"] = [host("mqtt")]
         if routes.mqtt:
             tcp = binding(gw, "TcpRoute", versions.tcp_route)
-            tcp("")(
+            api_object(
+                tcp(""),
                 self,
                 "MqttRoute",
                 metadata=rel.api_metadata(rel.name("mosquitto"), "mosquitto", "mosquitto"),

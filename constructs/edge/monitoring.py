@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope, api_object, union
 from constructs.platform import Props, Release
 from tiers.models import IngestionProfile
 from tiers.models import Monitoring as MonitoringValues
@@ -339,10 +339,10 @@ def redis_cluster_alerts(rel: Release, c: RedisClusterTarget) -> list[dict[str, 
     ]
 
 
-class Monitoring(Construct):
+class Monitoring(Component):
     """Outputs: ``service_monitors`` (names), ``rule_name`` (or None), ``groups`` (the rule groups)."""
 
-    def __init__(self, scope: Construct, id: str, *, props: MonitoringProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: MonitoringProps) -> None:
         super().__init__(scope, id)
         from imports.com.coreos import monitoring as mon  # loaded on use, only when monitoring is enabled
 
@@ -350,7 +350,8 @@ class Monitoring(Construct):
         extra = dict(sorted(v.labels.items())) or None
         self.service_monitors: list[str] = []
         for target in sorted(props.targets, key=lambda t: t.service):
-            mon.ServiceMonitor(
+            api_object(
+                mon.ServiceMonitor,
                 self,
                 f"ServiceMonitor-{target.app}",
                 metadata=rel.api_metadata(target.service, target.app, target.app, extra_labels=extra),
@@ -381,7 +382,8 @@ class Monitoring(Construct):
             return
         self.groups = alert_groups(props)
         self.rule_name = rel.name("alerts")
-        mon.PrometheusRule(
+        api_object(
+            mon.PrometheusRule,
             self,
             "PrometheusRule",
             metadata=rel.api_metadata(self.rule_name, "monitoring", "alerts", extra_labels=extra),
@@ -392,7 +394,7 @@ class Monitoring(Construct):
                         rules=[
                             mon.PrometheusRuleSpecGroupsRules(
                                 alert=r["alert"],
-                                expr=mon.PrometheusRuleSpecGroupsRulesExpr.from_string(r["expr"]),
+                                expr=union(mon.PrometheusRuleSpecGroupsRulesExpr, "from_string", r["expr"]),
                                 for_=r.get("for"),
                                 labels=r["labels"],
                                 annotations=r["annotations"],

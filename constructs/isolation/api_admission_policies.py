@@ -49,9 +49,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from cdk8s import ApiObject, ApiObjectMetadata, JsonPatch
+from cdk8s import ApiObject, ApiObjectMetadata
 
-from constructs import Construct
+from constructs.api_objects import Component, JsonPatch, Scope, api_object
 from constructs.isolation.cluster_rbac import CLUSTER_WIDE, FLEET_NAMESPACE_MANAGER, RBAC_GROUP, cluster_labels
 from constructs.platform import Props
 from tiers.loader import ConfigError
@@ -445,10 +445,10 @@ def policy_specs(props: ApiAdmissionPoliciesProps) -> dict[str, tuple[list[dict[
     }
 
 
-class ApiAdmissionPolicies(Construct):
+class ApiAdmissionPolicies(Component):
     """One ValidatingAdmissionPolicy and its Binding per guardrail. Outputs: ``names`` (sorted policy names)."""
 
-    def __init__(self, scope: Construct, id: str, *, props: ApiAdmissionPoliciesProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: ApiAdmissionPoliciesProps) -> None:
         super().__init__(scope, id)
         api_version = f"{GROUP}/{props.api_version}"
         users = sorted(username(a.namespace) for a in props.accounts)
@@ -465,7 +465,8 @@ class ApiAdmissionPolicies(Construct):
             }
             if variables:
                 spec["variables"] = [{"expression": expr, "name": var} for var, expr in variables]
-            policy = ApiObject(
+            policy = api_object(
+                ApiObject,
                 self,
                 name,
                 api_version=api_version,
@@ -477,7 +478,8 @@ class ApiAdmissionPolicies(Construct):
                 ),
             )
             policy.add_json_patch(JsonPatch.add("/spec", spec))
-            binding = ApiObject(
+            binding = api_object(
+                ApiObject,
                 self,
                 f"{name}-binding",
                 api_version=api_version,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope, api_object
 from constructs.isolation.cluster_rbac import RBAC_GROUP, VIRTUAL_AGENT_MANAGER
 from constructs.isolation.release_namespace import cluster_scoped
 from constructs.platform import Props, Release
@@ -22,15 +22,16 @@ class ApiClusterAccessProps(Props):
     service_account: str
 
 
-class ApiClusterAccess(Construct):
+class ApiClusterAccess(Component):
     """Outputs: ``name``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: ApiClusterAccessProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: ApiClusterAccessProps) -> None:
         super().__init__(scope, id)
         rel = props.release
         self.name = rel.name("virtual-agent-manager")
         cluster_scoped(
-            k8s.KubeClusterRoleBinding(
+            api_object(
+                k8s.KubeClusterRoleBinding,
                 self,
                 "Binding",
                 metadata=k8s.ObjectMeta(name=self.name, labels=rel.labels("api", "api")),

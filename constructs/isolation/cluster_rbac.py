@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import Component, KubeObject, Scope, api_object
 from constructs.platform import MANAGED_BY, PART_OF
 
 FLEET_NAMESPACE_MANAGER = "iotistic-fleet-namespace-manager"
@@ -84,14 +84,15 @@ def cluster_labels(app: str, component: str) -> dict[str, str]:
     }
 
 
-class ClusterRbac(Construct):
+class ClusterRbac(Component):
     """The two ClusterRoles. Outputs: ``roles`` (name -> KubeClusterRole)."""
 
-    def __init__(self, scope: Construct, id: str) -> None:
+    def __init__(self, scope: Scope, id: str) -> None:
         super().__init__(scope, id)
-        self.roles: dict[str, k8s.KubeClusterRole] = {}
+        self.roles: dict[str, KubeObject] = {}
         for name, rules in ROLES.items():
-            self.roles[name] = k8s.KubeClusterRole(
+            self.roles[name] = api_object(
+                k8s.KubeClusterRole,
                 self,
                 name,
                 metadata=k8s.ObjectMeta(

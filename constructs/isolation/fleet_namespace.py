@@ -36,7 +36,7 @@ from typing import Literal
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import Component, Scope, api_object
 from constructs.isolation.cluster_rbac import FLEET_NAMESPACE_MANAGER, RBAC_GROUP
 from constructs.isolation.network_policies import NS_NAME_LABEL, Endpoint
 from constructs.isolation.release_namespace import ARGOCD_SYNC_OPTIONS, NO_PRUNE, cluster_scoped, pss_labels
@@ -73,10 +73,10 @@ class FleetNamespaceProps(Props):
     dns: NetworkDns
 
 
-class FleetNamespace(Construct):
+class FleetNamespace(Component):
     """Outputs: ``namespace``, ``name`` (of the objects inside)."""
 
-    def __init__(self, scope: Construct, id: str, *, props: FleetNamespaceProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: FleetNamespaceProps) -> None:
         super().__init__(scope, id)
         rel, fleet = props.release, props.fleet
         self.namespace, self.name = props.namespace, props.object_name
@@ -92,7 +92,8 @@ class FleetNamespace(Construct):
             fleet.description or f"Fleet {fleet.name} of release {rel.release}: {fleet.max_agents} agent slots"
         )
         cluster_scoped(
-            k8s.KubeNamespace(
+            api_object(
+                k8s.KubeNamespace,
                 self,
                 "Namespace",
                 metadata=k8s.ObjectMeta(
@@ -109,7 +110,8 @@ class FleetNamespace(Construct):
         )
         self._quota(rel, fleet)
         self._limit_range(rel, fleet)
-        k8s.KubeRoleBinding(
+        api_object(
+            k8s.KubeRoleBinding,
             self,
             "RoleBinding",
             metadata=self._meta(rel),
@@ -135,7 +137,8 @@ class FleetNamespace(Construct):
             "secrets": str(q.secrets_per_agent * n),
             "services": str(n),
         }
-        k8s.KubeResourceQuota(
+        api_object(
+            k8s.KubeResourceQuota,
             self,
             "Quota",
             metadata=self._meta(rel),
@@ -148,7 +151,8 @@ class FleetNamespace(Construct):
         def pair(cpu: str, memory: str) -> dict[str, k8s.Quantity]:
             return {"cpu": quantity(cpu), "memory": quantity(memory)}
 
-        k8s.KubeLimitRange(
+        api_object(
+            k8s.KubeLimitRange,
             self,
             "Limits",
             metadata=self._meta(rel),
@@ -196,7 +200,8 @@ class FleetNamespace(Construct):
             if dns.pod_labels
             else None,
         )
-        k8s.KubeNetworkPolicy(
+        api_object(
+            k8s.KubeNetworkPolicy,
             self,
             "NetworkPolicy",
             metadata=self._meta(rel),

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import Component, KubeObject, Scope, api_object
 from constructs.platform import Props, Release, int_or_string
 from tiers.models import Network, http_target
 
@@ -142,10 +142,10 @@ def _ip_block(cidr: str, excepts: list[str] | None = None) -> k8s.NetworkPolicyP
     return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=cidr, except_=sorted(excepts) if excepts else None))
 
 
-class PlatformNetworkPolicies(Construct):
+class PlatformNetworkPolicies(Component):
     """Outputs: ``policies`` (endpoint key -> KubeNetworkPolicy), ``flows`` (the flows in effect)."""
 
-    def __init__(self, scope: Construct, id: str, *, props: PlatformNetworkPoliciesProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: PlatformNetworkPoliciesProps) -> None:
         super().__init__(scope, id)
         rel, net = props.release, props.values
         self.props = props
@@ -153,7 +153,8 @@ class PlatformNetworkPolicies(Construct):
         egress = net.default_deny_egress
         self.flows = [f for f in FLOWS if self._in_effect(f)]
 
-        k8s.KubeNetworkPolicy(
+        api_object(
+            k8s.KubeNetworkPolicy,
             self,
             "DefaultDeny",
             metadata=rel.metadata(rel.name("default-deny"), "default-deny", "network"),
@@ -162,7 +163,7 @@ class PlatformNetworkPolicies(Construct):
                 policy_types=["Ingress", "Egress"] if egress else ["Ingress"],
             ),
         )
-        self.policies: dict[str, k8s.KubeNetworkPolicy] = {}
+        self.policies: dict[str, KubeObject] = {}
         for key in sorted(self.endpoints):
             ep = self.endpoints[key]
             ingress = [self._ingress_rule(f) for f in self.flows if f.destination == key]
@@ -170,7 +171,8 @@ class PlatformNetworkPolicies(Construct):
             types = (["Ingress"] if ingress else []) + (["Egress"] if egress_rules else [])
             if not types:
                 continue
-            self.policies[key] = k8s.KubeNetworkPolicy(
+            self.policies[key] = api_object(
+                k8s.KubeNetworkPolicy,
                 self,
                 f"Allow-{key}",
                 metadata=rel.metadata(rel.name(key), ep.app, ep.component),

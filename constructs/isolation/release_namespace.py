@@ -16,10 +16,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from cdk8s import ApiObject, JsonPatch
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import Component, JsonPatch, KubeObject, Scope, api_object
 from constructs.platform import Props, Release
 
 PSS_PREFIX = "pod-security.kubernetes.io"
@@ -41,7 +40,7 @@ def _drop_namespace() -> JsonPatch:
     return JsonPatch.remove("/metadata/namespace")
 
 
-def cluster_scoped(obj: ApiObject) -> ApiObject:
+def cluster_scoped(obj: KubeObject) -> KubeObject:
     """Drop the metadata.namespace that a namespaced Chart stamps on every object."""
     obj.add_json_patch(_drop_namespace())
     return obj
@@ -52,16 +51,17 @@ class ReleaseNamespaceProps(Props):
     level: Literal["baseline", "restricted"]
 
 
-class ReleaseNamespace(Construct):
+class ReleaseNamespace(Component):
     """Outputs: ``name``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: ReleaseNamespaceProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: ReleaseNamespaceProps) -> None:
         super().__init__(scope, id)
         rel = props.release
         self.name = rel.namespace
         labels = rel.labels("iotistica", "namespace", pss_labels(props.level, props.level, props.level))
         cluster_scoped(
-            k8s.KubeNamespace(
+            api_object(
+                k8s.KubeNamespace,
                 self,
                 "Namespace",
                 metadata=k8s.ObjectMeta(

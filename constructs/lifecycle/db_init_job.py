@@ -20,8 +20,8 @@ from pathlib import Path
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.sync_hooks import (
     POSTGRES_UID,
@@ -63,10 +63,10 @@ class DbInitJobProps(Props):
     scheduling: Scheduling
 
 
-class DbInitJob(Construct):
+class DbInitJob(Component):
     """Outputs: ``name`` (Job), ``admin_secret``, ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: DbInitJobProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: DbInitJobProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name(APP)

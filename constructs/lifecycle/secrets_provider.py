@@ -25,8 +25,8 @@ from typing import Literal
 
 from cdk8s import ApiObjectMetadata
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
@@ -107,11 +107,11 @@ class SecretsProviderProps(Props):
     environment: Environment
 
 
-class SecretsProvider(Construct):
+class SecretsProvider(Component):
     """Outputs: ``plan`` (list of SecretNeed), ``redis_auth_job`` (Job name or None),
     ``generator_endpoint`` (its pods, or None)."""
 
-    def __init__(self, scope: Construct, id: str, *, props: SecretsProviderProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: SecretsProviderProps) -> None:
         super().__init__(scope, id)
         rel, e = props.release, props.environment
         self.plan = secret_plan(e)
@@ -124,7 +124,8 @@ class SecretsProvider(Construct):
             from imports.com.onepassword import OnePasswordItem, OnePasswordItemSpec
 
             for need in items:
-                OnePasswordItem(
+                api_object(
+                    OnePasswordItem,
                     self,
                     f"Item-{need.name}",
                     metadata=ApiObjectMetadata(
@@ -142,7 +143,7 @@ class SecretsProvider(Construct):
 
     def _generator(self, rel: Release, e: Environment, secret: str) -> None:
         name = rel.name(APP_GENERATOR)
-        scope = Construct(self, "RedisAuthGenerator")
+        scope = Component(self, "RedisAuthGenerator")
         scripts_config_map(
             scope, rel, name=name, app=APP_GENERATOR, component="redis", files={"secret_jobs.py": SCRIPT.read_text()}
         )

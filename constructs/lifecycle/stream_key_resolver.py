@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.sync_hooks import (
     PYTHON_UID,
@@ -48,10 +48,10 @@ class StreamKeyResolverProps(Props):
     runtime_secret: str
 
 
-class StreamKeyResolverJob(Construct):
+class StreamKeyResolverJob(Component):
     """Outputs: ``name`` (Job), ``runtime_secret``, ``license_secret``, ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: StreamKeyResolverProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: StreamKeyResolverProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name(APP)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from cdk8s_plus_27 import k8s
 
-from constructs import Construct
+from constructs.api_objects import KubeObject, Scope, api_object
 from constructs.platform import (
     Release,
     config_map_volume,
@@ -70,17 +70,16 @@ def secret_rule(verbs: list[str], names: list[str] | None = None) -> k8s.PolicyR
     )
 
 
-def job_rbac(
-    scope: Construct, rel: Release, *, name: str, app: str, component: str, rules: list[k8s.PolicyRule]
-) -> str:
+def job_rbac(scope: Scope, rel: Release, *, name: str, app: str, component: str, rules: list[k8s.PolicyRule]) -> str:
     """A ServiceAccount of its own, a Role with exactly ``rules``, and the binding. Returns the SA name.
 
     The ServiceAccount does not automount its token; the Job's pod asks for it explicitly.
     """
     meta = rel.metadata(name, app, component, annotations=wave(WAVE_PREREQUISITES))
-    k8s.KubeServiceAccount(scope, "ServiceAccount", metadata=meta, automount_service_account_token=False)
-    k8s.KubeRole(scope, "Role", metadata=meta, rules=rules)
-    k8s.KubeRoleBinding(
+    api_object(k8s.KubeServiceAccount, scope, "ServiceAccount", metadata=meta, automount_service_account_token=False)
+    api_object(k8s.KubeRole, scope, "Role", metadata=meta, rules=rules)
+    api_object(
+        k8s.KubeRoleBinding,
         scope,
         "RoleBinding",
         metadata=meta,
@@ -91,9 +90,10 @@ def job_rbac(
 
 
 def scripts_config_map(
-    scope: Construct, rel: Release, *, name: str, app: str, component: str, files: dict[str, str]
-) -> k8s.KubeConfigMap:
-    return k8s.KubeConfigMap(
+    scope: Scope, rel: Release, *, name: str, app: str, component: str, files: dict[str, str]
+) -> KubeObject:
+    return api_object(
+        k8s.KubeConfigMap,
         scope,
         "Scripts",
         metadata=rel.metadata(name, app, component, annotations=wave(WAVE_PREREQUISITES)),
@@ -102,7 +102,7 @@ def scripts_config_map(
 
 
 def hook_job(
-    scope: Construct,
+    scope: Scope,
     rel: Release,
     *,
     name: str,
@@ -119,10 +119,11 @@ def hook_job(
     backoff_limit: int,
     deadline_seconds: int,
     service_account: str | None = None,
-) -> k8s.KubeJob:
+) -> KubeObject:
     """A Sync hook Job at ``job_wave`` running ``command`` from the ``scripts`` ConfigMap (read-only root,
     restricted profile, no token unless ``service_account`` is given)."""
-    return k8s.KubeJob(
+    return api_object(
+        k8s.KubeJob,
         scope,
         "Job",
         metadata=rel.metadata(name, app, component, annotations=sync_hook(job_wave)),

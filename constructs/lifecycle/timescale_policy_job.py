@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from constructs import Construct
 from constructs import secret_catalog as sc
+from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.db_init_job import pg_env
 from constructs.lifecycle.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
@@ -214,10 +214,10 @@ class TimescalePolicyJobProps(Props):
     scheduling: Scheduling
 
 
-class TimescalePolicyJob(Construct):
+class TimescalePolicyJob(Component):
     """Outputs: ``name`` (Job), ``sql`` (policy.sql), ``network_endpoint``."""
 
-    def __init__(self, scope: Construct, id: str, *, props: TimescalePolicyJobProps) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: TimescalePolicyJobProps) -> None:
         super().__init__(scope, id)
         rel, v = props.release, props.values
         self.name = rel.name(APP)
