@@ -152,20 +152,35 @@ def union(cls: type, factory: str, value: int | str) -> Any:
     return _union(cls, factory, value, _renderer == "cdk8s")
 
 
-def _js_value(value: Any) -> Any:
-    """``value`` as the jsii kernel hands it to JavaScript, and as cdk8s's ``resolve()`` leaves it."""
+def _js(value: Any) -> Any:
+    """``value`` as JavaScript receives it from the jsii kernel, after cdk8s's ``resolve()`` and
+    ``sanitizeValue(..., {sortKeys: true})``: structs by their jsii names, union values as ``{value}``,
+    enums as their JavaScript values, nulls dropped, keys in the order the resulting object iterates."""
     t = type(value)
-    if t in _PLAIN:
+    if t is str or t is int or t is bool:
         return value
-    if t is list or t is tuple:
-        return [_js_value(v) for v in value]
     if t is dict:
-        return {k: _js_value(v) for k, v in value.items()}
+        items = value
+    elif t is list or t is tuple:
+        if None in value:
+            raise Unsupported("null in a list")
+        return [_js(v) for v in value]
+    else:
+        mapping = getattr(t, "__jsii_name_mapping__", None)
+        if mapping is None:
+            return _js_leaf(value, t)
+        items = {mapping[name]: v for name, v in value._values.items()}  # a struct: its set fields
+    out = {}
+    for k in _sorted_keys(items):
+        v = items[k]
+        if v is not None:
+            out[k] = _js(v)
+    return out
+
+
+def _js_leaf(value: Any, t: type) -> Any:
     if t is float:
         return int(value) if value.is_integer() else value  # a JavaScript number
-    mapping = getattr(t, "__jsii_name_mapping__", None)
-    if mapping is not None:  # a struct: its set fields by their jsii names
-        return {mapping[name]: _js_value(v) for name, v in value._values.items() if v is not None}
     if isinstance(value, enum.Enum):
         fqn = getattr(t, "__jsii_type__", None)
         members = tables()["enums"].get(fqn)
@@ -187,34 +202,14 @@ def _is_index(key: str) -> bool:
 
 def _sorted_keys(d: dict[str, Any]) -> list[str]:
     """``Object.keys(d).sort()`` as the resulting object iterates: UTF-16 order, array-index keys first."""
-    keys = list(d)
-    if all(k.isascii() for k in keys):
-        keys.sort()
-    else:
+    keys = sorted(d)
+    if not all(map(str.isascii, keys)):
         keys.sort(key=lambda k: k.encode("utf-16-be"))
-    if any(k[:1].isdigit() for k in keys):
-        index = sorted((k for k in keys if _is_index(k)), key=int)
+    # Sorted, a key that starts with a digit comes before any key from ":" on: most maps skip this.
+    if keys and keys[0] < ":" and any(map(_is_index, keys)):
+        index = sorted(filter(_is_index, keys), key=int)
         keys = index + [k for k in keys if not _is_index(k)]
     return keys
-
-
-def _sanitize(value: Any) -> Any:
-    """cdk8s ``sanitizeValue(value, {sortKeys: true})``: nulls dropped, keys sorted, lists kept."""
-    t = type(value)
-    if t is dict:
-        out = {}
-        for k in _sorted_keys(value):
-            v = value[k]
-            if v is not None:
-                v = _sanitize(v)
-                if v is not None:
-                    out[k] = v
-        return out
-    if t is list:
-        if any(v is None for v in value):
-            raise Unsupported("null in a list")
-        return [_sanitize(v) for v in value]
-    return value
 
 
 def _sanitize_metadata(value: Any) -> Any:
@@ -253,18 +248,33 @@ def _map(value: Any, item: Any) -> dict[str, Any] | None:
     return out
 
 
+@cache
+def _fields(fn: str) -> dict[str, tuple[int, str, str, str]]:
+    """``toJson_<fn>``'s fields by jsii name: (output position, Kubernetes name, shape, child function)."""
+    return {name: (i, wire, shape, child) for i, (wire, name, shape, child) in enumerate(tables()["structs"][fn])}
+
+
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
+
+
 def _to_wire(fn: str, obj: Any) -> Any:
-    """What the binding's ``toJson_<fn>(obj)`` returns for the resolved value ``obj``."""
+    """What the binding's ``toJson_<fn>(obj)`` returns for the resolved value ``obj`` (fields the
+    binding does not know are dropped, as there; the rest in the binding's order)."""
     if obj is None:
         return None
     if not isinstance(obj, dict):
         raise Unsupported(f"{fn}: not an object")
-    fields = tables()["structs"][fn]
+    fields = _fields(fn)
+    picked = []
+    for name, value in obj.items():
+        field = fields.get(name)
+        if field is not None and value is not None:
+            picked.append((field, value))
+    if len(picked) > 1:
+        picked.sort(key=_first)
     out: dict[str, Any] = {}
-    for wire, name, shape, child in fields:
-        value = obj.get(name)
-        if value is None:
-            continue
+    for (_, wire, shape, child), value in picked:
         if shape == "v":
             pass
         elif shape == "s":
@@ -402,7 +412,7 @@ def render(
 ) -> dict[str, Any]:
     """``binding(scope, id, **props)`` with ``patches``, as its ``toJson()`` renders it in the kernel."""
     info = tables()["classes"].get(getattr(binding, "__jsii_type__", None))
-    data = _js_value(props_struct(binding)(**props))
+    data = _js(props_struct(binding)(**props))
     if info is not None:  # an L1: constructor(scope, id, props) { super(scope, id, {...GVK, ...props}) }
         data = {"apiVersion": info["apiVersion"], "kind": info["kind"], **data}
     # ApiObject's constructor and ApiObjectMetadataDefinition.toJson()
@@ -418,8 +428,8 @@ def render(
         "labels": {**chart_labels, **(meta.get("labels") or {})},
     }
     data["metadata"] = _sanitize_metadata(metadata)
-    # ApiObject.toJson(): sanitize, patch, apiVersion/kind/metadata first
-    doc = _sanitize(data)
+    # ApiObject.toJson(): sanitize (done by _js below the top level), patch, apiVersion/kind/metadata first
+    doc = {k: data[k] for k in _sorted_keys(data) if data[k] is not None}
     for patch in patches:
         patch.apply(doc)
     ordered = {k: doc[k] for k in ("apiVersion", "kind", "metadata") if k in doc}

@@ -242,28 +242,36 @@ def _scalar(value: Any, indent: str, implicit_key: bool = False) -> str:
 
 def _node(value: Any, indent: str) -> str:
     """A value at ``indent`` (the indentation of its own lines), as yaml's stringify() returns it."""
-    if isinstance(value, dict):
+    t = type(value)
+    if t is dict:
         if not value:
             return "{}"
         lines = []
         child = indent + INDENT_STEP
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise Unsupported("non-string key")
             k = _string(key, child, True)
             if len(k) > 1024:
                 raise Unsupported("long key")
-            if isinstance(item, (dict, list)) and item:
+            ti = type(item)
+            if ti is str:  # most values: a scalar string (never starts with a line break)
+                lines.append(f"{k}: {_string(item, child, False)}")
+            elif (ti is dict or ti is list) and item:
                 lines.append(f"{k}:\n{child}{_node(item, child)}")
             else:
                 v = _node(item, child)
                 lines.append(f"{k}:{'' if v[:1] == chr(10) else ' '}{v}")
         return f"\n{indent}".join(lines)
-    if isinstance(value, list):
+    if t is list:
         if not value:
             return "[]"
         child = indent + INDENT_STEP
         return f"\n{indent}".join("- " + _node(item, child) for item in value)
+    if t is str:
+        return _string(value, indent, False)
+    if isinstance(value, (dict, list)):
+        raise Unsupported(f"value of type {t.__name__}")
     return _scalar(value, indent)
 
 
@@ -301,15 +309,26 @@ def render_files(charts: Iterable[tuple[str, list[dict[str, Any]]]]) -> dict[Pat
     return files
 
 
+#: Flags of a file written whole (``open(path, "w")`` without the text layer).
+_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
 def write_files(outdir: Path, files: dict[Path, str]) -> None:
+    """Write each text as UTF-8 under ``outdir`` (mode 0666 less the umask, as ``open()`` makes files)."""
     os.makedirs(outdir, exist_ok=True)
     made: set[Path] = set()
     for rel, text in files.items():
-        folder = outdir / rel.parent
+        folder = rel.parent
         if folder not in made:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(outdir / folder, exist_ok=True)
             made.add(folder)
-        (outdir / rel).write_text(text, encoding="utf-8")
+        data = memoryview(text.encode("utf-8"))
+        fd = os.open(f"{outdir}/{rel}", _WRITE, 0o666)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
 
 
 def synth(charts: Iterable[tuple[str, Any]], outdir: Path) -> None:
