@@ -134,7 +134,9 @@ class _Chart(ObjectChart):
 
 def test_key_order_as_javascript_iterates_objects() -> None:
     """Sorted by UTF-16 code units, and array-index keys ("9", "10") first in numeric order, as in V8."""
-    data = {k: k for k in ("b", "10", "9", "a", "01", "-x", "Z", "é", "\U0001f600", "\uff5e", "4294967294", "4294967295")}
+    data = {
+        k: k for k in ("b", "10", "9", "a", "01", "-x", "Z", "é", "\U0001f600", "\uff5e", "4294967294", "4294967295")
+    }
 
     def build(chart: ObjectChart) -> None:
         api_object(
