@@ -275,31 +275,35 @@ def _to_wire(fn: str, obj: Any) -> Any:
         picked.sort(key=_first)
     out: dict[str, Any] = {}
     for (_, wire, shape, child), value in picked:
-        if shape == "v":
-            pass
-        elif shape == "s":
-            value = _to_wire(child, value)
-        elif shape == "sl":
-            value = [_to_wire(child, v) for v in value]
-        elif shape == "l":
-            value = list(value)
-        elif shape == "q":
-            value = value.get("value") if isinstance(value, dict) else None
-        elif shape == "m":
-            value = _map(value, lambda v: v)
-        elif shape == "qm":
-            value = _map(value, lambda v: v.get("value") if isinstance(v, dict) else None)
-        elif shape == "sm":
-            value = _map(value, lambda v, c=child: _to_wire(c, v))
-        elif shape == "lm":
-            value = _map(value, list)
-        elif shape == "slm":
-            value = _map(value, lambda v, c=child: [_to_wire(c, x) for x in v])
-        else:
-            raise Unsupported(f"{fn}.{wire}: field shape {shape!r}")
+        value = _to_wire_field(shape, child, value)
         if value is not None:
             out[wire] = value
     return out
+
+
+def _to_wire_field(shape: str, child: str, value: Any) -> Any:
+    """One generated field expression of a ``toJson_`` function, on a resolved value."""
+    if shape == "v":
+        return value
+    if shape == "s":
+        return _to_wire(child, value)
+    if shape == "sl":
+        return [_to_wire(child, v) for v in value]
+    if shape == "l":
+        return list(value)
+    if shape == "q":
+        return value.get("value") if isinstance(value, dict) else None
+    if shape == "m":
+        return _map(value, lambda v: v)
+    if shape == "qm":
+        return _map(value, lambda v: v.get("value") if isinstance(v, dict) else None)
+    if shape == "sm":
+        return _map(value, lambda v: _to_wire(child, v))
+    if shape == "lm":
+        return _map(value, list)
+    if shape == "slm":
+        return _map(value, lambda v: [_to_wire(child, x) for x in v])
+    raise Unsupported(f"field shape {shape!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -412,22 +416,36 @@ def render(
 ) -> dict[str, Any]:
     """``binding(scope, id, **props)`` with ``patches``, as its ``toJson()`` renders it in the kernel."""
     info = tables()["classes"].get(getattr(binding, "__jsii_type__", None))
-    data = _js(props_struct(binding)(**props))
+    struct = props_struct(binding)(**props)
+    # ApiObject's constructor and ApiObjectMetadataDefinition.toJson()
+    meta = _js(struct.metadata) if struct.metadata is not None else {}
+    namespace = meta.get("namespace")
+    metadata = _sanitize_metadata(
+        {
+            **meta,
+            "name": meta.get("name"),
+            "namespace": namespace if namespace is not None else chart_namespace,
+            "annotations": dict(meta.get("annotations") or {}),
+            "finalizers": list(meta.get("finalizers") or []),
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+            "labels": {**chart_labels, **(meta.get("labels") or {})},
+        }
+    )
+    if info is not None and not patches:
+        # Nothing changes the resolved object between ApiObject.toJson() and the L1's toJson_<Props>:
+        # one pass from the props to the Kubernetes JSON, in the binding's field order.
+        wire = {}
+        for name, key, shape, child in _plan(type(struct)):
+            value = metadata if key == "metadata" else struct._values.get(name)
+            if value is not None:
+                value = _to_wire(child, value) if key == "metadata" and shape == "s" else _field(shape, child, value)
+                if value is not None:
+                    wire[key] = value
+        return {"apiVersion": info["apiVersion"], "kind": info["kind"], **wire}
+    data = _js(struct)
     if info is not None:  # an L1: constructor(scope, id, props) { super(scope, id, {...GVK, ...props}) }
         data = {"apiVersion": info["apiVersion"], "kind": info["kind"], **data}
-    # ApiObject's constructor and ApiObjectMetadataDefinition.toJson()
-    meta = data.get("metadata") or {}
-    namespace = meta.get("namespace")
-    metadata = {
-        **meta,
-        "name": meta.get("name"),
-        "namespace": namespace if namespace is not None else chart_namespace,
-        "annotations": dict(meta.get("annotations") or {}),
-        "finalizers": list(meta.get("finalizers") or []),
-        "ownerReferences": list(meta.get("ownerReferences") or []),
-        "labels": {**chart_labels, **(meta.get("labels") or {})},
-    }
-    data["metadata"] = _sanitize_metadata(metadata)
+    data["metadata"] = metadata
     # ApiObject.toJson(): sanitize (done by _js below the top level), patch, apiVersion/kind/metadata first
     doc = {k: data[k] for k in _sorted_keys(data) if data[k] is not None}
     for patch in patches:
@@ -439,6 +457,46 @@ def render(
     # The L1's toJson(): {...GVK, ...toJson_<Props>(resolved)}
     wire = _to_wire(info["props"], ordered)
     return {"apiVersion": info["apiVersion"], "kind": info["kind"], **wire}
+
+
+@cache
+def _plan(cls: type) -> tuple[tuple[str, str, str, str], ...]:
+    """The fields of struct ``cls`` as its ``toJson_`` lists them: (Python name, Kubernetes name, shape,
+    child function); fields the binding does not render are left out, as there."""
+    mapping: dict[str, str] = cls.__jsii_name_mapping__  # type: ignore[attr-defined]
+    python = {jsii: name for name, jsii in mapping.items()}
+    return tuple(
+        (python[jsii], wire, shape, child)
+        for wire, jsii, shape, child in tables()["structs"][cls.__jsii_type__]  # type: ignore[attr-defined]
+        if jsii in python
+    )
+
+
+def _direct(fn: str, value: Any) -> Any:
+    """``toJson_<fn>`` of the resolved, sanitized ``value`` in one pass, for a struct of that very type."""
+    t = type(value)
+    if getattr(t, "__jsii_type__", None) != fn or getattr(t, "__jsii_name_mapping__", None) is None:
+        return _to_wire(fn, _js(value))  # a dict, or another struct type: the general way
+    values = value._values
+    out = {}
+    for name, key, shape, child in _plan(t):
+        v = values.get(name)
+        if v is not None:
+            v = _field(shape, child, v)
+            if v is not None:
+                out[key] = v
+    return out
+
+
+def _field(shape: str, child: str, value: Any) -> Any:
+    """One field of a ``toJson_`` function, from the Python value (what _js and then _to_wire give)."""
+    if shape == "s":
+        return _direct(child, value)
+    if shape == "sl":
+        if type(value) is not list or None in value:
+            return _to_wire_field(shape, child, _js(value))
+        return [_direct(child, v) for v in value]
+    return _to_wire_field(shape, child, _js(value))
 
 
 def api_object(binding: type, scope: Scope, construct_id: str, **props: Any) -> KubeObject:

@@ -240,6 +240,15 @@ def _scalar(value: Any, indent: str, implicit_key: bool = False) -> str:
     raise Unsupported(f"value of type {type(value).__name__}")
 
 
+@lru_cache(maxsize=65536)
+def _key(key: str, indent: str) -> str:
+    """A mapping key with its colon (keys repeat across every manifest: memoised)."""
+    k = _string(key, indent, True)
+    if len(k) > 1024:
+        raise Unsupported("long key")
+    return k + ":"
+
+
 def _node(value: Any, indent: str) -> str:
     """A value at ``indent`` (the indentation of its own lines), as yaml's stringify() returns it."""
     t = type(value)
@@ -247,27 +256,28 @@ def _node(value: Any, indent: str) -> str:
         if not value:
             return "{}"
         lines = []
+        append = lines.append
         child = indent + INDENT_STEP
         for key, item in value.items():
             if type(key) is not str:
                 raise Unsupported("non-string key")
-            k = _string(key, child, True)
-            if len(k) > 1024:
-                raise Unsupported("long key")
+            k = _key(key, child)
             ti = type(item)
             if ti is str:  # most values: a scalar string (never starts with a line break)
-                lines.append(f"{k}: {_string(item, child, False)}")
+                append(f"{k} {_string(item, child, False)}")
+            elif ti is int:
+                append(f"{k} {item}")
             elif (ti is dict or ti is list) and item:
-                lines.append(f"{k}:\n{child}{_node(item, child)}")
+                append(f"{k}\n{child}{_node(item, child)}")
             else:
                 v = _node(item, child)
-                lines.append(f"{k}:{'' if v[:1] == chr(10) else ' '}{v}")
+                append(f"{k}{'' if v[:1] == chr(10) else ' '}{v}")
         return f"\n{indent}".join(lines)
     if t is list:
         if not value:
             return "[]"
         child = indent + INDENT_STEP
-        return f"\n{indent}".join("- " + _node(item, child) for item in value)
+        return f"\n{indent}".join(["- " + _node(item, child) for item in value])
     if t is str:
         return _string(value, indent, False)
     if isinstance(value, (dict, list)):
