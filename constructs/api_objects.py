@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
+import jsii
 from cdk8s import Chart
 
 from constructs import Construct
@@ -70,6 +71,44 @@ def renderer(name: str) -> Iterator[None]:
 
 def current_renderer() -> str:
     return _renderer
+
+
+# --------------------------------------------------------------------------------------------------
+# CRD assemblies: loaded into the kernel only when one of their objects goes there
+# --------------------------------------------------------------------------------------------------
+
+#: (name, version, tarball) of the CRD binding assemblies imported but not yet loaded into the kernel.
+_pending_assemblies: list[tuple[str, str, str]] = []
+_jsii_load = jsii.JSIIAssembly.load.__func__  # type: ignore[attr-defined]
+
+
+class _Deferred:
+    """Stands in for the kernel in ``JSIIAssembly.load``: records the load instead of making it."""
+
+    @staticmethod
+    def load(name: str, version: str, tarball: str) -> None:
+        _pending_assemblies.append((name, version, tarball))
+
+
+def _load_assembly(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """``JSIIAssembly.load`` for generated bindings: a CRD module of ``imports/`` (``args[2]`` is its
+    module) imported under the Python renderer leaves its assembly out of the kernel, which never sees
+    its types then (each load is a round trip that has Node unpack and load a large package)."""
+    module = args[2] if len(args) > 2 else kwargs.get("module", "")
+    if _renderer == "python" and module.startswith("imports.") and "_kernel" not in kwargs:
+        kwargs["_kernel"] = _Deferred
+    return _jsii_load(cls, *args, **kwargs)
+
+
+def load_pending_assemblies() -> None:
+    """Load the CRD assemblies imported so far into the kernel (before it sees any of their types)."""
+    from jsii._runtime import kernel
+
+    while _pending_assemblies:
+        kernel.load(*_pending_assemblies.pop(0))
+
+
+jsii.JSIIAssembly.load = classmethod(_load_assembly)  # type: ignore[method-assign, assignment]
 
 
 @cache
@@ -139,6 +178,8 @@ class JsonPatch:
 
 @cache
 def _union(cls: type, factory: str, value: int | str, kernel: bool) -> Any:
+    if kernel:
+        load_pending_assemblies()
     obj = getattr(cls, factory)(value) if kernel else object.__new__(cls)
     obj._iotistica_wire_value = value
     return obj
@@ -382,6 +423,7 @@ class KubeObject:
         if _renderer == "cdk8s":
             if scope.kernel_scope is None:
                 raise ValueError(f"{scope.path}: built under the Python renderer, cannot hold a cdk8s object")
+            load_pending_assemblies()
             self.kernel_object = binding(scope.kernel_scope, construct_id, **props)
         chart.objects.append(self)
 

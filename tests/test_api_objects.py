@@ -256,3 +256,23 @@ def test_app_with_the_cdk8s_renderer_writes_the_committed_dist(tmp_path: Path) -
     }
     assert sorted(fresh) == sorted(committed)
     assert [name for name in fresh if fresh[name] != committed[name]] == []
+
+
+def test_crd_assemblies_reach_the_kernel_only_when_the_cdk8s_renderer_needs_them() -> None:
+    """Under the Python renderer a CRD binding's import loads nothing into the kernel; an object of it
+    under the cdk8s renderer loads it first (a fresh interpreter: nothing imported before)."""
+    script = """
+import cdk8s
+from constructs import api_objects as a
+from constructs.api_objects import ObjectChart, api_object, renderer
+import imports.io.argoproj as argo
+assert [n for n, _, _ in a._pending_assemblies] == ["ioargoproj"], a._pending_assemblies
+with renderer("cdk8s"):
+    chart = ObjectChart(cdk8s.Testing.app(), "c")
+    api_object(argo.AppProject, chart, "P", metadata=cdk8s.ApiObjectMetadata(name="p"), spec=argo.AppProjectSpec())
+    assert a._pending_assemblies == []
+    print(chart.to_json()[0]["kind"])
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "AppProject"
