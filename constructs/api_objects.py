@@ -477,7 +477,7 @@ def render(
         # Nothing changes the resolved object between ApiObject.toJson() and the L1's toJson_<Props>:
         # one pass from the props to the Kubernetes JSON, in the binding's field order.
         wire = {}
-        for name, key, shape, child in _plan(type(struct)):
+        for name, key, shape, child in _plan(type(struct)):  # type: ignore[arg-type]
             value = metadata if key == "metadata" else struct._values.get(name)
             if value is not None:
                 value = _to_wire(child, value) if key == "metadata" and shape == "s" else _field(shape, child, value)
@@ -492,7 +492,7 @@ def render(
     doc = {k: data[k] for k in _sorted_keys(data) if data[k] is not None}
     for patch in patches:
         patch.apply(doc)
-    ordered = {k: doc[k] for k in ("apiVersion", "kind", "metadata") if k in doc}
+    ordered: dict[str, Any] = {k: doc[k] for k in ("apiVersion", "kind", "metadata") if k in doc}
     ordered.update((k, v) for k, v in doc.items() if k not in ordered)
     if info is None:
         return ordered
@@ -521,7 +521,7 @@ def _direct(fn: str, value: Any) -> Any:
         return _to_wire(fn, _js(value))  # a dict, or another struct type: the general way
     values = value._values
     out = {}
-    for name, key, shape, child in _plan(t):
+    for name, key, shape, child in _plan(t):  # type: ignore[arg-type]
         v = values.get(name)
         if v is not None:
             v = _field(shape, child, v)

@@ -255,7 +255,7 @@ def _node(value: Any, indent: str) -> str:
     if t is dict:
         if not value:
             return "{}"
-        lines = []
+        lines: list[str] = []
         append = lines.append
         child = indent + INDENT_STEP
         for key, item in value.items():
