@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import fcntl
 import gc
+import itertools
 import json
 import multiprocessing
 import os
@@ -203,16 +204,18 @@ def release_charts(scope: Any, envs: Sequence[Environment], labels: dict[str, st
     Only ``SettingError`` is a config error: any other exception (a jsii failure, a bug) propagates
     as what it is and is reported as an internal failure, never as a problem of a valid file.
     """
+    return [release_chart(scope, env, labels) for env in envs]
+
+
+def release_chart(scope: Any, env: Environment, labels: dict[str, str] | None = None) -> Any:
+    """The ReleaseChart of one environment (see :func:`release_charts`)."""
     from constructs.release_chart import ReleaseChart
 
-    charts = []
-    for env in envs:
-        try:
-            charts.append(ReleaseChart(scope, env))
-        except SettingError as exc:
-            label = (labels or {}).get(env.release, f"environments/{env.release}.yaml")
-            raise ConfigError(label, exc.path, exc.message) from None
-    return charts
+    try:
+        return ReleaseChart(scope, env)
+    except SettingError as exc:
+        label = (labels or {}).get(env.release, f"environments/{env.release}.yaml")
+        raise ConfigError(label, exc.path, exc.message) from None
 
 
 def render(
@@ -264,11 +267,18 @@ def _render(
         # Never construct-metadata.json in the output, whatever $CDK8S_RECORD_CONSTRUCT_METADATA says.
         record_construct_metadata=False,
     )
-    charts = [(env.release, chart) for env, chart in zip(envs, release_charts(app, envs, labels), strict=True)]
+    charts = ((env.release, lambda env=env: release_chart(app, env, labels)) for env in envs)
     if shared is not None:
-        charts += [(CLUSTER, ClusterChart(app, list(shared))), (ARGOCD, ArgoCdChart(app, list(shared)))]
-    # Same files as app.synth(); the YAML is written in Python (constructs/manifest_writer.py).
-    manifest_writer.synth(charts, outdir)
+        everyone = list(shared)
+        charts = itertools.chain(
+            charts, [(CLUSTER, lambda: ClusterChart(app, everyone)), (ARGOCD, lambda: ArgoCdChart(app, everyone))]
+        )
+    # One chart at a time: built, written (same files as app.synth(), the YAML written in Python by
+    # constructs/manifest_writer.py) and released, so memory holds one chart, not all of them.
+    for name, make in charts:
+        chart = make()
+        manifest_writer.synth([(name, chart)], outdir)
+        chart.release()
     # Lifecycle: the human-readable list of Secrets beside each release's manifests (not applied).
     from constructs.lifecycle.required_secrets import write_required_secrets
 

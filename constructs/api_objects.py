@@ -369,6 +369,15 @@ class ObjectChart(Chart):
     def to_json(self) -> list[Any]:
         return [obj.to_json() for obj in self.objects]
 
+    def release(self) -> None:
+        """Drop everything the chart built (objects, components, their props) once it is written.
+
+        jsii's object registry keeps every chart it has seen alive for the life of the process, so a
+        worker rendering many environments would otherwise keep all of them in memory."""
+        kept = {k: v for k, v in vars(self).items() if k.startswith("__jsii")}
+        vars(self).clear()
+        vars(self).update(kept)
+
 
 class Component:
     """A construct of the platform (a service, a policy set, a fleet namespace): a node of the construct
