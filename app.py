@@ -34,8 +34,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import gc
-import itertools
 import json
 import multiprocessing
 import os
@@ -45,7 +45,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -267,12 +267,12 @@ def _render(
         # Never construct-metadata.json in the output, whatever $CDK8S_RECORD_CONSTRUCT_METADATA says.
         record_construct_metadata=False,
     )
-    charts = ((env.release, lambda env=env: release_chart(app, env, labels)) for env in envs)
+    charts: list[tuple[str, Callable[[], Any]]] = [
+        (env.release, functools.partial(release_chart, app, env, labels)) for env in envs
+    ]
     if shared is not None:
         everyone = list(shared)
-        charts = itertools.chain(
-            charts, [(CLUSTER, lambda: ClusterChart(app, everyone)), (ARGOCD, lambda: ArgoCdChart(app, everyone))]
-        )
+        charts += [(CLUSTER, lambda: ClusterChart(app, everyone)), (ARGOCD, lambda: ArgoCdChart(app, everyone))]
     # One chart at a time: built, written (same files as app.synth(), the YAML written in Python by
     # constructs/manifest_writer.py) and released, so memory holds one chart, not all of them.
     for name, make in charts:
