@@ -342,14 +342,14 @@ def build(
     outdir.mkdir(parents=True)
     (outdir / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     code = code_fingerprint() if cache is not None else ""
+    as_json = {id(e): e.model_dump_json() for e in [*envs, *shared]} if cache is not None else {}  # each once
     todo: list[tuple[Environment, str]] = []
     for env in envs:
-        entry = cache_key(code, "release", env.model_dump_json())
+        entry = cache_key(code, "release", as_json.get(id(env), ""))
         if cache is None or not cache.fetch(entry, outdir / env.release):
             todo.append((env, entry))
-    shared_entry = cache_key(code, "shared", *(e.model_dump_json() for e in shared))
-    shared_todo = cache is None or not cache.fetch(shared_entry, outdir / ".shared")
-    _move_children(outdir / ".shared", outdir)
+    shared_entry = cache_key(code, "shared", *(as_json.get(id(e), "") for e in shared))
+    shared_todo = cache is None or not cache.fetch(shared_entry, outdir)
     total, done = len(envs), len(envs) - len(todo)
     if progress and total > PROGRESS_MIN and cache is not None:
         print(f"synth: {done}/{total} environments from the cache", file=sys.stderr)
@@ -387,13 +387,7 @@ def build(
             for env, entry in todo:
                 cache.store(entry, outdir / env.release)
             if shared_todo:
-                staging = outdir / ".shared"
-                staging.mkdir()
-                for folder in SHARED_FOLDERS:
-                    if (outdir / folder).exists():
-                        shutil.copytree(outdir / folder, staging / folder)
-                cache.store(shared_entry, staging)
-                shutil.rmtree(staging)
+                cache.store(shared_entry, outdir, SHARED_FOLDERS)
     if cache is not None:
         cache.prune()
 

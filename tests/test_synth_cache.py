@@ -174,3 +174,53 @@ def test_a_preset_is_parsed_once_and_every_environment_gets_its_own_copy(tmp_pat
     nested = next(k for k, v in first.items() if isinstance(v, dict))
     first[nested]["changed"] = True
     assert "changed" not in loader._read_preset("standard")[nested], "a caller's change never leaks"
+
+
+# --------------------------------------------------------------------------------------------------
+# Entries are files of their own: never linked to the output, never trusted when damaged
+# --------------------------------------------------------------------------------------------------
+
+
+def test_editing_an_output_file_in_place_never_reaches_the_cache(tmp_path: Path) -> None:
+    envs = load_environments(ROOT / "environments")
+    cache_dir = tmp_path / "cache"
+    app.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    entries = tree(cache_dir)
+    warm = tmp_path / "warm"
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, warm, partial=False, all_envs=envs, cache=cache)
+    assert cache.misses == 0
+    # What an editor that writes in place does (vim with backupcopy=yes, `cat > file`): same inode.
+    edited = sorted(warm.glob("*/*.k8s.yaml"))
+    for path in edited:
+        with open(path, "r+b") as f:
+            f.write(b"# edited in place\n")
+    assert all(p.stat().st_nlink == 1 for p in warm.rglob("*") if p.is_file()), "no file is linked"
+    assert tree(cache_dir) == entries, "the cache is untouched"
+    again = tmp_path / "again"
+    app.synthesize(envs, again, partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    assert tree(again) == tree(tmp_path / "cold")
+
+
+def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
+    envs = load_environments(ROOT / "environments")
+    cache_dir = tmp_path / "cache"
+    app.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    entries = sorted(p for p in cache_dir.iterdir())
+    assert len(entries) == len(envs) + 1 and all(p.is_file() for p in entries)
+    # One byte changed, one entry cut short, one in an older version's layout (a folder).
+    data = bytearray(entries[0].read_bytes())
+    data[-1] ^= 1
+    entries[0].write_bytes(bytes(data))
+    entries[1].write_bytes(entries[1].read_bytes()[:-10])
+    entries[2].unlink()
+    entries[2].mkdir()
+    (entries[2] / ".complete").write_text("")
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=cache)
+    assert (cache.hits, cache.misses) == (len(envs) + 1 - 3, 3)
+    assert tree(tmp_path / "out") == tree(tmp_path / "fresh")
+    assert sorted(p.name for p in cache_dir.iterdir()) == [p.name for p in entries], "replaced, none left over"
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
+    assert (cache.hits, cache.misses) == (len(envs) + 1, 0)
