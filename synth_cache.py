@@ -137,6 +137,15 @@ class SynthCache:
         self.hits = 0
         self.misses = 0
 
+    def probe(self, entry: str) -> bool:
+        """Whether ``entry`` is stored (a miss is counted when not). A later :meth:`fetch` may still
+        miss: another run may prune the entry meanwhile."""
+        self.used.add(entry)
+        if (self.directory / entry).is_file():
+            return True
+        self.misses += 1
+        return False
+
     def fetch(self, entry: str, dest: Path) -> bool:
         """Write the cached files into ``dest`` (created if needed); False when there is no entry.
 
