@@ -45,18 +45,20 @@ import signal
 import sys
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synth_cache import SynthCache, code_fingerprint
-from synth_cache import key as cache_key
 from tiers.errors import ConfigError, SettingError
-from tiers.fleet import load_fleet
-from tiers.loader import load_environments
-from tiers.models import Environment
+
+# Imported where used: run() starts the render worker before it pays for pydantic's models, and a
+# spawned worker imports this module too (see RenderWorker).
+if TYPE_CHECKING:
+    from synth_cache import SynthCache
+    from tiers.models import Environment
 
 ROOT = Path(__file__).resolve().parent
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -285,14 +287,22 @@ def _render(
     write_required_secrets(envs, outdir)
 
 
-def _worker_init() -> None:
+def _worker_init(tmpdir: str | None = None) -> None:
     """Each synth worker leads its own process group, which its jsii node child joins.
 
     The parent ends a worker and its node child together with one ``killpg`` when the synth fails or
-    is interrupted (see :func:`_end_workers`); the group still belongs to the parent's session.
+    is interrupted, or when it is done with them (see :func:`_end_workers`); the group still belongs
+    to the parent's session. ``tmpdir``: the worker's temporary folder (``TMPDIR`` for it and its
+    node child), which the parent removes once they are ended: a killed jsii kernel never removes the
+    copy of its runtime it makes in the temporary folder.
     """
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; no KeyboardInterrupt traceback
+    # Spawned with SIGINT/SIGTERM blocked (_spawning), so that a Ctrl-C meant for the synth could not
+    # reach it while it was still in the parent's process group; now the parent ends it with its group.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if tmpdir is not None:
+        os.environ["TMPDIR"] = tempfile.tempdir = tmpdir
 
 
 def _render_part(
@@ -331,6 +341,162 @@ def _move_children(src: Path, dst: Path) -> None:
         src.rmdir()
 
 
+def _worker_prepare() -> None:
+    """A render worker's first task: what rendering imports, above all the floor (``import cdk8s,
+    cdk8s_plus_27`` starts the jsii kernel and loads the assemblies, about a second)."""
+    import cdk8s  # noqa: F401
+    import cdk8s_plus_27  # noqa: F401
+
+    import constructs.lifecycle.required_secrets  # noqa: F401
+    import constructs.manifest_writer  # noqa: F401
+    import constructs.release_chart  # noqa: F401
+    import constructs.shared_charts  # noqa: F401
+
+
+@contextlib.contextmanager
+def _spawning() -> Iterator[None]:
+    """Around anything that may start worker processes: a child inherits the blocked signals, so a
+    terminal's Ctrl-C cannot interrupt it (with a traceback) before it leads its own process group;
+    the parent still gets the signal, right after, and ends the child with the synth."""
+    from multiprocessing import resource_tracker
+
+    # Started by the first spawn otherwise, and starting it unblocks SIGINT/SIGTERM in this thread.
+    resource_tracker.ensure_running()
+    with _signals_held():
+        yield
+
+
+def _worker_pool(workers: int, tmpdir: str) -> ProcessPoolExecutor:
+    """Spawned workers (each its own process group, ``tmpdir`` its temporary folder): jsii's kernel
+    is not safe to fork, and a spawned worker imports only what rendering needs."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(tmpdir,))
+
+
+class RenderWorker:
+    """One render worker process, started before the environments are loaded.
+
+    Its start (the floor, ~1 s) then overlaps loading and validating the environments and computing
+    the cache keys, instead of following them. A small synth's misses are rendered there, a large
+    synth's are shared between it and a pool of more (:class:`_Rendering`). Like every synth worker
+    it leads its own process group (:func:`_worker_init`). :meth:`close` ends it, with its node child,
+    on every way out: when everything hit the cache, it was never used.
+    """
+
+    def __init__(self) -> None:
+        self.tmpdir = tempfile.mkdtemp(prefix="iotistica-k8s-worker-")
+        self.pool = _worker_pool(1, self.tmpdir)  # no process yet: the first submit spawns it
+        try:
+            with _spawning():
+                self.ready: Future[None] = self.pool.submit(_worker_prepare)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End the worker at once (SIGKILL to its group: the output never depends on its exit, and a
+        clean exit of the jsii kernel takes ~0.4 s), then remove its temporary folder."""
+        try:
+            _end_workers(self.pool)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class _Rendering:
+    """The renders of one build: chunks of environments (the first with the shared charts) handed to
+    worker processes as they become free, or, without a worker and with one chunk, rendered here."""
+
+    def __init__(
+        self,
+        outdir: Path,
+        labels: dict[str, str] | None,
+        jobs: int,
+        worker: RenderWorker | None,
+        report: Any,
+        renderer: str,
+    ) -> None:
+        self.outdir, self.labels, self.jobs, self.worker, self.report = outdir, labels, jobs, worker, report
+        self.renderer = renderer
+        self.pools: list[ProcessPoolExecutor] = []  # started here (the worker's own is not)
+        self.tmpdir: str | None = None  # theirs, when there is no worker to share its own
+        self.slots: list[tuple[ProcessPoolExecutor, int]] = []  # (pool, how many chunks it runs at once)
+        self.waiting: deque[tuple[Path, list[dict[str, Any]], list[dict[str, Any]] | None]] = deque()
+        self.running: dict[Future[None], tuple[ProcessPoolExecutor, int]] = {}
+        self.local: list[tuple[list[Environment], Path, list[Environment] | None]] = []
+        self.parts: list[Path] = []
+
+    def start(self, todo: list[Environment], shared: list[Environment] | None) -> None:
+        """Hand ``todo`` (and the shared charts of ``shared``, unless None) to the workers; returns at once."""
+        if not todo and shared is None:
+            return
+        chunks = _chunks(todo, self.jobs if len(todo) >= PARALLEL_MIN else 1) or [[]]
+        parts = [self.outdir / f".part-{len(self.parts) + i}" for i in range(len(chunks))]
+        self.parts += parts
+        if len(chunks) == 1 and self.worker is None:
+            self.local.append((chunks[0], parts[0], shared))  # rendered by finish(), in this process
+            return
+        shared_dump = [e.model_dump(mode="json") for e in shared] if shared is not None else None
+        for i, (chunk, part) in enumerate(zip(chunks, parts, strict=True)):
+            self.waiting.append((part, [e.model_dump(mode="json") for e in chunk], shared_dump if i == 0 else None))
+        if not self.slots:
+            extra = min(self.jobs, len(chunks)) - (1 if self.worker is not None else 0)
+            if self.worker is not None:
+                self.slots.append((self.worker.pool, 1))
+            if extra > 0:
+                if self.worker is not None:
+                    tmpdir = self.worker.tmpdir
+                else:
+                    tmpdir = self.tmpdir = tempfile.mkdtemp(prefix="iotistica-k8s-worker-")
+                pool = _worker_pool(extra, tmpdir)
+                self.pools.append(pool)
+                self.slots.append((pool, extra))
+        self._feed()
+
+    def _feed(self) -> None:
+        with _spawning():
+            for pool, capacity in self.slots:
+                while self.waiting and sum(1 for p, _ in self.running.values() if p is pool) < capacity:
+                    part, chunk, shared_dump = self.waiting.popleft()
+                    future = pool.submit(_render_part, chunk, str(part), self.labels or {}, shared_dump, self.renderer)
+                    self.running[future] = (pool, len(chunk))
+
+    def finish(self) -> None:
+        """Wait for every chunk handed out, then move the rendered folders into ``outdir``."""
+        for chunk, part, shared in self.local:
+            render(chunk, part, self.labels, shared, self.renderer)
+            self.report(len(chunk))
+        self.local.clear()
+        while self.running:
+            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+            for future in done:
+                _, count = self.running.pop(future)
+                if self.worker is not None and self.worker.ready.done():
+                    self.worker.ready.result()  # the worker could not start rendering: that is the cause
+                future.result()
+                self.report(count)
+            self._feed()
+        for part in self.parts:
+            _move_children(part, self.outdir)
+        self.parts.clear()
+
+    def abort(self) -> None:
+        """A failure or a signal: the other workers' results are worthless, end them now (with their
+        node children) instead of waiting for their chunks."""
+        for pool in [*self.pools, *([self.worker.pool] if self.worker is not None else [])]:
+            _end_workers(pool)
+
+    def close(self) -> None:
+        """End the pool's workers (see :meth:`RenderWorker.close`) and remove their temporary folder."""
+        try:
+            for pool in self.pools:
+                _end_workers(pool)
+                pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            if self.tmpdir is not None:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
 def build(
     envs: Sequence[Environment],
     outdir: Path,
@@ -341,71 +507,65 @@ def build(
     jobs: int = 1,
     progress: bool = False,
     renderer: str = "python",
+    worker: RenderWorker | None = None,
 ) -> None:
     """Synthesize ``envs`` (and the shared charts, from ``all_envs``) into ``outdir`` (must not exist).
 
-    Environments whose cache key hits are copied from the cache; the rest are rendered, across
-    ``jobs`` worker processes when there are at least ``PARALLEL_MIN`` of them. The marker file is
-    written too, so ``outdir`` is a complete output folder.
+    Environments whose cache key hits are written from the cache; the rest are rendered, across
+    ``jobs`` worker processes when there are at least ``PARALLEL_MIN`` of them. With ``worker`` (see
+    :class:`RenderWorker`) the misses are handed to it first and the hits written while it renders;
+    without one, a small synth renders in this process. The marker file is written too, so ``outdir``
+    is a complete output folder.
     """
+    from synth_cache import code_fingerprint
+    from synth_cache import key as cache_key
+
     shared = list(all_envs if all_envs is not None else envs)
     outdir.mkdir(parents=True)
     (outdir / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
-    code = code_fingerprint() if cache is not None else ""
-    todo: list[tuple[Environment, str]] = []
-    for env in envs:
-        entry = cache_key(code, "release", env.model_dump_json())
-        if cache is None or not cache.fetch(entry, outdir / env.release):
-            todo.append((env, entry))
-    shared_entry = cache_key(code, "shared", *(e.model_dump_json() for e in shared))
-    shared_todo = cache is None or not cache.fetch(shared_entry, outdir / ".shared")
-    _move_children(outdir / ".shared", outdir)
-    total, done = len(envs), len(envs) - len(todo)
-    if progress and total > PROGRESS_MIN and cache is not None:
-        print(f"synth: {done}/{total} environments from the cache", file=sys.stderr)
+    total, done = len(envs), 0
 
-    if todo or shared_todo:
-        chunks = _chunks([env for env, _ in todo], jobs if len(todo) >= PARALLEL_MIN else 1)
-        dump = [[e.model_dump(mode="json") for e in chunk] for chunk in chunks] or [[]]
-        shared_dump = [e.model_dump(mode="json") for e in shared] if shared_todo else None
-        parts = [outdir / f".part-{i}" for i in range(len(dump))]
-        if len(dump) == 1:
-            render([env for env, _ in todo], parts[0], labels, shared if shared_todo else None, renderer)
-        else:
-            context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=min(jobs, len(dump)), mp_context=context, initializer=_worker_init)
-            try:
-                futures = [
-                    pool.submit(_render_part, chunk, str(part), labels or {}, shared_dump if i == 0 else None, renderer)
-                    for i, (chunk, part) in enumerate(zip(dump, parts, strict=True))
-                ]
-                for future, chunk in zip(futures, dump, strict=True):
-                    future.result()
-                    done += len(chunk)
-                    if progress and total > PROGRESS_MIN:
-                        print(f"synth: {done}/{total} environments", file=sys.stderr)
-            except BaseException:
-                # A failure or a signal: the other workers' results are worthless, end them now
-                # (with their node children) instead of waiting for their chunks.
-                _end_workers(pool)
-                raise
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-        for part in parts:
-            _move_children(part, outdir)
-        if cache is not None:
-            for env, entry in todo:
-                cache.store(entry, outdir / env.release)
-            if shared_todo:
-                staging = outdir / ".shared"
-                staging.mkdir()
-                for folder in SHARED_FOLDERS:
-                    if (outdir / folder).exists():
-                        shutil.copytree(outdir / folder, staging / folder)
-                cache.store(shared_entry, staging)
-                shutil.rmtree(staging)
-    if cache is not None:
+    def report(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress and total > PROGRESS_MIN and count:
+            print(f"synth: {done}/{total} environments", file=sys.stderr)
+
+    rendering = _Rendering(outdir, labels, jobs, worker, report, renderer)
+    try:
+        if cache is None:
+            rendering.start(list(envs), shared)
+            rendering.finish()
+            return
+        code = code_fingerprint()
+        as_json = {id(e): e.model_dump_json() for e in [*envs, *shared]}  # each model once
+        entries = [(env, cache_key(code, "release", as_json[id(env)])) for env in envs]
+        shared_entry = cache_key(code, "shared", *(as_json[id(e)] for e in shared))
+        todo = [(env, entry) for env, entry in entries if not cache.probe(entry)]
+        shared_todo = not cache.probe(shared_entry)
+        rendering.start([env for env, _ in todo], shared if shared_todo else None)
+        # While the worker renders: the hits. An entry another run pruned since the probe (or one
+        # found damaged) is a miss after all, rendered in a second round.
+        missed = {entry for _, entry in todo}
+        late = [(e, k) for e, k in entries if k not in missed and not cache.fetch(k, outdir / e.release)]
+        shared_late = not shared_todo and not cache.fetch(shared_entry, outdir)
+        done = total - len(todo) - len(late)
+        if progress and total > PROGRESS_MIN:
+            print(f"synth: {done}/{total} environments from the cache", file=sys.stderr)
+        rendering.finish()
+        if late or shared_late:
+            rendering.start([env for env, _ in late], shared if shared_late else None)
+            rendering.finish()
+        for env, entry in [*todo, *late]:
+            cache.store(entry, outdir / env.release)
+        if shared_todo or shared_late:
+            cache.store(shared_entry, outdir, SHARED_FOLDERS)
         cache.prune()
+    except BaseException:
+        rendering.abort()
+        raise
+    finally:
+        rendering.close()
 
 
 def _chunks(items: list[Environment], jobs: int) -> list[list[Environment]]:
@@ -479,19 +639,31 @@ def synthesize(
     progress: bool = False,
     mirror: Path | None = None,
     renderer: str = "python",
+    worker: RenderWorker | None = None,
 ) -> None:
     """Build into a staging folder beside ``outdir``, then promote the result (whole, or per folder).
 
     ``outdir`` must be absent, empty, or an output folder of this project (:func:`foreign_entry`);
     otherwise :class:`OutputError` is raised before anything is written. ``mirror``, when given,
-    receives a copy of the promoted output (the cdk8s CLI's scratch folder).
+    receives a copy of the promoted output (the cdk8s CLI's scratch folder). ``worker``: see
+    :func:`build`.
     """
     outdir = outdir.resolve()
     check_owned(outdir)
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth-{os.getpid()}-", dir=outdir.parent))
     try:
-        build(envs, staging / "out", labels, all_envs, cache=cache, jobs=jobs, progress=progress, renderer=renderer)
+        build(
+            envs,
+            staging / "out",
+            labels,
+            all_envs,
+            cache=cache,
+            jobs=jobs,
+            progress=progress,
+            renderer=renderer,
+            worker=worker,
+        )
         with _locked(outdir.parent), _signals_held():
             _promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial)
             _finish_uninterrupted()
@@ -550,7 +722,12 @@ def check_release_names(names: Sequence[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """The synth behind ``main`` (raises ConfigError, OutputError, or whatever failed)."""
+    """The synth behind ``main`` (raises ConfigError, OutputError, or whatever failed).
+
+    After the checks of the options, the render worker starts (:class:`RenderWorker`), so that its
+    start overlaps everything before rendering; it is ended on every way out, unused when every
+    release and the shared charts hit the cache.
+    """
     mirror = None
     if args.cdk8s_cli:
         cli_out = os.environ.get("CDK8S_OUTDIR")
@@ -562,8 +739,23 @@ def run(args: argparse.Namespace) -> None:
             outdir = resolve_outdir(cli_out)
     else:
         outdir = resolve_outdir(args.outdir)
-    env_dir: Path = args.environments
     check_release_names(args.env)
+    worker: RenderWorker | None = None
+    try:
+        with _spawning():  # a signal now is taken inside the `try`, so the worker is always ended
+            worker = RenderWorker()
+        _synth(args, outdir, mirror, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _synth(args: argparse.Namespace, outdir: Path, mirror: Path | None, worker: RenderWorker) -> None:
+    from synth_cache import SynthCache
+    from tiers.fleet import load_fleet
+    from tiers.loader import load_environments
+
+    env_dir: Path = args.environments
     # Every environment is validated, also with --env: the shared charts describe all of them.
     # One rule set with `validate`: tiers/fleet.py (namespaces, hosts, names, shared Argo CD settings).
     all_envs, sources = load_fleet(env_dir, base=Path.cwd())
@@ -588,6 +780,7 @@ def run(args: argparse.Namespace) -> None:
         progress=True,
         mirror=mirror,
         renderer=args.renderer,
+        worker=worker,
     )
 
 

@@ -11,14 +11,18 @@ that renders it, the library versions). The cache key is the sha256 of exactly t
 
 Anything that can change a byte of output changes the key, so a hit is a copy of the output the same
 inputs produced before: never stale. ``tests/test_synth_cache.py`` proves it (a cached synth equals a
-fresh one byte for byte; changing code, a preset or an environment misses). Entries live in
-``.synth-cache/<key>/`` (git-ignored), are written atomically (safe for concurrent runs sharing one
-cache), and the least recently used beyond ``MAX_ENTRIES`` are pruned.
+fresh one byte for byte; changing code, a preset or an environment misses). An entry is one file,
+``.synth-cache/<key>`` (git-ignored): the folder's files and their bytes, checked against their
+sha256 when read, so a hit writes ~50 files from one read instead of copying them one by one. Entries
+are written atomically (safe for concurrent runs sharing one cache), and the least recently used
+beyond ``MAX_ENTRIES`` are pruned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -71,8 +75,61 @@ def key(code: str, *parts: str) -> str:
     return digest.hexdigest()
 
 
+#: First line of an entry file; an entry of another layout (an older version's folder) is a miss.
+MAGIC = b"iotistica-k8s synth-cache entry 1\n"
+
+
+def _pack(root: Path, names: Iterable[str] | None) -> bytes:
+    """Every regular file under ``root`` (or only under its children ``names``) in one entry file.
+
+    Layout: ``MAGIC``, the sha256 (hex) of the rest, a newline; then one line of JSON, the files'
+    relative paths and sizes in path order; then their bytes, in the same order.
+    """
+    tops = [root / name for name in names] if names is not None else [root]
+    files: list[tuple[str, bytes]] = []
+    for top in tops:
+        if not top.exists():
+            continue
+        for path in top.rglob("*"):
+            if path.is_file():
+                files.append((path.relative_to(root).as_posix(), path.read_bytes()))
+    files.sort()
+    body = json.dumps([[rel, len(data)] for rel, data in files]).encode() + b"\n" + b"".join(d for _, d in files)
+    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def _unpack(blob: bytes) -> tuple[list[tuple[str, int]], memoryview, int] | None:
+    """(files as (relative path, size), the blob, offset of the first file's bytes), or None when the
+    blob is not a whole entry of this layout (truncated, edited, another version's): never trusted."""
+    if not blob.startswith(MAGIC):
+        return None
+    head = len(MAGIC) + 65  # the digest and its newline
+    body = memoryview(blob)[head:]
+    if blob[len(MAGIC) : head - 1] != hashlib.sha256(body).hexdigest().encode():
+        return None
+    newline = blob.find(b"\n", head)
+    try:
+        index = json.loads(blob[head:newline]) if newline > 0 else None
+    except ValueError:
+        return None
+    if not isinstance(index, list):
+        return None
+    files: list[tuple[str, int]] = []
+    for item in index:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and type(item[1]) is int):
+            return None
+        rel, size = item
+        parts = rel.split("/")
+        if not all(parts) or any(p in (".", "..") for p in parts) or size < 0:
+            return None
+        files.append((rel, size))
+    if newline + 1 + sum(size for _, size in files) != len(blob):
+        return None
+    return files, memoryview(blob), newline + 1
+
+
 class SynthCache:
-    """Folders of rendered output, one per key."""
+    """Rendered output, one file per key (``_pack``): the folder's files and their bytes."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -80,67 +137,108 @@ class SynthCache:
         self.hits = 0
         self.misses = 0
 
-    def fetch(self, entry: str, dest: Path) -> bool:
-        """Copy the cached folder to ``dest``; False when there is none.
+    def probe(self, entry: str) -> bool:
+        """Whether ``entry`` is stored (a miss is counted when not). A later :meth:`fetch` may still
+        miss: another run may prune the entry meanwhile."""
+        self.used.add(entry)
+        if (self.directory / entry).is_file():
+            return True
+        self.misses += 1
+        return False
 
-        An entry that vanishes while it is copied (another process pruned it) is a miss, not an error.
+    def fetch(self, entry: str, dest: Path) -> bool:
+        """Write the cached files into ``dest`` (created if needed); False when there is no entry.
+
+        The entry is one file, read whole with one ``open``: an entry pruned or replaced by another
+        process meanwhile is read entirely or not at all (absent: a miss, not an error). An entry
+        that is not whole and intact (checked against its sha256) is a miss and is removed. The
+        files in ``dest`` are new files (never links to the cache): editing one cannot touch the cache.
         """
         src = self.directory / entry
         self.used.add(entry)
-        if not (src / ".complete").is_file():
-            self.misses += 1
-            return False
         try:
-            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".complete"))
-            os.utime(src)
-        except (FileNotFoundError, shutil.Error):
-            shutil.rmtree(dest, ignore_errors=True)
+            with open(src, "rb") as f:
+                blob = f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             self.misses += 1
             return False
+        unpacked = _unpack(blob)
+        if unpacked is None:
+            self._discard(src)
+            self.misses += 1
+            return False
+        files, view, offset = unpacked
+        dest.mkdir(parents=True, exist_ok=True)
+        folders: dict[str, int] = {}  # relative folder -> open descriptor (files are created relative to it)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            folders[""] = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            for rel, size in files:
+                folder, _, name = rel.rpartition("/")
+                if folder not in folders:
+                    (dest / folder).mkdir(parents=True, exist_ok=True)
+                    folders[folder] = os.open(dest / folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                fd = os.open(name, flags, 0o666, dir_fd=folders[folder])
+                try:
+                    end, written = offset + size, offset
+                    while written < end:
+                        written += os.write(fd, view[written:end])
+                finally:
+                    os.close(fd)
+                offset += size
+        finally:
+            for fd in folders.values():
+                os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(src)  # least recently used is pruned first
         self.hits += 1
         return True
 
-    def store(self, entry: str, src: Path) -> None:
-        """Keep a copy of ``src`` under ``entry``.
+    def store(self, entry: str, src: Path, names: Iterable[str] | None = None) -> None:
+        """Keep the files under ``src`` (or only under its children ``names``) under ``entry``.
 
-        Safe for concurrent runs: the copy goes to a temporary folder whose name is unique to this
-        process (``.tmp-<key>-<pid>-<random>``) and is renamed into place, which is atomic; when
-        another run renamed its copy first, this one is dropped (the contents are equal by
-        construction: same key).
+        Safe for concurrent runs: the entry is written to a temporary file whose name is unique to
+        this process (``.tmp-<key>-<pid>-<random>``) and renamed into place, which is atomic; when
+        another run stored the same entry meanwhile, the last rename wins (the contents are equal
+        by construction: same key).
         """
         self.used.add(entry)
         final = self.directory / entry
-        if final.exists():
-            return
+        blob = _pack(src, names)
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry[:16]}-{os.getpid()}-", dir=self.directory))
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{entry[:16]}-{os.getpid()}-", dir=self.directory)
         try:
-            if src.exists():
-                shutil.copytree(src, tmp, dirs_exist_ok=True)
-            (tmp / ".complete").write_text("")
-            try:
-                tmp.rename(final)
-            except OSError:  # ENOTEMPTY/EEXIST: another run stored the same entry first
-                if not (final / ".complete").is_file():
-                    raise
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            if final.is_dir() and not final.is_symlink():  # an older version's layout under this name
+                self._discard(final)
+            os.replace(tmp, final)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _discard(self, path: Path) -> None:
+        # Renamed away first, so a concurrent fetch sees the entry whole or not at all.
+        trash = self.directory / f".trash-{path.name[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            path.rename(trash)
+        except OSError:
+            return
+        if trash.is_dir() and not trash.is_symlink():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                trash.unlink()
 
     def prune(self, max_entries: int = MAX_ENTRIES) -> None:
         """Drop the least recently used entries beyond ``max_entries`` (never one used by this run)."""
         if not self.directory.is_dir():
             return
         entries = sorted(
-            # Hidden names are other runs' temporary folders: never theirs to prune.
+            # Hidden names are other runs' temporary files: never theirs to prune.
             (p for p in self.directory.iterdir() if p.name not in self.used and not p.name.startswith(".")),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
         for path in entries[max(0, max_entries - len(self.used)) :]:
-            # Renamed away first, so a concurrent fetch sees the entry whole or not at all.
-            trash = self.directory / f".trash-{path.name[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
-            try:
-                path.rename(trash)
-            except OSError:
-                continue
-            shutil.rmtree(trash, ignore_errors=True)
+            self._discard(path)

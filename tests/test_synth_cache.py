@@ -84,3 +84,143 @@ def test_key_depends_on_every_part() -> None:
     assert key("code", "release", "a") != key("code", "release", "b")
     assert key("code1", "release", "a") != key("code2", "release", "a")
     assert key("c", "ab", "c") != key("c", "a", "bc")
+
+
+# --------------------------------------------------------------------------------------------------
+# The synth's inputs are read as before: libyaml's fast path gives what the strict loader gives
+# --------------------------------------------------------------------------------------------------
+
+TRICKY_YAML = [
+    "",
+    "# only a comment\n",
+    "~\n",
+    "a: 1\n",
+    "\ufeffa: 1\n",
+    "a: yes\nb: No\nc: on\nd: 0o17\ne: 017\nf: 0x1F\ng: 1_000\nh: 1e3\ni: .inf\nj: -.NaN\nk: 12:30:00\n",
+    "a: 2026-11-30\nb: 2026-11-30T03:01:16Z\nc: '2026-11-30'\n",
+    "a: !!str 1\nb: !!int '2'\nc: !!float 3\nd: !!binary aGVsbG8=\ne: !!null ''\n",
+    "a: |\n  one\n  two\n\nb: >-\n  folded\n  text\nc: |+\n  keep\n\n",
+    "a: \"tab\\tand \\u00e9 \\x41\"\nb: 'it''s'\nc: \"multi\n  line\"\n",
+    "a: [1, {b: c}, [d, e]]\nf: {g: h, i: [j]}\n",
+    "a:\n- b\n-   - c\n    - d\n- e: f\n  g: h\n",
+    "? [complex, key]\n: value\n",
+    "a: b\na: c\n",
+    "a:\n  b: 1\n  b: 2\n",
+    "a: &x 1\nb: *x\n",
+    "a: [*x]\n",
+    "a: b\n---\nc: d\n",
+    "a: b: c\n",
+    "a: [1, 2\n",
+    "\ta: 1\n",
+    "a:\n\t- 1\n",
+    "a: 'x\x85y'\n",
+    "a: \x07\n",
+    "a: " + "[" * 80 + "]" * 80 + "\n",
+    "a: " + "[" * 2000 + "]" * 2000 + "\n",
+    "%YAML 1.1\n---\na: 1\n",
+    "%YAML 1.3\n---\na: 1\n",
+    "!!python/object:os.system {}\n",
+    "a: !custom 1\n",
+    "<<: {a: 1}\nb: 2\n",
+    "a: 1 # comment\nb: '#not'\nc: x#y\n",
+    "- 1\n- 2\n",
+    "plain scalar\n",
+    "a: null\nb: Null\nc:\nd: ''\n",
+    "a: é\nb: 日本\nc: \U0001f600\n",
+]
+
+
+def _outcome(read, text: str) -> object:
+    from tiers import loader
+
+    try:
+        data = read(text)
+    except loader._Refused as exc:
+        return ("refused", exc.line, exc.path, exc.message)
+    except RecursionError:
+        return ("recursion",)
+    except yaml.YAMLError as exc:
+        return ("yaml", type(exc).__name__, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the two readers must fail alike, whatever the failure
+        return ("error", type(exc).__name__, str(exc))
+
+    def typed(value: object) -> object:  # 1, 1.0 and True compare equal; the types must match too
+        if isinstance(value, dict):
+            return ("dict", [(typed(k), typed(v)) for k, v in value.items()])
+        if isinstance(value, list):
+            return ("list", [typed(v) for v in value])
+        return (type(value).__name__, repr(value))
+
+    return ("data", typed(data))
+
+
+def test_environment_files_read_by_libyaml_equal_the_strict_loader() -> None:
+    from tiers import loader
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "environments").glob("*.yaml"))]
+    texts += [p.read_text(encoding="utf-8") for p in sorted(loader.PRESETS.glob("*.yaml"))]
+    texts += [p.read_text(encoding="utf-8") for p in sorted((ROOT / "tests" / "fixtures").rglob("*.yaml"))]
+    for text in [*texts, *TRICKY_YAML]:
+        assert _outcome(loader.read_yaml, text) == _outcome(loader.read_yaml_strict, text), repr(text[:200])
+    # The committed files do take the fast path (else it would be dead code).
+    assert all(loader._read_yaml_fast(text) is not loader._UNSURE for text in texts[:4])
+
+
+def test_a_preset_is_parsed_once_and_every_environment_gets_its_own_copy(tmp_path: Path) -> None:
+    from tiers import loader
+
+    first, second = loader._read_preset("standard"), loader._read_preset("standard")
+    assert first == second and first is not second
+    nested = next(k for k, v in first.items() if isinstance(v, dict))
+    first[nested]["changed"] = True
+    assert "changed" not in loader._read_preset("standard")[nested], "a caller's change never leaks"
+
+
+# --------------------------------------------------------------------------------------------------
+# Entries are files of their own: never linked to the output, never trusted when damaged
+# --------------------------------------------------------------------------------------------------
+
+
+def test_editing_an_output_file_in_place_never_reaches_the_cache(tmp_path: Path) -> None:
+    envs = load_environments(ROOT / "environments")
+    cache_dir = tmp_path / "cache"
+    app.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    entries = tree(cache_dir)
+    warm = tmp_path / "warm"
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, warm, partial=False, all_envs=envs, cache=cache)
+    assert cache.misses == 0
+    # What an editor that writes in place does (vim with backupcopy=yes, `cat > file`): same inode.
+    edited = sorted(warm.glob("*/*.k8s.yaml"))
+    for path in edited:
+        with open(path, "r+b") as f:
+            f.write(b"# edited in place\n")
+    assert all(p.stat().st_nlink == 1 for p in warm.rglob("*") if p.is_file()), "no file is linked"
+    assert tree(cache_dir) == entries, "the cache is untouched"
+    again = tmp_path / "again"
+    app.synthesize(envs, again, partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    assert tree(again) == tree(tmp_path / "cold")
+
+
+def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
+    envs = load_environments(ROOT / "environments")
+    cache_dir = tmp_path / "cache"
+    app.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    entries = sorted(p for p in cache_dir.iterdir())
+    assert len(entries) == len(envs) + 1 and all(p.is_file() for p in entries)
+    # One byte changed, one entry cut short, one in an older version's layout (a folder).
+    data = bytearray(entries[0].read_bytes())
+    data[-1] ^= 1
+    entries[0].write_bytes(bytes(data))
+    entries[1].write_bytes(entries[1].read_bytes()[:-10])
+    entries[2].unlink()
+    entries[2].mkdir()
+    (entries[2] / ".complete").write_text("")
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=cache)
+    assert (cache.hits, cache.misses) == (len(envs) + 1 - 3, 3)
+    assert tree(tmp_path / "out") == tree(tmp_path / "fresh")
+    assert sorted(p.name for p in cache_dir.iterdir()) == [p.name for p in entries], "replaced, none left over"
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
+    assert (cache.hits, cache.misses) == (len(envs) + 1, 0)

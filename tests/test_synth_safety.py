@@ -452,3 +452,84 @@ def test_gitignore_covers_what_synth_creates_and_make_clean_removes_it(copy: Pat
 def test_committed_dist_carries_the_marker() -> None:
     assert (ROOT / "dist" / app.MARKER).read_text() == app.MARKER_TEXT
     assert app.foreign_entry(ROOT / "dist") is None
+
+
+# --------------------------------------------------------------------------------------------------
+# 8. The render worker starts before the environments are read; it always ends with the synth
+# --------------------------------------------------------------------------------------------------
+
+
+def _spawned_worker(proc: subprocess.Popen[str]) -> bool:
+    """The render worker process exists (a spawned Python child; it may still be in the synth's group)."""
+    return any("spawn_main" in cmdline for pid, cmdline in session_processes(proc.pid) if pid != proc.pid)
+
+
+def test_a_warm_synth_ends_its_unused_render_worker_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    envs, out, cache, tmp = tmp_path / "envs", tmp_path / "out", tmp_path / "cache", tmp_path / "tmp"
+    shutil.copytree(ROOT / "environments", envs)
+    tmp.mkdir()
+    env = {**ENV, "TMPDIR": str(tmp)}  # the worker's folder, and jsii's copy of its runtime, would be here
+    argv = [PY, "app.py", "--environments", str(envs), "--outdir", str(out), "--cache-dir", str(cache)]
+    for _ in ("cold", "warm"):  # rendered by the worker, then every release and the shared charts hit
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        _, err = proc.communicate(timeout=600)
+        assert (proc.returncode, err) == (0, "")
+        assert session_processes(proc.pid) == [], "the worker and its node child end with the synth"
+        assert list(tmp.iterdir()) == [], "no temporary folder is left behind"
+        assert tree(out) == tree(ROOT / "dist")
+
+
+def test_a_render_worker_that_everything_hit_is_never_given_work(tmp_path: Path) -> None:
+    from synth_cache import SynthCache
+    from tiers.loader import load_environments
+
+    envs = load_environments(ROOT / "environments")
+    app.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(tmp_path / "cache"))
+    worker = app.RenderWorker()
+    try:
+        cache = SynthCache(tmp_path / "cache")
+        app.synthesize(envs, tmp_path / "warm", partial=False, all_envs=envs, cache=cache, worker=worker)
+        assert (cache.hits, cache.misses) == (len(envs) + 1, 0)
+        pids = list(getattr(worker.pool, "_processes", {}))
+        assert len(pids) == 1, "one worker was started at once"
+    finally:
+        worker.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not Path(worker.tmpdir).exists()
+    assert tree(tmp_path / "warm") == tree(tmp_path / "cold")
+
+
+def test_a_broken_file_ends_the_render_worker_started_before_it_was_read(tmp_path: Path) -> None:
+    envs, out, tmp = environments(tmp_path / "envs", 3), tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    (envs / "client-01.yaml").write_text((envs / "client-01.yaml").read_text().replace("tier: demo", "tier: nope"))
+    argv = [PY, "app.py", "--environments", str(envs), "--outdir", str(out)]
+    env = {**ENV, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert one_line(err).startswith(f"error: {envs}/client-01.yaml: tier: unknown tier 'nope'")
+    assert session_processes(proc.pid) == []
+    assert list(tmp.iterdir()) == [] and not out.exists()
+
+
+def test_ctrl_c_to_the_whole_group_as_the_worker_starts_is_one_line(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals the foreground process group: the worker too, until it leads its own.
+    envs, out, tmp = environments(tmp_path / "envs", 40), tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [PY, "app.py", "--environments", str(envs), "--outdir", str(out), "--no-cache"]
+    env = {**ENV, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: _spawned_worker(proc), proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert one_line(err) == "error: interrupted by SIGINT; staging removed, the output folder is unchanged"
+    assert session_processes(proc.pid) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["envs", "tmp"] and list(tmp.iterdir()) == []

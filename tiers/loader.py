@@ -10,6 +10,7 @@ e.g. ``environments/iotistica.yaml: api.hpa.minReplicas: must be <= maxReplicas 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,18 @@ def _check_duplicates(node: yaml.Node, path: tuple[str, ...] = ()) -> None:
 
 
 def read_yaml(text: str) -> Any:
-    """Parse one YAML document with :class:`StrictLoader`, refusing duplicate keys (raises ``_Refused``)."""
+    """Parse one YAML document, refusing anchors, aliases and duplicate keys (raises ``_Refused``).
+
+    A document libyaml reads without a doubt (:func:`_read_yaml_fast`) is read by libyaml, several
+    times faster; anything else, every error included, by :class:`StrictLoader`, which is the
+    reference for both the data and the message.
+    """
+    data = _read_yaml_fast(text)
+    return read_yaml_strict(text) if data is _UNSURE else data
+
+
+def read_yaml_strict(text: str) -> Any:
+    """:func:`read_yaml` with :class:`StrictLoader` only (the reference the fast path is tested against)."""
     loader = StrictLoader(text)
     try:
         node = loader.get_single_node()
@@ -96,16 +108,79 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 #: libyaml's parser where PyYAML has it (same documents as SafeLoader, several times faster).
-_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
+#: Deeper than this, libyaml is not used: its composer recurses in C (no RecursionError to catch).
+_FAST_MAX_DEPTH = 64
+_UNSURE = object()
 
 
-def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+def _read_yaml_fast(text: str) -> Any:
+    """The document as libyaml reads it, or ``_UNSURE`` when :class:`StrictLoader` must decide.
+
+    Only the plain case is taken: no anchor or alias (the strict loader refuses them, naming the
+    line), nesting of at most ``_FAST_MAX_DEPTH``, no character PyYAML's reader refuses, no error
+    and no duplicate key. The first pass reads events only, so an alias is never expanded here.
+    Same constructor and resolver as ``SafeLoader``: the same data (tests/test_synth_cache.py compares).
+    """
+    if _FAST_LOADER is None or yaml.reader.Reader.NON_PRINTABLE.search(text):
+        return _UNSURE
     try:
-        text = path.read_text(encoding="utf-8")
+        events = _FAST_LOADER(text)
+        try:
+            depth = 0
+            while events.check_event():
+                event = events.get_event()
+                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                    return _UNSURE
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > _FAST_MAX_DEPTH:
+                        return _UNSURE
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
+        finally:
+            events.dispose()
+        loader = _FAST_LOADER(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_duplicates(node)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except Exception:  # noqa: BLE001 - whatever it is, the strict loader decides and words it
+        return _UNSURE
+
+
+#: The last parse of each preset, by label: (its text, its data); copied for each environment.
+_PRESETS_READ: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def _read_text(path: Path, label: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(label, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(label, "", f"cannot read the file ({exc.__class__.__name__})") from None
+
+
+def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+    return _parse_yaml(_read_text(path, label), label)
+
+
+def _read_preset(tier: str) -> dict[str, Any]:
+    """A tier preset, parsed once per content (one preset feeds many environments); a fresh copy each time."""
+    path, label = PRESETS / f"{tier}.yaml", f"tiers/presets/{tier}.yaml"
+    text = _read_text(path, label)
+    known = _PRESETS_READ.get(label)
+    if known is None or known[0] != text:
+        known = _PRESETS_READ[label] = (text, _parse_yaml(text, label))
+    return copy.deepcopy(known[1])
+
+
+def _parse_yaml(text: str, label: str) -> dict[str, Any]:
     try:
         data = read_yaml(text)
     except _Refused as exc:
@@ -164,7 +239,7 @@ def load_environment(path: Path, label: str | None = None) -> Environment:
         raise ConfigError(label, "tier", "required key is missing")
     if tier not in TIERS:
         raise ConfigError(label, "tier", f"unknown tier {_short(tier)}; expected one of {', '.join(TIERS)}")
-    preset = _read_yaml(PRESETS / f"{tier}.yaml", f"tiers/presets/{tier}.yaml")
+    preset = _read_preset(tier)
     merged = deep_merge(preset, data)
     try:
         env = Environment.model_validate(merged)
