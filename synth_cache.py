@@ -234,10 +234,17 @@ class SynthCache:
         """Drop the least recently used entries beyond ``max_entries`` (never one used by this run)."""
         if not self.directory.is_dir():
             return
+
+        def last_used(path: Path) -> float:
+            try:
+                return path.stat().st_mtime
+            except FileNotFoundError:  # removed by another run meanwhile
+                return 0.0
+
         entries = sorted(
             # Hidden names are other runs' temporary files: never theirs to prune.
             (p for p in self.directory.iterdir() if p.name not in self.used and not p.name.startswith(".")),
-            key=lambda p: p.stat().st_mtime,
+            key=last_used,
             reverse=True,
         )
         for path in entries[max(0, max_entries - len(self.used)) :]:

@@ -224,3 +224,22 @@ def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(tmp_path: Path) ->
     cache = SynthCache(cache_dir)
     app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1, 0)
+
+
+def test_an_entry_pruned_between_probe_and_fetch_is_rendered_after_all(tmp_path: Path) -> None:
+    envs = load_environments(ROOT / "environments")
+    cache_dir = tmp_path / "cache"
+    app.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+
+    class PrunedMeanwhile(SynthCache):
+        def fetch(self, entry: str, dest: Path) -> bool:
+            (self.directory / entry).unlink()  # what another run's prune does after this one's probe
+            return super().fetch(entry, dest)
+
+    racing = PrunedMeanwhile(cache_dir)
+    app.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=racing)
+    assert (racing.hits, racing.misses) == (0, len(envs) + 1)
+    assert tree(tmp_path / "out") == tree(tmp_path / "fresh")
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
+    assert (cache.hits, cache.misses) == (len(envs) + 1, 0), "stored again"
