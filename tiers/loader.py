@@ -85,7 +85,11 @@ def read_yaml(text: str) -> Any:
 
 def read_yaml_strict(text: str) -> Any:
     """:func:`read_yaml` with :class:`StrictLoader` only (the reference the fast path is tested against)."""
-    loader = StrictLoader(text)
+    return _construct(StrictLoader(text))
+
+
+def _construct(loader: Any) -> Any:
+    """The one document of ``loader``, refusing duplicate keys; the loader is disposed of."""
     try:
         node = loader.get_single_node()
         if node is None:
@@ -140,15 +144,7 @@ def _read_yaml_fast(text: str) -> Any:
                     depth -= 1
         finally:
             events.dispose()
-        loader = _FAST_LOADER(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            _check_duplicates(node)
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
+        return _construct(_FAST_LOADER(text))
     except Exception:  # noqa: BLE001 - whatever it is, the strict loader decides and words it
         return _UNSURE
 
