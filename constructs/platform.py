@@ -4,8 +4,8 @@ Names and labels are a contract (DEVELOPERS.md): objects are named ``{release}-{
 metadata carries the full label set; selectors carry only the immutable subset
 (``app.kubernetes.io/{name,instance,component}``), never the tier or a version.
 
-jsii round trips dominate synth time (performance notes), so the value objects that repeat
-(``Quantity``, ``IntOrString``) are made once per distinct value and reused.
+The value objects that repeat (``Quantity``, ``IntOrString``) are made once per distinct value
+(``union()`` in constructs/api_objects.py: no kernel object under the Python renderer).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ Also the two helpers every cluster-scoped object of a release needs: :func:`pss_
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Literal
 
 from cdk8s_plus_27 import k8s
@@ -34,15 +33,9 @@ def pss_labels(enforce: Level, audit: Level = "restricted", warn: Level = "restr
     return {f"{PSS_PREFIX}/audit": audit, f"{PSS_PREFIX}/enforce": enforce, f"{PSS_PREFIX}/warn": warn}
 
 
-@cache
-def _drop_namespace() -> JsonPatch:
-    """One patch object for every cluster-scoped object (patches are immutable; each make is a jsii round trip)."""
-    return JsonPatch.remove("/metadata/namespace")
-
-
 def cluster_scoped(obj: KubeObject) -> KubeObject:
     """Drop the metadata.namespace that a namespaced Chart stamps on every object."""
-    obj.add_json_patch(_drop_namespace())
+    obj.add_json_patch(JsonPatch.remove("/metadata/namespace"))
     return obj
 
 
