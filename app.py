@@ -36,6 +36,8 @@ import contextlib
 import fcntl
 import functools
 import gc
+import importlib.abc
+import importlib.machinery
 import json
 import multiprocessing
 import os
@@ -49,7 +51,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from tiers.errors import ConfigError, SettingError
@@ -75,12 +77,98 @@ MARKER_TEXT = (
 CDK8S_STAGING = ROOT / ".cdk8s-staging"
 #: Names of the folders in an output folder: release names (DNS labels), cluster, argocd.
 _FOLDER = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-#: Render in worker processes only when there is enough work to pay for their start (~1 s each).
+#: Render in worker processes only when there is enough work to pay for their start (~0.6 s each).
 PARALLEL_MIN = 8
 #: Report progress on stderr when more environments than this are synthesized.
 PROGRESS_MIN = 10
 # jsii's Node 20 end-of-life banner is noise for operators (DEVELOPERS.md); it does not affect output.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+# --------------------------------------------------------------------------------------------------
+# The jsii kernel starts when something asks it for something, not when a binding is imported
+# --------------------------------------------------------------------------------------------------
+
+
+def defer_assembly_loads(jsii: ModuleType) -> None:
+    """Make jsii record each assembly load and make them, in import order, before the kernel's first
+    other request.
+
+    Importing a jsii binding (``constructs``, ``cdk8s``, ``cdk8s_plus_27``, a module of ``imports/``)
+    loads its assembly into the jsii kernel, and the first load starts the kernel: Node, then Node
+    unpacking each package, most of the floor (bench). The Python renderer needs only the bindings'
+    Python classes (constructs/api_objects.py), so a synth that uses it never starts Node. Whatever
+    does use the kernel (the cdk8s renderer, the YAML writer's fallback, a test's ``Testing.app()``)
+    finds every assembly imported so far loaded, in the order it was imported (a dependency first).
+    """
+    assembly = jsii.JSIIAssembly
+    if getattr(assembly.load, "iotistica_deferred", False):
+        return
+    from jsii._kernel.types import LoadRequest
+    from jsii._runtime import kernel
+
+    pending: list[LoadRequest] = []
+
+    class Record:
+        @staticmethod
+        def load(name: str, version: str, tarball: str) -> None:
+            pending.append(LoadRequest(name=name, version=version, tarball=tarball))
+
+    class LoadsFirst:
+        """The kernel's provider: any request (a load too) first makes the loads recorded so far."""
+
+        def __init__(self, provider: Any) -> None:
+            self.provider, self.checked = provider, False
+
+        def __getattr__(self, name: str) -> Any:
+            if not self.checked:  # jsii would fail with a traceback from a half-made process
+                node = os.environ.get("JSII_NODE", "node")
+                if shutil.which(node) is None:
+                    raise NodeMissing(f"the jsii kernel needs Node.js, and {node!r} is not on PATH")
+                self.checked = True
+            while pending:
+                self.provider.load(pending.pop(0))
+            return getattr(self.provider, name)
+
+    load = assembly.load.__func__
+
+    def deferred(cls: type, *args: Any, _kernel: Any = None, **kwargs: Any) -> Any:
+        return load(cls, *args, _kernel=Record if _kernel is None else _kernel, **kwargs)
+
+    deferred.iotistica_deferred = True  # type: ignore[attr-defined]
+    kernel.provider = LoadsFirst(kernel.provider)  # type: ignore[assignment]
+    assembly.load = classmethod(deferred)
+
+
+class NodeMissing(Exception):
+    """The jsii kernel was needed (the cdk8s renderer) and there is no Node.js to run it."""
+
+
+class _KernelOnDemand(importlib.abc.MetaPathFinder):
+    """Applies :func:`defer_assembly_loads` as soon as ``jsii`` is imported, before any binding is:
+    installed when this module is imported (cheap: jsii itself is imported only by what renders)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "jsii":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_defer(module: ModuleType) -> None:
+            exec_module(module)
+            defer_assembly_loads(module)
+
+        loader.exec_module = exec_then_defer  # type: ignore[method-assign]
+        return spec
+
+
+if "jsii" in sys.modules:
+    defer_assembly_loads(sys.modules["jsii"])
+elif not any(type(f).__name__ == "_KernelOnDemand" for f in sys.meta_path):  # app.py may run as __mp_main__ too
+    sys.meta_path.insert(0, _KernelOnDemand())
 
 
 class OutputError(Exception):
@@ -258,17 +346,11 @@ def _render(
     labels: dict[str, str] | None,
     shared: Sequence[Environment] | None,
 ) -> None:
-    from cdk8s import App, YamlOutputType
-
     from constructs import manifest_writer
+    from constructs.api_objects import Root
     from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
 
-    app = App(
-        outdir=str(outdir),
-        yaml_output_type=YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE,
-        # Never construct-metadata.json in the output, whatever $CDK8S_RECORD_CONSTRUCT_METADATA says.
-        record_construct_metadata=False,
-    )
+    app = Root(str(outdir))
     charts: list[tuple[str, Callable[[], Any]]] = [
         (env.release, functools.partial(release_chart, app, env, labels)) for env in envs
     ]
@@ -288,9 +370,10 @@ def _render(
 
 
 def _worker_init(tmpdir: str | None = None) -> None:
-    """Each synth worker leads its own process group, which its jsii node child joins.
+    """Each synth worker leads its own process group, which its jsii node child (the cdk8s renderer's,
+    or the YAML writer's fallback) joins.
 
-    The parent ends a worker and its node child together with one ``killpg`` when the synth fails or
+    The parent ends a worker and any node child together with one ``killpg`` when the synth fails or
     is interrupted, or when it is done with them (see :func:`_end_workers`); the group still belongs
     to the parent's session. ``tmpdir``: the worker's temporary folder (``TMPDIR`` for it and its
     node child), which the parent removes once they are ended: a killed jsii kernel never removes the
@@ -342,8 +425,9 @@ def _move_children(src: Path, dst: Path) -> None:
 
 
 def _worker_prepare() -> None:
-    """A render worker's first task: what rendering imports, above all the floor (``import cdk8s,
-    cdk8s_plus_27`` starts the jsii kernel and loads the assemblies, about a second)."""
+    """A render worker's first task: what rendering imports, above all the bindings (``cdk8s``,
+    ``cdk8s_plus_27``: Python classes only, the jsii kernel waits until something asks it for
+    something, see :func:`defer_assembly_loads`) and pydantic's models, about half a second."""
     import cdk8s  # noqa: F401
     import cdk8s_plus_27  # noqa: F401
 
@@ -376,11 +460,11 @@ def _worker_pool(workers: int, tmpdir: str) -> ProcessPoolExecutor:
 class RenderWorker:
     """One render worker process, started before the environments are loaded.
 
-    Its start (the floor, ~1 s) then overlaps loading and validating the environments and computing
-    the cache keys, instead of following them. A small synth's misses are rendered there, a large
-    synth's are shared between it and a pool of more (:class:`_Rendering`). Like every synth worker
-    it leads its own process group (:func:`_worker_init`). :meth:`close` ends it, with its node child,
-    on every way out: when everything hit the cache, it was never used.
+    Its start (~0.6 s: Python and the imports rendering needs) then overlaps loading and validating
+    the environments and computing the cache keys, instead of following them. A small synth's misses
+    are rendered there, a large synth's are shared between it and a pool of more (:class:`_Rendering`).
+    Like every synth worker it leads its own process group (:func:`_worker_init`). :meth:`close` ends
+    it, with any node child, on every way out: when everything hit the cache, it was never used.
     """
 
     def __init__(self) -> None:
@@ -686,7 +770,9 @@ def describe_failure(exc: BaseException) -> str:
     detail = " ".join(f"{type(exc).__name__}: {exc}".split())
     if len(detail) > 300:
         detail = detail[:297] + "..."
-    if isinstance(exc, json.JSONDecodeError) or type(exc).__module__.startswith("jsii"):
+    if isinstance(exc, NodeMissing):
+        what = "the cdk8s renderer cannot start"
+    elif isinstance(exc, json.JSONDecodeError) or type(exc).__module__.startswith("jsii"):
         what = "the cdk8s renderer (jsii's node process) failed"
     elif isinstance(exc, BrokenProcessPool):
         what = "a synth worker process died"

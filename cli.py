@@ -43,19 +43,18 @@ Manifest = dict[str, Any]
 
 def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """Every environment's objects as plain dicts, built in one process, nothing written."""
-    from cdk8s import App
+    from constructs.api_objects import Root
 
-    charts = app.release_charts(App(outdir=tempfile.gettempdir()), envs)
+    charts = app.release_charts(Root(tempfile.gettempdir()), envs)
     return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
 
 
 def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """The shared charts (dist/cluster/, dist/argocd/) of a fleet, built as synth builds them."""
-    from cdk8s import App
-
+    from constructs.api_objects import Root
     from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
 
-    scope = App(outdir=tempfile.gettempdir())
+    scope = Root(tempfile.gettempdir())
     return {
         CLUSTER: list(ClusterChart(scope, list(envs)).to_json()),
         ARGOCD: list(ArgoCdChart(scope, list(envs)).to_json()),

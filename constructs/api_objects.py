@@ -20,8 +20,12 @@ Two renderers stand behind it (:func:`renderer`):
 - ``"cdk8s"``: the real L1 object is created in the kernel and renders itself. ``tests/test_api_objects.py``
   and ``app.py --renderer cdk8s`` prove the two give the same JSON and the same dist/ for every object.
 
-Charts that hold such objects derive from :class:`ObjectChart` (a cdk8s ``Chart``), whose ``to_json()``
-returns their manifests; the platform's constructs under it are :class:`Component` nodes.
+Charts that hold such objects derive from :class:`ObjectChart`, under a :class:`Root` (where cdk8s has
+its ``Chart`` and ``App``); ``to_json()`` returns their manifests, and the platform's constructs under
+a chart are :class:`Component` nodes. None of them is a kernel object under the Python renderer, so a
+synth with it never starts the jsii kernel (app.py defers the bindings' assembly loads until
+something asks the kernel for something); under the cdk8s renderer each is backed by the cdk8s
+object it stands for.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-import jsii
 from cdk8s import Chart
 
 from constructs import Construct
@@ -70,44 +73,6 @@ def renderer(name: str) -> Iterator[None]:
 
 def current_renderer() -> str:
     return _renderer
-
-
-# --------------------------------------------------------------------------------------------------
-# CRD assemblies: loaded into the kernel only when one of their objects goes there
-# --------------------------------------------------------------------------------------------------
-
-#: (name, version, tarball) of the CRD binding assemblies imported but not yet loaded into the kernel.
-_pending_assemblies: list[tuple[str, str, str]] = []
-_jsii_load = jsii.JSIIAssembly.load.__func__  # type: ignore[attr-defined]
-
-
-class _Deferred:
-    """Stands in for the kernel in ``JSIIAssembly.load``: records the load instead of making it."""
-
-    @staticmethod
-    def load(name: str, version: str, tarball: str) -> None:
-        _pending_assemblies.append((name, version, tarball))
-
-
-def _load_assembly(cls: type, *args: Any, **kwargs: Any) -> Any:
-    """``JSIIAssembly.load`` for generated bindings: a CRD module of ``imports/`` (``args[2]`` is its
-    module) imported under the Python renderer leaves its assembly out of the kernel, which never sees
-    its types then (each load is a round trip that has Node unpack and load a large package)."""
-    module = args[2] if len(args) > 2 else kwargs.get("module", "")
-    if _renderer == "python" and module.startswith("imports.") and "_kernel" not in kwargs:
-        kwargs["_kernel"] = _Deferred
-    return _jsii_load(cls, *args, **kwargs)
-
-
-def load_pending_assemblies() -> None:
-    """Load the CRD assemblies imported so far into the kernel (before it sees any of their types)."""
-    from jsii._runtime import kernel
-
-    while _pending_assemblies:
-        kernel.load(*_pending_assemblies.pop(0))
-
-
-jsii.JSIIAssembly.load = classmethod(_load_assembly)  # type: ignore[method-assign, assignment]
 
 
 @cache
@@ -177,8 +142,6 @@ class JsonPatch:
 
 @cache
 def _union(cls: type, factory: str, value: int | str, kernel: bool) -> Any:
-    if kernel:
-        load_pending_assemblies()
     obj = getattr(cls, factory)(value) if kernel else object.__new__(cls)
     obj._iotistica_wire_value = value
     return obj
@@ -351,19 +314,63 @@ def _to_wire_field(shape: str, child: str, value: Any) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
-class ObjectChart(Chart):
-    """A cdk8s Chart whose manifests are :class:`KubeObject`; ``to_json()`` renders them in creation order."""
+class Root:
+    """The root of the construct tree, where a cdk8s ``App`` would be: chart ids are unique in it.
 
-    def __init__(self, scope: Construct, id: str, *, namespace: str | None = None, **kwargs: Any) -> None:
-        super().__init__(scope, id, namespace=namespace, **kwargs)
+    Under the cdk8s renderer it is backed by a real ``cdk8s.App`` (each chart by a real ``Chart``);
+    under the Python renderer nothing of the tree is in the jsii kernel, which is then never started
+    (app.py defers the bindings' assembly loads until something asks the kernel for something).
+    ``outdir`` is the App's; nothing writes there but :mod:`constructs.manifest_writer`.
+    """
+
+    def __init__(self, outdir: str | None = None) -> None:
+        self.path = ""
+        self.child_ids: set[str] = set()
+        self.kernel_scope: Construct | None = None
+        if _renderer == "cdk8s":
+            self.kernel_scope = cdk8s.App(
+                outdir=outdir,
+                yaml_output_type=cdk8s.YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE,
+                # Never construct-metadata.json, whatever $CDK8S_RECORD_CONSTRUCT_METADATA says.
+                record_construct_metadata=False,
+            )
+
+
+class ObjectChart:
+    """A chart whose manifests are :class:`KubeObject`; ``to_json()`` renders them in creation order.
+
+    The options are cdk8s ``Chart``'s: ``namespace`` is every object's default namespace, ``labels``
+    are added to every object's. Under the cdk8s renderer it is backed by a ``cdk8s.Chart`` with the
+    same id and options (``disable_resource_name_hashes`` matters there only: every object here has
+    its ``metadata.name``).
+    """
+
+    def __init__(
+        self,
+        scope: Root,
+        id: str,
+        *,
+        namespace: str | None = None,
+        labels: dict[str, str] | None = None,
+        disable_resource_name_hashes: bool = False,
+    ) -> None:
+        _claim(scope, id)
         self.chart_namespace = namespace
-        self.chart_labels: dict[str, str] = dict(kwargs.get("labels") or {})
+        self.chart_labels: dict[str, str] = dict(labels or {})
         self.objects: list[KubeObject] = []
         self.files: set[tuple[str, str]] = set()
         self.path: str = id
         self.child_ids: set[str] = set()
-        self.kernel_scope: Construct = self
         self._iotistica_chart = self
+        self.kernel_scope: Construct | None = None
+        if _renderer == "cdk8s" and scope.kernel_scope is not None:
+            self.kernel_scope = Chart(
+                scope.kernel_scope,
+                id,
+                namespace=namespace,
+                labels=labels,
+                disable_resource_name_hashes=disable_resource_name_hashes,
+            )
 
     def to_json(self) -> list[Any]:
         return [obj.to_json() for obj in self.objects]
@@ -371,11 +378,9 @@ class ObjectChart(Chart):
     def release(self) -> None:
         """Drop everything the chart built (objects, components, their props) once it is written.
 
-        jsii's object registry keeps every chart it has seen alive for the life of the process, so a
-        worker rendering many environments would otherwise keep all of them in memory."""
-        kept = {k: v for k, v in vars(self).items() if k.startswith("__jsii")}
+        The chart and its objects refer to each other: a cycle that the garbage collector, run rarely
+        while rendering (app.py), would free late, so a worker's memory would grow per environment."""
         vars(self).clear()
-        vars(self).update(kept)
 
 
 class Component:
@@ -401,7 +406,7 @@ class Component:
 Scope = ObjectChart | Component
 
 
-def _claim(scope: Scope, id: str) -> None:
+def _claim(scope: Root | Scope, id: str) -> None:
     if id in scope.child_ids:
         raise ValueError(f"There is already a construct with name {id!r} in {scope.path}")
     scope.child_ids.add(id)
@@ -431,7 +436,6 @@ class KubeObject:
         if _renderer == "cdk8s":
             if scope.kernel_scope is None:
                 raise ValueError(f"{scope.path}: built under the Python renderer, cannot hold a cdk8s object")
-            load_pending_assemblies()
             self.kernel_object = binding(scope.kernel_scope, construct_id, **props)
         chart.objects.append(self)
 

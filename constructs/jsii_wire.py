@@ -19,17 +19,18 @@ than a plain struct goes to jsii's own function.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import jsii
 import jsii._kernel as kernel_module
+import jsii._kernel.providers.process as process_module
 from jsii._kernel.types import CreateRequest, InvokeRequest, StaticInvokeRequest
 
 #: The jsii release whose ``_make_reference_for_native`` this mirrors.
 JSII_VERSION = "1.142.0"
 
 _original = kernel_module._make_reference_for_native
+_process_init = process_module._NodeProcess.__init__
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -89,26 +90,18 @@ def _request_hooks(converter: Any) -> dict[type, Any]:
     }
 
 
-def stop_kernel() -> None:
-    """Stop this process's jsii kernel (Node) and wait for it, if it was started.
-
-    jsii stops it at interpreter exit; a forked worker process ends with ``os._exit`` instead, which
-    would leave the kernel to notice the closed pipe on its own (and its CPU time unaccounted).
-    """
-    if "cdk8s" not in sys.modules:
-        return
-    provider: Any = kernel_module.Kernel().provider
-    provider._process.stop()
+def _with_hooks(self: Any) -> None:
+    _process_init(self)
+    for request_type, hook in _request_hooks(self._serializer).items():
+        self._serializer.register_unstructure_hook(request_type, hook)
 
 
 def install() -> bool:
     """Route jsii's argument encoding through :func:`_encode` and the request hooks; False (and
-    nothing changed) on another jsii. Starts the kernel if the process has not yet."""
+    nothing changed) on another jsii. The hooks go to the kernel's process when it is created: this
+    starts nothing (a synth with the Python renderer never starts the kernel)."""
     if jsii.__version__ != JSII_VERSION:
         return False
     kernel_module._make_reference_for_native = _encode
-    provider: Any = kernel_module.Kernel().provider
-    converter = provider._process._serializer
-    for request_type, hook in _request_hooks(converter).items():
-        converter.register_unstructure_hook(request_type, hook)
+    process_module._NodeProcess.__init__ = _with_hooks  # type: ignore[method-assign]
     return True

@@ -13,8 +13,7 @@ it talks to. A release is four steps, one per concern (README, "Architecture"):
 
 from __future__ import annotations
 
-from constructs import Construct
-from constructs.api_objects import ObjectChart
+from constructs.api_objects import ObjectChart, Root
 from constructs.core.api_service import ApiService, ApiServiceProps
 from constructs.core.dashboard import Dashboard, DashboardProps
 from constructs.core.db_pooler import DbPooler, DbPoolerProps
@@ -39,7 +38,7 @@ from tiers.models import Environment, Scheduling
 
 
 class ReleaseChart(ObjectChart):
-    def __init__(self, scope: Construct, env: Environment) -> None:
+    def __init__(self, scope: Root, env: Environment) -> None:
         super().__init__(scope, env.release, namespace=env.namespace, disable_resource_name_hashes=True)
         # Derived values (pool sizes from the connection budget, MAXLEN from buffer seconds) filled in.
         env = env.resolved()

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from constructs import Construct
-from constructs.api_objects import ObjectChart
+from constructs.api_objects import ObjectChart, Root
 from tiers.models import Environment
 
 CLUSTER = "cluster"
@@ -22,7 +21,7 @@ SHARED_FOLDERS = (ARGOCD, CLUSTER)
 
 
 class ClusterChart(ObjectChart):
-    def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
+    def __init__(self, scope: Root, envs: Sequence[Environment]) -> None:
         super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
         self.envs = list(envs)
         # Isolation: the API deployer's ClusterRoles (platform-facts §11; instance `cluster`, no tier label).
@@ -37,7 +36,7 @@ class ClusterChart(ObjectChart):
 
 
 class ArgoCdChart(ObjectChart):
-    def __init__(self, scope: Construct, envs: Sequence[Environment]) -> None:
+    def __init__(self, scope: Root, envs: Sequence[Environment]) -> None:
         super().__init__(scope, ARGOCD, disable_resource_name_hashes=True)
         self.envs = list(envs)
         # Delivery: one Application per environment, dist/cluster/, and the app-of-apps.

@@ -1,4 +1,4 @@
-"""Shared fixtures: the shipped environments, synthesized once per session (jsii start-up is costly)."""
+"""Shared fixtures: the shipped environments, synthesized once per session."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ if str(ROOT) not in sys.path:  # the repo root holds app.py, tiers/ and our half
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+# As in a synth: the bindings' assembly loads wait until something asks the jsii kernel for something,
+# so tests of the Python renderer never start it (the kernel tests start it when they need it).
+import app  # noqa: E402, F401
 from tests.helpers import ENV_DIR, Manifest, synth_env  # noqa: E402
 from tiers.loader import load_environments  # noqa: E402
 from tiers.models import Environment  # noqa: E402
@@ -31,11 +34,10 @@ def manifests(environments: dict[str, Environment]) -> dict[str, list[Manifest]]
 @pytest.fixture(scope="session")
 def cluster_manifests(environments: dict[str, Environment]) -> list[Manifest]:
     """dist/cluster/: the objects shared by every release (the deployer's ClusterRoles, platform-facts §11)."""
-    from cdk8s import Testing
-
+    from constructs.api_objects import Root
     from constructs.shared_charts import ClusterChart
 
-    return list(ClusterChart(Testing.app(), list(environments.values())).to_json())
+    return list(ClusterChart(Root(), list(environments.values())).to_json())
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import cdk8s
 import pytest
 from cdk8s_plus_27 import k8s
 
@@ -26,6 +26,7 @@ from constructs.api_objects import (
     Component,
     JsonPatch,
     ObjectChart,
+    Root,
     api_object,
     current_renderer,
     renderer,
@@ -92,7 +93,7 @@ def both(build: Any) -> tuple[list[Any], list[Any]]:
     out = []
     for name in ("python", "cdk8s"):
         with renderer(name):
-            out.append(build(cdk8s.Testing.app()).to_json())
+            out.append(build(Root()).to_json())
     return out[0], out[1]
 
 
@@ -122,12 +123,12 @@ def test_the_shared_charts_render_as_cdk8s_renders_them(environments: dict[str, 
 
 def test_the_python_renderer_is_the_default_and_asks_the_kernel_for_nothing_per_object() -> None:
     assert current_renderer() == "python"
-    chart = ReleaseChart(cdk8s.Testing.app(), env_from("iotistica-enterprise"))
+    chart = ReleaseChart(Root(), env_from("iotistica-enterprise"))
     assert chart.objects and all(obj.kernel_object is None for obj in chart.objects)
 
 
 class _Chart(ObjectChart):
-    def __init__(self, app: cdk8s.App, build: Any) -> None:
+    def __init__(self, app: Root, build: Any) -> None:
         super().__init__(app, "t", namespace="ns", disable_resource_name_hashes=True)
         build(self)
 
@@ -219,7 +220,7 @@ def test_a_construct_id_is_unique_in_its_scope_and_a_file_unique_in_its_chart() 
         (nameless, "without metadata.name"),
     ):
         with pytest.raises(ValueError, match=message):
-            _Chart(cdk8s.Testing.app(), build)
+            _Chart(Root(), build)
 
 
 def test_the_wire_tables_are_a_fresh_read_of_the_installed_bindings() -> None:
@@ -258,21 +259,58 @@ def test_app_with_the_cdk8s_renderer_writes_the_committed_dist(tmp_path: Path) -
     assert [name for name in fresh if fresh[name] != committed[name]] == []
 
 
-def test_crd_assemblies_reach_the_kernel_only_when_the_cdk8s_renderer_needs_them() -> None:
-    """Under the Python renderer a CRD binding's import loads nothing into the kernel; an object of it
-    under the cdk8s renderer loads it first (a fresh interpreter: nothing imported before)."""
+def test_the_python_renderer_never_starts_the_kernel_and_the_cdk8s_renderer_finds_every_assembly() -> None:
+    """Importing the bindings loads no assembly into the jsii kernel (app.py defers the loads): rendering
+    every shipped chart in Python leaves the kernel unstarted. The first request of the cdk8s renderer
+    then loads every assembly imported so far, in import order, and works (a fresh interpreter)."""
     script = """
+import app
 import cdk8s
-from constructs import api_objects as a
-from constructs.api_objects import ObjectChart, api_object, renderer
+from jsii._runtime import kernel
+from constructs.api_objects import ObjectChart, Root, api_object, renderer
 import imports.io.argoproj as argo
-assert [n for n, _, _ in a._pending_assemblies] == ["ioargoproj"], a._pending_assemblies
+from tiers.loader import load_environments
+from constructs.release_chart import ReleaseChart
+from constructs.shared_charts import ArgoCdChart, ClusterChart
+envs = load_environments(app.ROOT / "environments")
+root = Root()
+objects = [o for e in envs for o in ReleaseChart(root, e).to_json()]
+objects += ClusterChart(root, envs).to_json() + ArgoCdChart(root, envs).to_json()
+assert len(objects) > 200 and "_process" not in vars(kernel.provider.provider), "the kernel was started"
 with renderer("cdk8s"):
-    chart = ObjectChart(cdk8s.Testing.app(), "c")
+    chart = ObjectChart(Root(), "c")
     api_object(argo.AppProject, chart, "P", metadata=cdk8s.ApiObjectMetadata(name="p"), spec=argo.AppProjectSpec())
-    assert a._pending_assemblies == []
-    print(chart.to_json()[0]["kind"])
+    print(chart.to_json()[0]["kind"], cdk8s.Testing.synth(chart.kernel_scope)[0]["kind"])
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "AppProject"
+    assert proc.stdout.strip() == "AppProject AppProject"
+
+
+@pytest.mark.timeout(300)
+def test_a_synth_needs_no_node_at_all(tmp_path: Path) -> None:
+    """``app.py`` (the Python renderer, its render worker included) writes the committed dist/ with no
+    ``node`` on PATH: no jsii kernel is started. The cdk8s renderer, which needs one, fails with one line."""
+    bare = tmp_path / "bin"  # a PATH without node (or anything else)
+    bare.mkdir()
+    env = {**os.environ, "PATH": str(bare)}
+    out = tmp_path / "dist"
+    cmd = [sys.executable, str(ROOT / "app.py"), "--no-cache", "--outdir", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    fresh = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    committed = {
+        str(p.relative_to(ROOT / "dist")): p.read_bytes() for p in sorted((ROOT / "dist").rglob("*")) if p.is_file()
+    }
+    assert fresh == committed
+    kernel = subprocess.run(
+        [*cmd[:-1], str(tmp_path / "other"), "--renderer", "cdk8s"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert kernel.returncode == 1
+    assert len(kernel.stderr.splitlines()) == 1 and "not a problem" in kernel.stderr, kernel.stderr

@@ -55,9 +55,10 @@ def test_request_hooks_build_the_same_dicts_as_cattrs() -> None:
         def __del__(self) -> None:  # never started: nothing to stop
             pass
 
-    provider: Any = kernel_module.Kernel().provider
-    ours = provider._process._serializer
-    reference: cattrs.Converter = Unstarted()._serializer  # a fresh converter, jsii's own hooks only
+    ours = Unstarted()._serializer  # what the kernel's process gets (installed by constructs.platform)
+    plain = Unstarted.__new__(Unstarted)
+    jsii_wire._process_init(plain)  # jsii's own __init__: a fresh converter, jsii's hooks only
+    reference: cattrs.Converter = plain._serializer
     requests = [
         CreateRequest(
             fqn="a.B",

@@ -302,11 +302,11 @@ def _worker_node(proc: subprocess.Popen[str]) -> int | None:
     return None
 
 
-def _parallel_synth(tmp_path: Path) -> subprocess.Popen[str]:
-    envs = environments(tmp_path / "envs", app.PARALLEL_MIN)
+def _parallel_synth(tmp_path: Path, renderer: str = "python", count: int = app.PARALLEL_MIN) -> subprocess.Popen[str]:
+    envs = environments(tmp_path / "envs", count)
     argv = [PY, str(ROOT / "app.py"), "--environments", str(envs), "--outdir", str(tmp_path / "out")]
     return subprocess.Popen(
-        [*argv, "--no-cache", "--jobs", "2"],
+        [*argv, "--no-cache", "--jobs", "2", "--renderer", renderer],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -315,8 +315,28 @@ def _parallel_synth(tmp_path: Path) -> subprocess.Popen[str]:
     )
 
 
+def _workers_rendering(tmp_path: Path) -> bool:
+    """A render worker has written a release's first file into its part of the staging folder."""
+    return any(p.is_file() for p in tmp_path.glob(".out.synth-*/out/.part-*/*/*"))
+
+
+def _render_worker(proc: subprocess.Popen[str]) -> int | None:
+    """A synth worker process (a spawned Python child of the synth), if one runs."""
+    return next((pid for pid, cmdline in session_processes(proc.pid) if "spawn_main" in cmdline), None)
+
+
+def _assert_internal_failure(proc: subprocess.Popen[str], err: str, tmp_path: Path, what: str) -> None:
+    line = one_line(err)
+    assert proc.returncode == 1, line
+    assert line.startswith(f"error: {what} (") and line.endswith(NOT_THE_FILES), line
+    assert str(tmp_path / "envs") not in line and ".yaml" not in line
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["envs"], "staging removed"
+    assert session_processes(proc.pid) == [], "workers (and their node children) end with the synth"
+
+
 def test_a_crashed_jsii_child_is_an_internal_failure_not_a_config_error(tmp_path: Path) -> None:
-    proc = _parallel_synth(tmp_path)
+    proc = _parallel_synth(tmp_path, renderer="cdk8s")  # the renderer that runs a jsii kernel per worker
     try:
         wait_for(lambda: _worker_node(proc) is not None, proc)
         node = _worker_node(proc)
@@ -326,13 +346,21 @@ def test_a_crashed_jsii_child_is_an_internal_failure_not_a_config_error(tmp_path
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    line = one_line(err)
-    assert proc.returncode == 1, line
-    assert line.endswith(NOT_THE_FILES)
-    assert str(tmp_path / "envs") not in line and ".yaml" not in line
-    assert not (tmp_path / "out").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["envs"], "staging removed"
-    assert session_processes(proc.pid) == [], "workers and their node children end with the synth"
+    _assert_internal_failure(proc, err, tmp_path, "the cdk8s renderer (jsii's node process) failed")
+
+
+def test_a_killed_render_worker_is_an_internal_failure_not_a_config_error(tmp_path: Path) -> None:
+    proc = _parallel_synth(tmp_path, count=60)
+    try:
+        wait_for(lambda: _workers_rendering(tmp_path), proc)
+        worker = _render_worker(proc)
+        assert worker is not None
+        os.kill(worker, signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _assert_internal_failure(proc, err, tmp_path, "a synth worker process died")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,12 +399,15 @@ def test_duplicate_keys_and_alias_bombs_are_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_parallel_synth_ends_everything(tmp_path: Path, signum: int) -> None:
-    proc = _parallel_synth(tmp_path)
+@pytest.mark.parametrize(
+    ("signum", "renderer"), [(signal.SIGTERM, "python"), (signal.SIGINT, "python"), (signal.SIGTERM, "cdk8s")]
+)
+def test_signal_during_parallel_synth_ends_everything(tmp_path: Path, signum: int, renderer: str) -> None:
+    proc = _parallel_synth(tmp_path, renderer, count=60 if renderer == "python" else app.PARALLEL_MIN)
     try:
-        wait_for(lambda: any(p.name.startswith(".out.synth-") for p in tmp_path.iterdir()), proc)
-        wait_for(lambda: _worker_node(proc) is not None, proc)  # workers are rendering
+        wait_for(lambda: _workers_rendering(tmp_path), proc)
+        if renderer == "cdk8s":
+            wait_for(lambda: _worker_node(proc) is not None, proc)  # and their jsii kernels run
         os.kill(proc.pid, signum)
         _, err = proc.communicate(timeout=300)
     finally:
