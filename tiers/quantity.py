@@ -9,12 +9,14 @@ unit family keeps the headroom arithmetic honest.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _CPU = re.compile(r"^(?:(\d+)m|(\d+(?:\.\d{1,3})?))$")
 _MEM = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti)$")
 _MEM_FACTORS = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
 
 
+@lru_cache(maxsize=1024)  # pure, and validation asks for the same few values thousands of times
 def cpu_millis(value: str) -> int:
     """``"250m"`` -> 250, ``"2"`` -> 2000. Raises ValueError on any other form."""
     m = _CPU.match(value)
@@ -25,6 +27,7 @@ def cpu_millis(value: str) -> int:
     return int(round(float(m.group(2)) * 1000))
 
 
+@lru_cache(maxsize=1024)
 def mem_mib(value: str) -> float:
     """``"512Mi"`` -> 512, ``"4Gi"`` -> 4096. Raises ValueError on any other form."""
     m = _MEM.match(value)

@@ -4,6 +4,7 @@ the cluster-wide admission policies (platform-facts §11)."""
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -18,10 +19,13 @@ from tiers.models.base import (
 )
 from tiers.quantity import cpu_millis, mem_mib
 
+#: ``ipaddress.ip_network`` (strict) of a CIDR: immutable, and the fleet repeats the same few ranges.
+_network = lru_cache(maxsize=1024)(ipaddress.ip_network)
+
 
 def _check_cidr(value: str) -> str:
     try:
-        ipaddress.ip_network(value, strict=True)
+        _network(value)
     except ValueError:
         raise ValueError(f"must be a CIDR such as 10.0.0.0/8 (host bits zero), got {value!r}") from None
     return value
@@ -120,9 +124,9 @@ class NetworkInternet(Model):
 
     @model_validator(mode="after")
     def _except_inside(self) -> NetworkInternet:
-        outer = ipaddress.ip_network(self.cidr)
+        outer = _network(self.cidr)
         for i, c in enumerate(self.except_cidrs):
-            inner = ipaddress.ip_network(c)
+            inner = _network(c)
             if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
                 raise rule(f"exceptCidrs.{i}", f"must lie inside cidr ({self.cidr}), got {c}")
         return self
