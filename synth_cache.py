@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -73,6 +74,106 @@ def key(code: str, *parts: str) -> str:
         digest.update(b"\0")
         digest.update(part.encode())
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Output files: created new, or linked from the output folder they will replace when it has the same bytes
+# --------------------------------------------------------------------------------------------------
+
+#: Flags of a file created whole in a fresh folder.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _file_mode() -> int | None:
+    """The mode ``open()`` gives a new file here (0666 less the umask), read without changing the
+    umask (``os.umask`` is process-wide); None where the kernel does not tell it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class FolderWriter:
+    """Creates the files of one output folder (``dest``, fresh: a staging folder's).
+
+    With ``previous``, the same folder of the output that ``dest`` will replace when it is promoted
+    (app.py), a file whose bytes equal the file at the same path there is a hard link to that file
+    instead of a new file. Creating files is most of writing a large output (an inode each; ~0.2 ms
+    on this machine's ext4), a link is a tenth of it, and the promotion then removes the old folder
+    without freeing those inodes. The output is the same bytes either way, and the two never stay
+    shared: once promoted, the old folder is removed and each file has one link again (a failed
+    synth removes its staging folder instead). Only a regular file of this user, with one link and
+    a new file's mode, is reused, and only when its bytes are the same (read and compared, also after
+    the link is made, in case the path was replaced meanwhile); anything else is written new.
+    """
+
+    mode = _file_mode()
+
+    def __init__(self, dest: Path, previous: Path | None = None) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(dest, _FOLDER)
+        self.previous: int | None = None
+        self.linked = 0
+        if previous is not None and self.mode is not None:
+            with contextlib.suppress(OSError):
+                self.previous = os.open(previous, _FOLDER)
+
+    def write(self, name: str, data: bytes | memoryview) -> None:
+        if self.previous is not None:
+            data = bytes(data)  # bytes compare with memcmp; a memoryview compares byte by byte
+            if self._link(name, data):
+                return
+        fd = os.open(name, _CREATE, 0o666, dir_fd=self.fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+    def _link(self, name: str, data: bytes) -> bool:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.previous)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not (
+                stat.S_ISREG(st.st_mode)
+                and stat.S_IMODE(st.st_mode) == self.mode
+                and st.st_nlink == 1
+                and st.st_uid == os.geteuid()
+                and st.st_size == len(data)
+                and os.read(fd, len(data) + 1) == data
+            ):
+                return False
+            os.link(name, name, src_dir_fd=self.previous, dst_dir_fd=self.fd, follow_symlinks=False)
+            now = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev) and os.pread(fd, len(data) + 1, 0) == data:
+                self.linked += 1
+                return True
+            os.unlink(name, dir_fd=self.fd)  # the path was replaced or changed meanwhile: write it new
+            return False
+        except OSError:  # no hard links on this file system, or another error: write it new
+            return False
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self.previous is not None:
+            os.close(self.previous)
+
+    def __enter__(self) -> FolderWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 #: First line of an entry file; an entry of another layout (an older version's folder) is a miss.
@@ -136,6 +237,7 @@ class SynthCache:
         self.used: set[str] = set()
         self.hits = 0
         self.misses = 0
+        self.linked = 0  # files of hits linked from the previous output (FolderWriter)
 
     def probe(self, entry: str) -> bool:
         """Whether ``entry`` is stored (a miss is counted when not). A later :meth:`fetch` may still
@@ -146,13 +248,15 @@ class SynthCache:
         self.misses += 1
         return False
 
-    def fetch(self, entry: str, dest: Path) -> bool:
+    def fetch(self, entry: str, dest: Path, previous: Path | None = None) -> bool:
         """Write the cached files into ``dest`` (created if needed); False when there is no entry.
+        ``previous``: the folder ``dest`` will replace, whose files with the same bytes are linked
+        instead of written (:class:`FolderWriter`).
 
         The entry is one file, read whole with one ``open``: an entry pruned or replaced by another
         process meanwhile is read entirely or not at all (absent: a miss, not an error). An entry
         that is not whole and intact (checked against its sha256) is a miss and is removed. The
-        files in ``dest`` are new files (never links to the cache): editing one cannot touch the cache.
+        files in ``dest`` are never links to the cache: editing one cannot touch the cache.
         """
         src = self.directory / entry
         self.used.add(entry)
@@ -168,27 +272,21 @@ class SynthCache:
             self.misses += 1
             return False
         files, view, offset = unpacked
-        dest.mkdir(parents=True, exist_ok=True)
-        folders: dict[str, int] = {}  # relative folder -> open descriptor (files are created relative to it)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        writers: dict[str, FolderWriter] = {}  # relative folder -> its writer
         try:
-            folders[""] = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             for rel, size in files:
                 folder, _, name = rel.rpartition("/")
-                if folder not in folders:
-                    (dest / folder).mkdir(parents=True, exist_ok=True)
-                    folders[folder] = os.open(dest / folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                fd = os.open(name, flags, 0o666, dir_fd=folders[folder])
-                try:
-                    end, written = offset + size, offset
-                    while written < end:
-                        written += os.write(fd, view[written:end])
-                finally:
-                    os.close(fd)
+                writer = writers.get(folder)
+                if writer is None:
+                    writer = writers[folder] = FolderWriter(
+                        dest / folder, previous / folder if previous is not None else None
+                    )
+                writer.write(name, view[offset : offset + size])
                 offset += size
         finally:
-            for fd in folders.values():
-                os.close(fd)
+            for writer in writers.values():
+                self.linked += writer.linked
+                writer.close()
         with contextlib.suppress(FileNotFoundError):
             os.utime(src)  # least recently used is pruned first
         self.hits += 1

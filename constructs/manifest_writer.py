@@ -319,33 +319,31 @@ def render_files(charts: Iterable[tuple[str, list[dict[str, Any]]]]) -> dict[Pat
     return files
 
 
-#: Flags of a file written whole (``open(path, "w")`` without the text layer).
-_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+def write_files(outdir: Path, files: dict[Path, str], previous: Path | None = None) -> None:
+    """Write each text as UTF-8 under ``outdir`` as new files (mode 0666 less the umask, as ``open()``
+    makes files). ``previous``: the folder ``outdir`` will replace; its files with the same bytes are
+    linked instead (synth_cache.FolderWriter)."""
+    from synth_cache import FolderWriter
 
-
-def write_files(outdir: Path, files: dict[Path, str]) -> None:
-    """Write each text as UTF-8 under ``outdir`` (mode 0666 less the umask, as ``open()`` makes files)."""
     os.makedirs(outdir, exist_ok=True)
-    made: set[Path] = set()
-    for rel, text in files.items():
-        folder = rel.parent
-        if folder not in made:
-            os.makedirs(outdir / folder, exist_ok=True)
-            made.add(folder)
-        data = memoryview(text.encode("utf-8"))
-        fd = os.open(f"{outdir}/{rel}", _WRITE, 0o666)
-        try:
-            while data:
-                data = data[os.write(fd, data) :]
-        finally:
-            os.close(fd)
+    writers: dict[Path, FolderWriter] = {}
+    try:
+        for rel, text in files.items():
+            folder = rel.parent
+            writer = writers.get(folder)
+            if writer is None:
+                writer = writers[folder] = FolderWriter(outdir / folder, previous / folder if previous else None)
+            writer.write(rel.name, text.encode("utf-8"))
+    finally:
+        for writer in writers.values():
+            writer.close()
 
 
-def synth(charts: Iterable[tuple[str, Any]], outdir: Path) -> None:
+def synth(charts: Iterable[tuple[str, Any]], outdir: Path, previous: Path | None = None) -> None:
     """Write ``charts`` (each with its id) into ``outdir`` as ``app.synth()`` with
     ``FOLDER_PER_CHART_FILE_PER_RESOURCE`` would: ``<chart id>/<kind>.<name>.k8s.yaml``.
 
     The folder of a chart is its id (cdk8s: ``Names.toDnsLabel`` of a one-component path, no chart
     dependencies). The manifests come from each chart's ``to_json()`` (constructs/api_objects.py).
     """
-    write_files(outdir, render_files((name, chart.to_json()) for name, chart in charts))
+    write_files(outdir, render_files((name, chart.to_json()) for name, chart in charts), previous)

@@ -232,9 +232,9 @@ def test_an_entry_pruned_between_probe_and_fetch_is_rendered_after_all(tmp_path:
     app.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
 
     class PrunedMeanwhile(SynthCache):
-        def fetch(self, entry: str, dest: Path) -> bool:
+        def fetch(self, entry: str, dest: Path, previous: Path | None = None) -> bool:
             (self.directory / entry).unlink()  # what another run's prune does after this one's probe
-            return super().fetch(entry, dest)
+            return super().fetch(entry, dest, previous)
 
     racing = PrunedMeanwhile(cache_dir)
     app.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=racing)
@@ -243,3 +243,73 @@ def test_an_entry_pruned_between_probe_and_fetch_is_rendered_after_all(tmp_path:
     cache = SynthCache(cache_dir)
     app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1, 0), "stored again"
+
+
+# --------------------------------------------------------------------------------------------------
+# The output a synth replaces: files with the same bytes are linked, never shared once promoted
+# --------------------------------------------------------------------------------------------------
+
+
+def inodes(path: Path) -> dict[str, int]:
+    return {str(p.relative_to(path)): p.stat().st_ino for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_a_synth_over_its_previous_output_links_the_unchanged_files_and_shares_none(tmp_path: Path) -> None:
+    env_dir = tmp_path / "environments"
+    shutil.copytree(ROOT / "environments", env_dir)
+    out, cache_dir = tmp_path / "out", tmp_path / "cache"
+    argv = ["--environments", str(env_dir), "--outdir", str(out)]
+    assert app.main([*argv, "--cache-dir", str(cache_dir)]) == 0
+    before = inodes(out)
+    path = env_dir / "client-demo.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("api", {})["dbPoolSize"] = 21
+    path.write_text(yaml.safe_dump(data))
+    # One release changed: the others are cache hits, linked; of the changed one, what changed is new.
+    assert app.main([*argv, "--cache-dir", str(cache_dir)]) == 0
+    after = inodes(out)
+    new = sorted(name for name in after if before.get(name) != after[name])
+    assert "client-demo/Deployment.client-demo-api.k8s.yaml" in new
+    assert "iotistica/Deployment.iotistica-api.k8s.yaml" not in new
+    assert len(new) <= 6, new  # that Deployment, its release's REQUIRED-SECRETS.md, the marker, the shared charts' few
+    assert all(p.stat().st_nlink == 1 for p in out.rglob("*") if p.is_file()), "no file stays shared"
+    # Everything rendered again (--no-cache): every manifest is the same bytes, so the same file.
+    assert app.main([*argv, "--no-cache"]) == 0
+    again = inodes(out)
+    new = sorted(name for name in again if after.get(name) != again[name])
+    assert all(name == app.MARKER or name.endswith("REQUIRED-SECRETS.md") for name in new), new
+    assert all(p.stat().st_nlink == 1 for p in out.rglob("*") if p.is_file())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "environments", "out"], "staging removed"
+    fresh = tmp_path / "fresh"
+    app.synthesize(load_environments(env_dir), fresh, partial=False)
+    assert tree(out) == tree(fresh)
+
+
+def test_a_previous_file_is_reused_only_when_it_is_exactly_what_would_be_written(tmp_path: Path) -> None:
+    from synth_cache import FolderWriter
+
+    previous, dest, elsewhere = tmp_path / "previous", tmp_path / "dest", tmp_path / "elsewhere"
+    previous.mkdir()
+    elsewhere.mkdir()
+    data = b"kind: ConfigMap\n"
+    for name in ("same", "edited", "mode", "shared", "longer"):
+        (previous / name).write_bytes(data)
+    (previous / "edited").write_bytes(b"kind: ConfigMaX\n")  # same size, other bytes
+    (previous / "mode").chmod(0o600)
+    (previous / "longer").write_bytes(data + b"# more\n")
+    (elsewhere / "target").write_bytes(data)
+    (previous / "symlink").symlink_to(elsewhere / "target")
+    (elsewhere / "other-link").hardlink_to(previous / "shared")  # already linked elsewhere
+    names = ("same", "edited", "mode", "shared", "longer", "symlink", "absent")
+    with FolderWriter(dest, previous) as writer:
+        for name in names:
+            writer.write(name, memoryview(data))
+    assert writer.linked == 1
+    assert (dest / "same").stat().st_ino == (previous / "same").stat().st_ino
+    for name in names:
+        path = dest / name
+        assert path.read_bytes() == data and not path.is_symlink(), name
+        if name != "same":
+            assert path.stat().st_nlink == 1, name
+    assert (previous / "edited").read_bytes() == b"kind: ConfigMaX\n", "the previous output is only read"
+    assert (elsewhere / "other-link").stat().st_nlink == 2 and (elsewhere / "target").read_bytes() == data
