@@ -254,8 +254,11 @@ def foreign_entry(outdir: Path) -> str | None:
             continue
         if entry.is_symlink() or not entry.is_dir() or not _FOLDER.match(entry.name):
             return f"holds {entry.name!r}, which synth did not generate"
-        for item in sorted(entry.iterdir()):
-            if item.is_symlink() or not item.is_file() or not _generated_file(item.name):
+        # os.scandir: the file types come with the names (a large output is ~10,000 files, twice a synth)
+        with os.scandir(entry) as it:
+            items = sorted(it, key=lambda item: item.name)
+        for item in items:
+            if item.is_symlink() or not item.is_file(follow_symlinks=False) or not _generated_file(item.name):
                 return f"holds {entry.name}/{item.name!r}, which synth did not generate"
     return None
 
@@ -314,15 +317,18 @@ def render(
     labels: dict[str, str] | None = None,
     shared: Sequence[Environment] | None = None,
     renderer: str = "python",
+    previous: Path | None = None,
 ) -> None:
     """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s.
 
     ``renderer``: who turns each object into JSON (constructs/api_objects.py); the output is the same.
+    ``previous``: the output folder this render will replace (its files with the same bytes are
+    linked, not written again: synth_cache.FolderWriter).
     """
     from constructs.api_objects import renderer as rendered_by
 
     with rendered_by(renderer), _few_collections():
-        _render(envs, outdir, labels, shared)
+        _render(envs, outdir, labels, shared, previous)
 
 
 @contextlib.contextmanager
@@ -345,6 +351,7 @@ def _render(
     outdir: Path,
     labels: dict[str, str] | None,
     shared: Sequence[Environment] | None,
+    previous: Path | None,
 ) -> None:
     from constructs import manifest_writer
     from constructs.api_objects import Root
@@ -361,7 +368,7 @@ def _render(
     # constructs/manifest_writer.py) and released, so memory holds one chart, not all of them.
     for name, make in charts:
         chart = make()
-        manifest_writer.synth([(name, chart)], outdir)
+        manifest_writer.synth([(name, chart)], outdir, previous)
         chart.release()
     # Lifecycle: the human-readable list of Secrets beside each release's manifests (not applied).
     from constructs.lifecycle.required_secrets import write_required_secrets
@@ -394,6 +401,7 @@ def _render_part(
     labels: dict[str, str],
     shared: list[dict[str, Any]] | None,
     renderer: str = "python",
+    previous: str | None = None,
 ) -> None:
     """A worker process's share of the synth (models travel as JSON-able dicts)."""
     from tiers.models import Environment
@@ -401,7 +409,8 @@ def _render_part(
     def models(items: list[dict[str, Any]]) -> list[Environment]:
         return [Environment.model_validate(d) for d in items]
 
-    render(models(envs), Path(outdir), labels, models(shared) if shared is not None else None, renderer)
+    shared_models = models(shared) if shared is not None else None
+    render(models(envs), Path(outdir), labels, shared_models, renderer, Path(previous) if previous else None)
 
 
 def _end_workers(pool: ProcessPoolExecutor) -> None:
@@ -499,9 +508,10 @@ class _Rendering:
         worker: RenderWorker | None,
         report: Any,
         renderer: str,
+        previous: Path | None,
     ) -> None:
         self.outdir, self.labels, self.jobs, self.worker, self.report = outdir, labels, jobs, worker, report
-        self.renderer = renderer
+        self.renderer, self.previous = renderer, previous
         self.pools: list[ProcessPoolExecutor] = []  # started here (the worker's own is not)
         self.tmpdir: str | None = None  # theirs, when there is no worker to share its own
         self.slots: list[tuple[ProcessPoolExecutor, int]] = []  # (pool, how many chunks it runs at once)
@@ -542,13 +552,16 @@ class _Rendering:
             for pool, capacity in self.slots:
                 while self.waiting and sum(1 for p, _ in self.running.values() if p is pool) < capacity:
                     part, chunk, shared_dump = self.waiting.popleft()
-                    future = pool.submit(_render_part, chunk, str(part), self.labels or {}, shared_dump, self.renderer)
+                    previous = str(self.previous) if self.previous is not None else None
+                    future = pool.submit(
+                        _render_part, chunk, str(part), self.labels or {}, shared_dump, self.renderer, previous
+                    )
                     self.running[future] = (pool, len(chunk))
 
     def finish(self) -> None:
         """Wait for every chunk handed out, then move the rendered folders into ``outdir``."""
         for chunk, part, shared in self.local:
-            render(chunk, part, self.labels, shared, self.renderer)
+            render(chunk, part, self.labels, shared, self.renderer, self.previous)
             self.report(len(chunk))
         self.local.clear()
         while self.running:
@@ -592,6 +605,7 @@ def build(
     progress: bool = False,
     renderer: str = "python",
     worker: RenderWorker | None = None,
+    previous: Path | None = None,
 ) -> None:
     """Synthesize ``envs`` (and the shared charts, from ``all_envs``) into ``outdir`` (must not exist).
 
@@ -599,7 +613,8 @@ def build(
     ``jobs`` worker processes when there are at least ``PARALLEL_MIN`` of them. With ``worker`` (see
     :class:`RenderWorker`) the misses are handed to it first and the hits written while it renders;
     without one, a small synth renders in this process. The marker file is written too, so ``outdir``
-    is a complete output folder.
+    is a complete output folder. ``previous``: the output folder ``outdir`` will replace, if any; a
+    file with the same bytes there is linked instead of written again (synth_cache.FolderWriter).
     """
     from synth_cache import code_fingerprint
     from synth_cache import key as cache_key
@@ -615,7 +630,7 @@ def build(
         if progress and total > PROGRESS_MIN and count:
             print(f"synth: {done}/{total} environments", file=sys.stderr)
 
-    rendering = _Rendering(outdir, labels, jobs, worker, report, renderer)
+    rendering = _Rendering(outdir, labels, jobs, worker, report, renderer, previous)
     try:
         if cache is None:
             rendering.start(list(envs), shared)
@@ -631,8 +646,13 @@ def build(
         # While the worker renders: the hits. An entry another run pruned since the probe (or one
         # found damaged) is a miss after all, rendered in a second round.
         missed = {entry for _, entry in todo}
-        late = [(e, k) for e, k in entries if k not in missed and not cache.fetch(k, outdir / e.release)]
-        shared_late = not shared_todo and not cache.fetch(shared_entry, outdir)
+
+        def fetch(entry: str, folder: str | None) -> bool:
+            old = previous / folder if previous is not None and folder is not None else previous
+            return cache.fetch(entry, outdir / folder if folder is not None else outdir, old)
+
+        late = [(e, k) for e, k in entries if k not in missed and not fetch(k, e.release)]
+        shared_late = not shared_todo and not fetch(shared_entry, None)
         done = total - len(todo) - len(late)
         if progress and total > PROGRESS_MIN:
             print(f"synth: {done}/{total} environments from the cache", file=sys.stderr)
@@ -747,6 +767,7 @@ def synthesize(
             progress=progress,
             renderer=renderer,
             worker=worker,
+            previous=outdir if outdir.is_dir() else None,
         )
         with _locked(outdir.parent), _signals_held():
             _promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial)
