@@ -7,6 +7,8 @@ Cases (each run as a fresh process from the repo root, with ``python -O`` as ``m
 unless --no-optimize; the median of --repeats runs is kept):
 
 - floor: ``python -c "import cdk8s, cdk8s_plus_27"`` (starts the jsii kernel and loads both assemblies);
+- the same imports as a synth makes them, ``import app`` first (app.py defers the assembly loads:
+  the kernel, Node, never starts; for reference, not a goal);
 - shipped: ``python app.py --outdir <tmp>`` (the environments/ folder as committed);
 - generated-N: N environments written to a temp folder, round-robin over environments/*.yaml, as
   ``client-<i>.yaml`` with ``release`` and ``namespace`` set to ``client-<i>`` and each host under
@@ -14,12 +16,14 @@ unless --no-optimize; the median of --repeats runs is kept):
   then ``python app.py --environments <dir> --outdir <tmp>``;
 - one changed among N (the largest size): the warm cache holds all N, and before each run one
   environment's namespace is set to a value never synthesized before (its release folder and the
-  shared charts are rendered, the rest copied).
+  shared charts are rendered, the rest copied); once into a new folder, once over the output of
+  the run before, as ``make synth`` replaces ``dist/`` (the goal's case: files with the same bytes
+  are linked from it, synth_cache.FolderWriter).
 
 Each run's CPU time is the child's rusage (its waited-for descendants, the jsii Node processes and
 the worker processes, included). Memory is sampled from /proc every 20 ms over the whole process
 tree: the peak of the summed RSS of all processes, and the peak per worker (a Python process that
-runs a jsii kernel, plus that Node process).
+does synth work, the synth itself included, plus the jsii kernel it started, if any: Node).
 
 A case's previous output is moved aside before its next run and deleted after the last run (see
 :func:`run`: deleting it just before would bill the next run for it on this machine's file system).
@@ -72,6 +76,7 @@ class Case:
     outdir: Path | None = None  # passed as --outdir; None for the floor
     objects: int | None = None
     before: Callable[[int], None] | None = None  # called with the run number before each run
+    in_place: bool = False  # the previous run's output stays, as `make synth` finds dist/
     times: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     peak_total: list[int] = field(default_factory=list)  # bytes
@@ -140,16 +145,20 @@ def _rss_and_name(pid: int) -> tuple[int, str]:
     try:
         with open(f"/proc/{pid}/statm") as f:
             rss = int(f.read().split()[1]) * PAGE
-        with open(f"/proc/{pid}/comm") as f:
-            name = f.read().strip()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
     except (OSError, ValueError, IndexError):
         return 0, ""
+    name = os.path.basename(argv[0].decode(errors="replace"))
+    if name.startswith("python") and any(b"resource_tracker" in a for a in argv):
+        name = "resource_tracker"  # multiprocessing's helper: no synth work
     return rss, name
 
 
 def sample_tree(root: int) -> tuple[int, dict[int, int]]:
-    """(summed RSS of the tree, {worker pid: its RSS}). A worker is a Python process with a jsii kernel
-    child; its RSS includes the kernel's whole process subtree (jsii's runtime runs Node in a Node child).
+    """(summed RSS of the tree, {worker pid: its RSS}). A worker is a Python process that does synth
+    work (the synth itself, each render worker, the floor's interpreter); its RSS includes the
+    subtree of a jsii kernel it started, if any (jsii's runtime runs Node in a Node child).
     """
     rss: dict[int, int] = {}
     names: dict[int, str] = {}
@@ -168,8 +177,7 @@ def sample_tree(root: int) -> tuple[int, dict[int, int]]:
     for pid, name in names.items():
         if name.startswith("python"):
             nodes = [k for k in kids[pid] if names.get(k, "").startswith("node")]
-            if nodes:
-                workers[pid] = rss[pid] + sum(subtree(k) for k in nodes)
+            workers[pid] = rss[pid] + sum(subtree(k) for k in nodes)
     return sum(rss.values()), workers
 
 
@@ -178,7 +186,7 @@ TRASH: list[Path] = []
 
 
 def run(case: Case, env: dict[str, str], python: list[str], number: int = 0) -> float:
-    if case.outdir is not None and case.outdir.exists():
+    if case.outdir is not None and case.outdir.exists() and not case.in_place:
         # Moved aside, deleted after the last run: on this machine's ext4 (no journal), creating files
         # shortly after ~10,000 were deleted makes the inode allocator skip each recently deleted one
         # (recently_deleted() in the kernel's profile), which would bill one run for the previous
@@ -256,7 +264,7 @@ def table(cases: list[Case]) -> str:
     return "\n".join(rows)
 
 
-def goals(floor: Case, shipped: Case, big: Case, changed: Case) -> tuple[str, bool]:
+def goals(floor: Case, shipped: Case, big: Case, changed: Case, over: Case) -> tuple[str, bool]:
     """The issue's table: case, measured, goal, PASS/FAIL (all goals must pass for --check)."""
     ratio = shipped.median / floor.median
     per_env = big.median / big.environments * 1000 if big.environments else 0.0
@@ -282,9 +290,9 @@ def goals(floor: Case, shipped: Case, big: Case, changed: Case) -> tuple[str, bo
         ),
         (
             f"one changed environment among {big.environments}, warm",
-            f"{changed.median:.2f} s",
+            f"{over.median:.2f} s over the previous output ({changed.median:.2f} s into a new folder)",
             f"<= {GOAL_CHANGED_S:g} s",
-            changed.median <= GOAL_CHANGED_S,
+            over.median <= GOAL_CHANGED_S,
         ),
     ]
     lines = ["| case | now | goal | verdict |", "|---|---|---|---|"]
@@ -324,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         cache = tmp / "cache"
         cases = [
             Case("floor (import cdk8s, cdk8s_plus_27)", ["-c", "import cdk8s, cdk8s_plus_27"]),
+            # What a synth pays for the same imports: app.py defers the assembly loads, Node never starts.
+            Case("imports as a synth makes them (import app first)", ["-c", "import app, cdk8s, cdk8s_plus_27"]),
             Case(
                 "shipped environments, cold",
                 ["app.py", "--no-cache", "--outdir", str(tmp / "out-shipped")],
@@ -368,6 +378,26 @@ def main(argv: list[str] | None = None) -> int:
             before=change_one,
         )
         cases.append(changed)
+        # The same, over the output of the run before (what `make synth` does: dist/ is there), with
+        # namespaces of its own (never the one the case above just put in the cache).
+        over_envs = tmp / f"envs-{big_n}-over"
+        generate_environments(shipped_dir, over_envs, big_n)
+
+        def change_over(number: int) -> None:
+            data = yaml.safe_load(changed_text)
+            data["namespace"] = f"client-1-over-{number}"
+            (over_envs / "client-1.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+        over_out = tmp / "out-changed-over"
+        over = Case(
+            f"one changed among {big_n}, warm cache, over its previous output",
+            ["app.py", "--environments", str(over_envs), "--cache-dir", str(cache), "--outdir", str(over_out)],
+            big_n,
+            over_out,
+            before=change_over,
+            in_place=True,
+        )
+        cases.append(over)
 
         run(cases[0], env, python)  # warm-up (page cache, .pyc files); not counted
         for case in cases:
@@ -383,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 case.times.append(run(case, env, python, r + 1))
 
     big = next(c for c in cases if c.name == f"generated {big_n}, cold")
-    goal_table, ok = goals(cases[0], cases[1], big, changed)
+    shipped = next(c for c in cases if c.name == "shipped environments, cold")
+    goal_table, ok = goals(cases[0], shipped, big, changed, over)
     if not args.markdown:
         flags = "python" if args.no_optimize else "python -O"
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]} ({flags}), {args.repeats} repeats, median\n")
