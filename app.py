@@ -49,7 +49,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
@@ -445,6 +445,16 @@ def _worker_prepare() -> None:
     import constructs.release_chart  # noqa: F401
     import constructs.shared_charts  # noqa: F401
 
+    # The CRD bindings every release or the shared charts use (the constructs import them on first use),
+    # imported while the worker waits for its first task rather than in it.
+    import imports.io.argoproj  # noqa: F401
+    import imports.io.cert_manager  # noqa: F401
+    import imports.io.envoyproxy.gateway  # noqa: F401
+    import imports.io.k8s.networking.gateway  # noqa: F401
+    from constructs.api_objects import tables
+
+    tables()  # the renderer's wire tables (imports/wire_tables.json), read once per process
+
 
 @contextlib.contextmanager
 def _spawning() -> Iterator[None]:
@@ -776,7 +786,19 @@ def synthesize(
             shutil.rmtree(mirror, ignore_errors=True)
             shutil.copytree(outdir, mirror)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging)
+
+
+def _remove(staging: Path) -> None:
+    """Remove a staging folder: after a promotion it holds the replaced output (~10,000 files for a
+    large fleet), whose release folders are removed by two threads at once (unlink releases the GIL)."""
+    old = staging / "old"
+    top = old / "previous" if (old / "previous").is_dir() else old  # a full synth's, or a partial one's
+    releases = [e.path for e in os.scandir(top) if e.is_dir(follow_symlinks=False)] if top.is_dir() else []
+    if len(releases) > 1:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="remove") as pool:
+            list(pool.map(functools.partial(shutil.rmtree, ignore_errors=True), releases))
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------
