@@ -358,46 +358,29 @@ def main(argv: list[str] | None = None) -> int:
                 Case(f"generated {n}, warm cache", [*base, "--cache-dir", str(cache), "--outdir", str(warm)], n, warm)
             )
         big_n = max(sizes)
-        changed_envs = tmp / f"envs-{big_n}-changed"
-        generate_environments(shipped_dir, changed_envs, big_n)
-        changed_file = changed_envs / "client-1.yaml"
-        changed_text = changed_file.read_text(encoding="utf-8")
 
-        def change_one(number: int) -> None:
-            # A namespace never synthesized before: a cache miss for this release and the shared charts.
-            data = yaml.safe_load(changed_text)
-            data["namespace"] = f"client-1-run-{number}"
-            changed_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        def one_changed(tag: str, name: str, in_place: bool) -> Case:
+            """N environments whose client-1 gets a namespace never synthesized before, before each
+            run (``client-1-<tag>-<run>``: a cache miss for that release and the shared charts)."""
+            folder = tmp / f"envs-{big_n}-{tag}"
+            generate_environments(shipped_dir, folder, big_n)
+            changed_file = folder / "client-1.yaml"
+            changed_text = changed_file.read_text(encoding="utf-8")
 
-        changed_out = tmp / "out-changed"
-        changed = Case(
-            f"one changed among {big_n}, warm cache",
-            ["app.py", "--environments", str(changed_envs), "--cache-dir", str(cache), "--outdir", str(changed_out)],
-            big_n,
-            changed_out,
-            before=change_one,
-        )
-        cases.append(changed)
-        # The same, over the output of the run before (what `make synth` does: dist/ is there), with
-        # namespaces of its own (never the one the case above just put in the cache).
-        over_envs = tmp / f"envs-{big_n}-over"
-        generate_environments(shipped_dir, over_envs, big_n)
+            def change(number: int) -> None:
+                data = yaml.safe_load(changed_text)
+                data["namespace"] = f"client-1-{tag}-{number}"
+                changed_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
-        def change_over(number: int) -> None:
-            data = yaml.safe_load(changed_text)
-            data["namespace"] = f"client-1-over-{number}"
-            (over_envs / "client-1.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+            out = tmp / f"out-{tag}"
+            argv = ["app.py", "--environments", str(folder), "--cache-dir", str(cache), "--outdir", str(out)]
+            return Case(name, argv, big_n, out, before=change, in_place=in_place)
 
-        over_out = tmp / "out-changed-over"
-        over = Case(
-            f"one changed among {big_n}, warm cache, over its previous output",
-            ["app.py", "--environments", str(over_envs), "--cache-dir", str(cache), "--outdir", str(over_out)],
-            big_n,
-            over_out,
-            before=change_over,
-            in_place=True,
-        )
-        cases.append(over)
+        changed = one_changed("run", f"one changed among {big_n}, warm cache", in_place=False)
+        # The same over the output of the run before, as `make synth` finds dist/ (its own namespaces:
+        # never the one the case above just put in the cache).
+        over = one_changed("over", f"one changed among {big_n}, warm cache, over its previous output", in_place=True)
+        cases += [changed, over]
 
         run(cases[0], env, python)  # warm-up (page cache, .pyc files); not counted
         for case in cases:

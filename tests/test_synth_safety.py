@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -335,31 +335,29 @@ def _assert_internal_failure(proc: subprocess.Popen[str], err: str, tmp_path: Pa
     assert session_processes(proc.pid) == [], "workers (and their node children) end with the synth"
 
 
-def test_a_crashed_jsii_child_is_an_internal_failure_not_a_config_error(tmp_path: Path) -> None:
-    proc = _parallel_synth(tmp_path, renderer="cdk8s")  # the renderer that runs a jsii kernel per worker
+def _sigkill_one(proc: subprocess.Popen[str], ready: Callable[[], bool], target: Callable[[], int | None]) -> str:
+    """Once ``ready()``, SIGKILL the process ``target()`` names; the synth's stderr."""
     try:
-        wait_for(lambda: _worker_node(proc) is not None, proc)
-        node = _worker_node(proc)
-        assert node is not None
-        os.kill(node, signal.SIGKILL)
+        wait_for(ready, proc)
+        pid = target()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    return err
+
+
+def test_a_crashed_jsii_child_is_an_internal_failure_not_a_config_error(tmp_path: Path) -> None:
+    proc = _parallel_synth(tmp_path, renderer="cdk8s")  # the renderer that runs a jsii kernel per worker
+    err = _sigkill_one(proc, lambda: _worker_node(proc) is not None, lambda: _worker_node(proc))
     _assert_internal_failure(proc, err, tmp_path, "the cdk8s renderer (jsii's node process) failed")
 
 
 def test_a_killed_render_worker_is_an_internal_failure_not_a_config_error(tmp_path: Path) -> None:
     proc = _parallel_synth(tmp_path, count=60)
-    try:
-        wait_for(lambda: _workers_rendering(tmp_path), proc)
-        worker = _render_worker(proc)
-        assert worker is not None
-        os.kill(worker, signal.SIGKILL)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    err = _sigkill_one(proc, lambda: _workers_rendering(tmp_path), lambda: _render_worker(proc))
     _assert_internal_failure(proc, err, tmp_path, "a synth worker process died")
 
 
