@@ -167,7 +167,7 @@ class _KernelOnDemand(importlib.abc.MetaPathFinder):
 
 if "jsii" in sys.modules:
     defer_assembly_loads(sys.modules["jsii"])
-elif not any(type(f).__name__ == "_KernelOnDemand" for f in sys.meta_path):  # app.py may run as __mp_main__ too
+else:  # a second copy of this module (as __mp_main__ too) adds a second finder: harmless, idempotent
     sys.meta_path.insert(0, _KernelOnDemand())
 
 
@@ -401,7 +401,7 @@ def _render_part(
     labels: dict[str, str],
     shared: list[dict[str, Any]] | None,
     renderer: str = "python",
-    previous: str | None = None,
+    previous: Path | None = None,
 ) -> None:
     """A worker process's share of the synth (models travel as JSON-able dicts)."""
     from tiers.models import Environment
@@ -409,8 +409,7 @@ def _render_part(
     def models(items: list[dict[str, Any]]) -> list[Environment]:
         return [Environment.model_validate(d) for d in items]
 
-    shared_models = models(shared) if shared is not None else None
-    render(models(envs), Path(outdir), labels, shared_models, renderer, Path(previous) if previous else None)
+    render(models(envs), Path(outdir), labels, models(shared) if shared is not None else None, renderer, previous)
 
 
 def _end_workers(pool: ProcessPoolExecutor) -> None:
@@ -562,9 +561,8 @@ class _Rendering:
             for pool, capacity in self.slots:
                 while self.waiting and sum(1 for p, _ in self.running.values() if p is pool) < capacity:
                     part, chunk, shared_dump = self.waiting.popleft()
-                    previous = str(self.previous) if self.previous is not None else None
                     future = pool.submit(
-                        _render_part, chunk, str(part), self.labels or {}, shared_dump, self.renderer, previous
+                        _render_part, chunk, str(part), self.labels or {}, shared_dump, self.renderer, self.previous
                     )
                     self.running[future] = (pool, len(chunk))
 
@@ -656,13 +654,12 @@ def build(
         # While the worker renders: the hits. An entry another run pruned since the probe (or one
         # found damaged) is a miss after all, rendered in a second round.
         missed = {entry for _, entry in todo}
-
-        def fetch(entry: str, folder: str | None) -> bool:
-            old = previous / folder if previous is not None and folder is not None else previous
-            return cache.fetch(entry, outdir / folder if folder is not None else outdir, old)
-
-        late = [(e, k) for e, k in entries if k not in missed and not fetch(k, e.release)]
-        shared_late = not shared_todo and not fetch(shared_entry, None)
+        late = [
+            (e, k)
+            for e, k in entries
+            if k not in missed and not cache.fetch(k, outdir / e.release, previous / e.release if previous else None)
+        ]
+        shared_late = not shared_todo and not cache.fetch(shared_entry, outdir, previous)
         done = total - len(todo) - len(late)
         if progress and total > PROGRESS_MIN:
             print(f"synth: {done}/{total} environments from the cache", file=sys.stderr)

@@ -29,7 +29,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -176,6 +176,21 @@ class FolderWriter:
         self.close()
 
 
+def write_tree(dest: Path, files: Iterable[tuple[str, str, bytes | memoryview]], previous: Path | None) -> None:
+    """Create ``files`` (folder relative to ``dest``, name, bytes) under ``dest``, a :class:`FolderWriter`
+    per folder; ``previous``: the folder ``dest`` will replace (its files with the same bytes are linked)."""
+    writers: dict[str, FolderWriter] = {}
+    try:
+        for folder, name, data in files:
+            writer = writers.get(folder)
+            if writer is None:
+                writer = writers[folder] = FolderWriter(dest / folder, previous / folder if previous else None)
+            writer.write(name, data)
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
 #: First line of an entry file; an entry of another layout (an older version's folder) is a miss.
 MAGIC = b"iotistica-k8s synth-cache entry 1\n"
 
@@ -237,7 +252,6 @@ class SynthCache:
         self.used: set[str] = set()
         self.hits = 0
         self.misses = 0
-        self.linked = 0  # files of hits linked from the previous output (FolderWriter)
 
     def probe(self, entry: str) -> bool:
         """Whether ``entry`` is stored (a miss is counted when not). A later :meth:`fetch` may still
@@ -272,21 +286,14 @@ class SynthCache:
             self.misses += 1
             return False
         files, view, offset = unpacked
-        writers: dict[str, FolderWriter] = {}  # relative folder -> its writer
-        try:
+
+        def contents(start: int) -> Iterator[tuple[str, str, memoryview]]:
             for rel, size in files:
                 folder, _, name = rel.rpartition("/")
-                writer = writers.get(folder)
-                if writer is None:
-                    writer = writers[folder] = FolderWriter(
-                        dest / folder, previous / folder if previous is not None else None
-                    )
-                writer.write(name, view[offset : offset + size])
-                offset += size
-        finally:
-            for writer in writers.values():
-                self.linked += writer.linked
-                writer.close()
+                yield folder, name, view[start : start + size]
+                start += size
+
+        write_tree(dest, contents(offset), previous)
         with contextlib.suppress(FileNotFoundError):
             os.utime(src)  # least recently used is pruned first
         self.hits += 1

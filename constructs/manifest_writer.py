@@ -323,20 +323,10 @@ def write_files(outdir: Path, files: dict[Path, str], previous: Path | None = No
     """Write each text as UTF-8 under ``outdir`` as new files (mode 0666 less the umask, as ``open()``
     makes files). ``previous``: the folder ``outdir`` will replace; its files with the same bytes are
     linked instead (synth_cache.FolderWriter)."""
-    from synth_cache import FolderWriter
+    from synth_cache import write_tree
 
     os.makedirs(outdir, exist_ok=True)
-    writers: dict[Path, FolderWriter] = {}
-    try:
-        for rel, text in files.items():
-            folder = rel.parent
-            writer = writers.get(folder)
-            if writer is None:
-                writer = writers[folder] = FolderWriter(outdir / folder, previous / folder if previous else None)
-            writer.write(rel.name, text.encode("utf-8"))
-    finally:
-        for writer in writers.values():
-            writer.close()
+    write_tree(outdir, ((str(rel.parent), rel.name, text.encode("utf-8")) for rel, text in files.items()), previous)
 
 
 def synth(charts: Iterable[tuple[str, Any]], outdir: Path, previous: Path | None = None) -> None:
