@@ -50,6 +50,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
@@ -59,8 +60,9 @@ from tiers.errors import ConfigError, SettingError
 # Imported where used: run() starts the render worker before it pays for pydantic's models, and a
 # spawned worker imports this module too (see RenderWorker).
 if TYPE_CHECKING:
-    from synth_cache import SynthCache
+    from synth_cache import Part, Stamp, SynthCache
     from tiers.models import Environment
+    from tiers.shared import SharedProps
 
 ROOT = Path(__file__).resolve().parent
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -315,11 +317,12 @@ def render(
     envs: Sequence[Environment],
     outdir: Path,
     labels: dict[str, str] | None = None,
-    shared: Sequence[Environment] | None = None,
+    shared: SharedProps | None = None,
     renderer: str = "python",
     previous: Path | None = None,
 ) -> None:
-    """Render release charts (and, when ``shared`` is given, the shared charts) into ``outdir`` with cdk8s.
+    """Render release charts (and, when ``shared`` is given, the shared charts: the fleet's slice they
+    read, tiers/shared.py) into ``outdir`` with cdk8s.
 
     ``renderer``: who turns each object into JSON (constructs/api_objects.py); the output is the same.
     ``previous``: the output folder this render will replace (its files with the same bytes are
@@ -350,7 +353,7 @@ def _render(
     envs: Sequence[Environment],
     outdir: Path,
     labels: dict[str, str] | None,
-    shared: Sequence[Environment] | None,
+    shared: SharedProps | None,
     previous: Path | None,
 ) -> None:
     from constructs import manifest_writer
@@ -362,8 +365,8 @@ def _render(
         (env.release, functools.partial(release_chart, app, env, labels)) for env in envs
     ]
     if shared is not None:
-        everyone = list(shared)
-        charts += [(CLUSTER, lambda: ClusterChart(app, everyone)), (ARGOCD, lambda: ArgoCdChart(app, everyone))]
+        props = shared
+        charts += [(CLUSTER, lambda: ClusterChart(app, props)), (ARGOCD, lambda: ArgoCdChart(app, props))]
     # One chart at a time: built, written (same files as app.synth(), the YAML written in Python by
     # constructs/manifest_writer.py) and released, so memory holds one chart, not all of them.
     for name, make in charts:
@@ -399,17 +402,15 @@ def _render_part(
     envs: list[dict[str, Any]],
     outdir: str,
     labels: dict[str, str],
-    shared: list[dict[str, Any]] | None,
+    shared: SharedProps | None,
     renderer: str = "python",
     previous: Path | None = None,
 ) -> None:
-    """A worker process's share of the synth (models travel as JSON-able dicts)."""
+    """A worker process's share of the synth (environments travel as JSON-able dicts, validated again
+    here; the shared charts' slice, already computed from all of them, as it is)."""
     from tiers.models import Environment
 
-    def models(items: list[dict[str, Any]]) -> list[Environment]:
-        return [Environment.model_validate(d) for d in items]
-
-    render(models(envs), Path(outdir), labels, models(shared) if shared is not None else None, renderer, previous)
+    render([Environment.model_validate(d) for d in envs], Path(outdir), labels, shared, renderer, previous)
 
 
 def _end_workers(pool: ProcessPoolExecutor) -> None:
@@ -524,12 +525,12 @@ class _Rendering:
         self.pools: list[ProcessPoolExecutor] = []  # started here (the worker's own is not)
         self.tmpdir: str | None = None  # theirs, when there is no worker to share its own
         self.slots: list[tuple[ProcessPoolExecutor, int]] = []  # (pool, how many chunks it runs at once)
-        self.waiting: deque[tuple[Path, list[dict[str, Any]], list[dict[str, Any]] | None]] = deque()
+        self.waiting: deque[tuple[Path, list[dict[str, Any]], SharedProps | None]] = deque()
         self.running: dict[Future[None], tuple[ProcessPoolExecutor, int]] = {}
-        self.local: list[tuple[list[Environment], Path, list[Environment] | None]] = []
+        self.local: list[tuple[list[Environment], Path, SharedProps | None]] = []
         self.parts: list[Path] = []
 
-    def start(self, todo: list[Environment], shared: list[Environment] | None) -> None:
+    def start(self, todo: list[Environment], shared: SharedProps | None) -> None:
         """Hand ``todo`` (and the shared charts of ``shared``, unless None) to the workers; returns at once."""
         if not todo and shared is None:
             return
@@ -539,9 +540,8 @@ class _Rendering:
         if len(chunks) == 1 and self.worker is None:
             self.local.append((chunks[0], parts[0], shared))  # rendered by finish(), in this process
             return
-        shared_dump = [e.model_dump(mode="json") for e in shared] if shared is not None else None
         for i, (chunk, part) in enumerate(zip(chunks, parts, strict=True)):
-            self.waiting.append((part, [e.model_dump(mode="json") for e in chunk], shared_dump if i == 0 else None))
+            self.waiting.append((part, [e.model_dump(mode="json") for e in chunk], shared if i == 0 else None))
         if not self.slots:
             extra = min(self.jobs, len(chunks)) - (1 if self.worker is not None else 0)
             if self.worker is not None:
@@ -560,9 +560,9 @@ class _Rendering:
         with _spawning():
             for pool, capacity in self.slots:
                 while self.waiting and sum(1 for p, _ in self.running.values() if p is pool) < capacity:
-                    part, chunk, shared_dump = self.waiting.popleft()
+                    part, chunk, shared = self.waiting.popleft()
                     future = pool.submit(
-                        _render_part, chunk, str(part), self.labels or {}, shared_dump, self.renderer, self.previous
+                        _render_part, chunk, str(part), self.labels or {}, shared, self.renderer, self.previous
                     )
                     self.running[future] = (pool, len(chunk))
 
@@ -614,20 +614,24 @@ def build(
     renderer: str = "python",
     worker: RenderWorker | None = None,
     previous: Path | None = None,
-) -> None:
+) -> Built:
     """Synthesize ``envs`` (and the shared charts, from ``all_envs``) into ``outdir`` (must not exist).
 
     Environments whose cache key hits are written from the cache; the rest are rendered, across
     ``jobs`` worker processes when there are at least ``PARALLEL_MIN`` of them. With ``worker`` (see
     :class:`RenderWorker`) the misses are handed to it first and the hits written while it renders;
     without one, a small synth renders in this process. The marker file is written too, so ``outdir``
-    is a complete output folder. ``previous``: the output folder ``outdir`` will replace, if any; a
+    is a complete output folder, but for the parts kept (:class:`Built`). ``previous``: the output
+    folder ``outdir`` will replace, if any. A hit whose part there holds its files as the last synth
+    recorded them (synth_cache.Part) is not written: :func:`_promote` leaves it in place. Elsewhere a
     file with the same bytes there is linked instead of written again (synth_cache.FolderWriter).
     """
     from synth_cache import code_fingerprint
     from synth_cache import key as cache_key
+    from tiers.shared import shared_props
 
-    shared = list(all_envs if all_envs is not None else envs)
+    # What the shared charts read of the whole fleet (tiers/shared.py): their only input.
+    shared = shared_props(all_envs if all_envs is not None else envs)
     outdir.mkdir(parents=True)
     (outdir / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     total, done = len(envs), 0
@@ -639,27 +643,44 @@ def build(
             print(f"synth: {done}/{total} environments", file=sys.stderr)
 
     rendering = _Rendering(outdir, labels, jobs, worker, report, renderer, previous)
+    built = Built()
     try:
         if cache is None:
             rendering.start(list(envs), shared)
             rendering.finish()
-            return
+            return built
         code = code_fingerprint()
-        as_json = {id(e): e.model_dump_json() for e in [*envs, *shared]}  # each model once
-        entries = [(env, cache_key(code, "release", as_json[id(env)])) for env in envs]
-        shared_entry = cache_key(code, "shared", *(as_json[id(e)] for e in shared))
+        entries = [(env, cache_key(code, "release", env.model_dump_json())) for env in envs]
+        shared_entry = cache_key(code, "shared", shared.model_dump_json())
         todo = [(env, entry) for env, entry in entries if not cache.probe(entry)]
         shared_todo = not cache.probe(shared_entry)
         rendering.start([env for env, _ in todo], shared if shared_todo else None)
         # While the worker renders: the hits. An entry another run pruned since the probe (or one
         # found damaged) is a miss after all, rendered in a second round.
         missed = {entry for _, entry in todo}
-        late = [
-            (e, k)
-            for e, k in entries
-            if k not in missed and not cache.fetch(k, outdir / e.release, previous / e.release if previous else None)
-        ]
-        shared_late = not shared_todo and not cache.fetch(shared_entry, outdir, previous)
+        built.entries = {env.release: entry for env, entry in entries} | {"": shared_entry}
+        built.recorded = cache.parts(previous) if previous is not None else {}
+
+        def kept(entry: str, base: str, folders: tuple[str, ...]) -> bool:
+            """Whether the hit ``entry`` is in the output being replaced as recorded (then it stays)."""
+            part = built.recorded.get(entry)
+            if previous is None or part is None or (part.base, part.folders) != (base, folders):
+                return False
+            stamp = part.unchanged(previous)
+            if stamp is not None:
+                cache.keep(entry)
+                built.kept.append((part, stamp))
+            return stamp is not None
+
+        late: list[tuple[Environment, str]] = []
+        for env, entry in entries:
+            if entry in missed or kept(entry, env.release, (env.release,)):
+                continue
+            if not cache.fetch(entry, outdir / env.release, previous / env.release if previous else None):
+                late.append((env, entry))
+        shared_late = False
+        if not shared_todo and not kept(shared_entry, "", SHARED_FOLDERS):
+            shared_late = not cache.fetch(shared_entry, outdir, previous)
         done = total - len(todo) - len(late)
         if progress and total > PROGRESS_MIN:
             print(f"synth: {done}/{total} environments from the cache", file=sys.stderr)
@@ -672,11 +693,27 @@ def build(
         if shared_todo or shared_late:
             cache.store(shared_entry, outdir, SHARED_FOLDERS)
         cache.prune()
+        return built
     except BaseException:
         rendering.abort()
         raise
     finally:
         rendering.close()
+
+
+@dataclass
+class Built:
+    """What :func:`build` leaves for the promotion besides its folder."""
+
+    #: The cache entry of each part written or kept, by the folder its paths are relative to (a
+    #: release's; "" for the shared folders'); empty without a cache.
+    entries: dict[str, str] = field(default_factory=dict)
+    #: The parts of the output being replaced that hold a hit's files as recorded (synth_cache.Part),
+    #: with their folders' stamp when that was checked: not written, left in place unless the stamp
+    #: changed before the promotion.
+    kept: list[tuple[Part, Stamp]] = field(default_factory=list)
+    #: The output's record as read (SynthCache.parts), by entry.
+    recorded: dict[str, Part] = field(default_factory=dict)
 
 
 def _chunks(items: list[Environment], jobs: int) -> list[list[Environment]]:
@@ -689,29 +726,39 @@ def _chunks(items: list[Environment], jobs: int) -> list[list[Environment]]:
 
 
 def _promote(
-    staging: Path, outdir: Path, envs: Sequence[Environment], all_envs: Sequence[Environment], partial: bool
+    staging: Path,
+    outdir: Path,
+    envs: Sequence[Environment],
+    all_envs: Sequence[Environment],
+    partial: bool,
+    built: Built | None = None,
+    cache: SynthCache | None = None,
 ) -> None:
     """Move ``staging/out`` into ``outdir``; what it replaces goes to ``staging/old`` (removed later).
 
-    Runs under the lock with SIGINT/SIGTERM held, so it is never seen or left half done: a full synth
-    is two renames; a partial one renames each of its folders and moves out the folders of releases
-    that no longer exist (the output then holds exactly what a full synth would, never an orphan).
+    Runs under the lock with SIGINT/SIGTERM held, so it is never seen or left half done. A full synth
+    of all new folders is two renames. Otherwise each folder is renamed into place, and the folders
+    of releases that no longer exist are moved out (the output then holds exactly what a full synth
+    would, never an orphan). The parts ``built`` kept (see :func:`build`) stay where they are,
+    unless their folders' stamp changed since they were checked (another synth promoted one
+    meanwhile): those are first written anew from ``cache``. The parts of the promoted output are then recorded
+    in ``cache`` for the next synth (:meth:`SynthCache.record`), after ``staging`` is removed.
     """
+
+    built = built or Built()
     out, old = staging / "out", staging / "old"
     old.mkdir()
     check_owned(outdir)  # again, under the lock: another process may have changed it meanwhile
-    if not partial:
-        if outdir.exists():
-            outdir.rename(old / "previous")
-        try:
-            out.rename(outdir)
-        except BaseException:
-            if (old / "previous").exists():
-                (old / "previous").rename(outdir)
-            raise
-        return
+    stay: dict[str, Part] = {}
+    for part, stamp in built.kept:
+        if part.stamp(outdir) == stamp:
+            stay[part.base] = part
+        elif cache is None or not cache.fetch(
+            part.entry, out / part.base if part.base else out, outdir / part.base if part.base else outdir
+        ):
+            raise RuntimeError(f"{outdir / part.folders[0]} changed during the synth and its cache entry is gone")
+    stay_folders = {folder for part in stay.values() for folder in part.folders}
     created = not outdir.exists()
-    outdir.mkdir(exist_ok=True)
     moves: list[tuple[Path, Path]] = []  # done so far, undone in reverse if one fails
 
     def move(src: Path, dst: Path) -> None:
@@ -719,23 +766,52 @@ def _promote(
         moves.append((src, dst))
 
     try:
-        keep = {e.release for e in all_envs} | set(SHARED_FOLDERS)
-        for folder in [*(env.release for env in envs), *SHARED_FOLDERS]:
-            if (outdir / folder).exists():
-                move(outdir / folder, old / folder)
-            if (out / folder).exists():
-                move(out / folder, outdir / folder)
-        for child in sorted(outdir.iterdir()):
-            if child.is_dir() and child.name not in keep:  # an orphan: its environment file is gone
-                move(child, old / child.name)
-        if not (outdir / MARKER).is_file():
-            move(out / MARKER, outdir / MARKER)
+        if not partial and not stay:
+            if not created:
+                move(outdir, old / "previous")
+            move(out, outdir)
+        else:
+            outdir.mkdir(exist_ok=True)
+            keep = {e.release for e in all_envs} | set(SHARED_FOLDERS)
+            for folder in [*(env.release for env in envs), *SHARED_FOLDERS]:
+                if folder in stay_folders:
+                    continue
+                if (outdir / folder).exists():
+                    move(outdir / folder, old / folder)
+                if (out / folder).exists():
+                    move(out / folder, outdir / folder)
+            for child in sorted(outdir.iterdir()):
+                if child.is_dir() and child.name not in keep:  # an orphan: its environment file is gone
+                    move(child, old / child.name)
+            if not (outdir / MARKER).is_file():
+                move(out / MARKER, outdir / MARKER)
     except BaseException:
         for src, dst in reversed(moves):
             dst.rename(src)
-        if created:
+        if created and outdir.is_dir():
             outdir.rmdir()
         raise
+    if cache is not None:
+        # The replaced output goes first: until then a file linked from it (FolderWriter) has two links,
+        # and removing one changes its ctime, which would make the record wrong at once.
+        _remove(staging)
+        cache.record(outdir, _parts(outdir, built, stay))
+
+
+def _parts(outdir: Path, built: Built, stay: dict[str, Part]) -> list[Part]:
+    """The parts of ``outdir`` just promoted: those that stayed, those written (as they are now), and
+    the parts of the output's record that this synth did not touch (a partial synth's other releases)."""
+    from synth_cache import Part
+
+    parts: list[Part] = []
+    for base, entry in built.entries.items():
+        part = stay.get(base) or Part.taken(outdir, entry, (base,) if base else SHARED_FOLDERS, base)
+        if part is not None:
+            parts.append(part)
+    for part in built.recorded.values():
+        if part.base not in built.entries and part.base and (outdir / part.base).is_dir():
+            parts.append(part)
+    return parts
 
 
 def synthesize(
@@ -764,7 +840,7 @@ def synthesize(
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth-{os.getpid()}-", dir=outdir.parent))
     try:
-        build(
+        built = build(
             envs,
             staging / "out",
             labels,
@@ -777,7 +853,7 @@ def synthesize(
             previous=outdir if outdir.is_dir() else None,
         )
         with _locked(outdir.parent), _signals_held():
-            _promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial)
+            _promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial, built, cache)
             _finish_uninterrupted()
         if mirror is not None:
             shutil.rmtree(mirror, ignore_errors=True)

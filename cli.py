@@ -53,12 +53,10 @@ def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """The shared charts (dist/cluster/, dist/argocd/) of a fleet, built as synth builds them."""
     from constructs.api_objects import Root
     from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
+    from tiers.shared import shared_props
 
-    scope = Root(tempfile.gettempdir())
-    return {
-        CLUSTER: list(ClusterChart(scope, list(envs)).to_json()),
-        ARGOCD: list(ArgoCdChart(scope, list(envs)).to_json()),
-    }
+    scope, props = Root(tempfile.gettempdir()), shared_props(envs)
+    return {CLUSTER: list(ClusterChart(scope, props).to_json()), ARGOCD: list(ArgoCdChart(scope, props).to_json())}
 
 
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:

@@ -30,6 +30,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -191,6 +192,120 @@ def write_tree(dest: Path, files: Iterable[tuple[str, str, bytes | memoryview]],
             writer.close()
 
 
+#: What a folder tree looks like to ``lstat``: (relative path, mode, uid, links, inode, size, mtime_ns,
+#: ctime_ns) of every entry, the folders themselves included, in path order.
+Signature = tuple[tuple[str, int, int, int, int, int, int, int], ...]
+
+
+def signature(root: Path, names: Iterable[str] | None = None) -> Signature | None:
+    """The :data:`Signature` of ``root`` (or only of its children ``names``, each a folder), or None
+    when a folder is missing or not a folder.
+
+    Writing, replacing, adding or removing a file changes it (its ctime, its inode, or its folder's
+    mtime), so two equal signatures taken a moment apart mean nothing in the tree changed meanwhile.
+    """
+    rows: list[tuple[str, int, int, int, int, int, int, int]] = []
+
+    def add(path: str, st: os.stat_result) -> None:
+        rows.append((path, st.st_mode, st.st_uid, st.st_nlink, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+    def walk(folder: str) -> None:
+        with os.scandir(root / folder if folder else root) as it:
+            for entry in it:
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                st = entry.stat(follow_symlinks=False)
+                add(rel, st)
+                if stat.S_ISDIR(st.st_mode):
+                    walk(rel)
+
+    try:
+        for top in names if names is not None else [""]:
+            st = os.lstat(root / top if top else root)
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            add(top, st)
+            walk(top)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    rows.sort()
+    return tuple(rows)
+
+
+#: The ``lstat`` of a part's folders (inode, device, mode, mtime_ns, ctime_ns each): :meth:`Part.stamp`.
+Stamp = tuple[tuple[int, int, int, int, int], ...]
+
+
+def digest(rows: Signature) -> str:
+    """A :data:`Signature` in 64 hex digits."""
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part of an output folder as a synth left it: a release's folder, or the shared folders.
+
+    A synth records the parts of the output it promotes (:meth:`SynthCache.record`). The next synth
+    into that folder leaves a part in place, instead of writing its files again, when the part's
+    cache entry is the one it would write and its :func:`signature` is still the recorded one
+    (:meth:`unchanged`, under the lock): nothing has written, replaced, added or removed a file in it
+    since. A file changed in the same clock tick as the record was taken cannot be told from one
+    written before it (file times are coarse), so a part with a file changed at or after the
+    record's time is never left in place (git's "racily clean" rule).
+
+    The synth compares the signature while its worker renders, then, under the lock, only the
+    folders' :meth:`stamp`: a synth that promoted one of them meanwhile (a rename of a new folder
+    into place, or of the whole output) changes its stamp. A hand edit made in place in between is
+    kept, as if made right after the synth; the next synth finds it (its signature differs) and
+    writes that file again.
+    """
+
+    #: The cache entry it holds.
+    entry: str
+    #: The folders it is, in the output folder.
+    folders: tuple[str, ...]
+    #: The folder the entry's paths are relative to: a release's, or "" for the output folder.
+    base: str
+    #: :func:`digest` of its signature when recorded.
+    digest: str
+    #: When it was recorded (the record file's mtime, in the file system's clock); 0 when not read back.
+    taken_ns: int = 0
+
+    def signature_in(self, outdir: Path) -> Signature | None:
+        return signature(outdir / self.base) if self.base else signature(outdir, self.folders)
+
+    def unchanged(self, outdir: Path) -> Stamp | None:
+        """Its :func:`stamp` when it is in ``outdir`` as recorded (see the class doc), else None."""
+        rows = self.signature_in(outdir)
+        if rows is None or any(row[7] >= self.taken_ns for row in rows) or digest(rows) != self.digest:
+            return None
+        return self.stamp(outdir)
+
+    def stamp(self, outdir: Path) -> Stamp | None:
+        """The ``lstat`` of its folders (None when one is missing): a folder another synth promoted in
+        its place, or one of which a file was added, removed or renamed, has another."""
+        rows = []
+        for folder in self.folders:
+            try:
+                st = os.lstat(outdir / folder)
+            except OSError:
+                return None
+            rows.append((st.st_ino, st.st_dev, st.st_mode, st.st_mtime_ns, st.st_ctime_ns))
+        return tuple(rows)
+
+    @classmethod
+    def taken(cls, outdir: Path, entry: str, folders: tuple[str, ...], base: str) -> Part | None:
+        """The part as it is in ``outdir`` now (None when a folder of it is missing)."""
+        part = cls(entry, folders, base, "")
+        rows = part.signature_in(outdir)
+        return None if rows is None else cls(entry, folders, base, digest(rows))
+
+
+#: The cache's folder of output records (:meth:`SynthCache.record`), never pruned as an entry; at most
+#: ``MAX_RECORDS`` are kept, the most recently written.
+OUTPUTS = "outputs"
+MAX_RECORDS = 64
+
+
 #: First line of an entry file; an entry of another layout (an older version's folder) is a miss.
 MAGIC = b"iotistica-k8s synth-cache entry 1\n"
 
@@ -267,23 +382,13 @@ class SynthCache:
         ``previous``: the folder ``dest`` will replace, whose files with the same bytes are linked
         instead of written (:class:`FolderWriter`).
 
-        The entry is one file, read whole with one ``open``: an entry pruned or replaced by another
+        The entry is read whole with one ``open`` (:meth:`_read`): one pruned or replaced by another
         process meanwhile is read entirely or not at all (absent: a miss, not an error). An entry
         that is not whole and intact (checked against its sha256) is a miss and is removed. The
         files in ``dest`` are never links to the cache: editing one cannot touch the cache.
         """
-        src = self.directory / entry
-        self.used.add(entry)
-        try:
-            with open(src, "rb") as f:
-                blob = f.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            self.misses += 1
-            return False
-        unpacked = _unpack(blob)
+        unpacked = self._read(entry)
         if unpacked is None:
-            self._discard(src)
-            self.misses += 1
             return False
         files, view, offset = unpacked
 
@@ -294,10 +399,90 @@ class SynthCache:
                 start += size
 
         write_tree(dest, contents(offset), previous)
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(src)  # least recently used is pruned first
-        self.hits += 1
+        self._hit(entry)
         return True
+
+    def keep(self, entry: str) -> None:
+        """``entry`` is a hit that stays in place in the output (:class:`Part`): used, not written."""
+        self.used.add(entry)
+        self._hit(entry)
+
+    def _record_path(self, outdir: Path) -> Path:
+        return self.directory / OUTPUTS / hashlib.sha256(os.fsencode(outdir)).hexdigest()
+
+    def parts(self, outdir: Path) -> dict[str, Part]:
+        """The parts of ``outdir`` (absolute) as the last synth into it recorded them, by entry; empty
+        when there is no record or it cannot be read whole (a record is only ever a hint: every part
+        is checked against ``outdir`` before it is left in place)."""
+        try:
+            with open(self._record_path(outdir), "rb") as f:
+                taken = os.fstat(f.fileno()).st_mtime_ns
+                data = json.loads(f.read())
+        except (OSError, ValueError):
+            return {}
+        if not (isinstance(data, dict) and data.get("outdir") == str(outdir) and isinstance(data.get("parts"), list)):
+            return {}
+        found: dict[str, Part] = {}
+        for item in data["parts"]:
+            if not (isinstance(item, list) and len(item) == 4 and all(isinstance(v, str) for v in item)):
+                return {}
+            entry, folders, base, rows = item
+            found[entry] = Part(entry, tuple(folders.split("/")), base, rows, taken)
+        return found
+
+    def record(self, outdir: Path, parts: Iterable[Part]) -> None:
+        """Record the ``parts`` of ``outdir`` (absolute), as a synth promoted them, for the next synth.
+
+        Written whole (a temporary file renamed into place) by a synth holding the output's lock, so
+        a record describes the output as it was promoted. Best effort: the output is already promoted
+        and complete, so a record that cannot be written is no failure (the next synth then writes
+        every part again). Older records beyond ``MAX_RECORDS`` are removed.
+        """
+        folder = self.directory / OUTPUTS
+        rows = [[p.entry, "/".join(p.folders), p.base, p.digest] for p in parts]
+        blob = json.dumps({"outdir": str(outdir), "parts": rows}).encode()
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(blob)
+                os.replace(tmp, self._record_path(outdir))
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            with os.scandir(folder) as it:
+                records = [e for e in it if not e.name.startswith(".")]
+            if len(records) > MAX_RECORDS:
+                records.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
+                for old in records[MAX_RECORDS:]:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(old.path)
+
+    def _read(self, entry: str) -> tuple[list[tuple[str, int]], memoryview, int] | None:
+        """The entry unpacked (:func:`_unpack`), or None (a miss): absent, or damaged (then removed).
+
+        The entry is one file, read whole with one ``open``: an entry pruned or replaced by another
+        process meanwhile is read entirely or not at all.
+        """
+        src = self.directory / entry
+        self.used.add(entry)
+        try:
+            with open(src, "rb") as f:
+                blob = f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self.misses += 1
+            return None
+        unpacked = _unpack(blob)
+        if unpacked is None:
+            self._discard(src)
+            self.misses += 1
+        return unpacked
+
+    def _hit(self, entry: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.directory / entry)  # least recently used is pruned first
+        self.hits += 1
 
     def store(self, entry: str, src: Path, names: Iterable[str] | None = None) -> None:
         """Keep the files under ``src`` (or only under its children ``names``) under ``entry``.
@@ -347,8 +532,12 @@ class SynthCache:
                 return 0.0
 
         entries = sorted(
-            # Hidden names are other runs' temporary files: never theirs to prune.
-            (p for p in self.directory.iterdir() if p.name not in self.used and not p.name.startswith(".")),
+            # Hidden names are other runs' temporary files: never theirs to prune; OUTPUTS is not an entry.
+            (
+                p
+                for p in self.directory.iterdir()
+                if p.name not in self.used and not p.name.startswith(".") and p.name != OUTPUTS
+            ),
             key=last_used,
             reverse=True,
         )

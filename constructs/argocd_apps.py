@@ -9,46 +9,19 @@
   (``kubectl apply -f dist/argocd/Application.iotistica-apps.k8s.yaml``); from then on adding, changing or
   removing an environment file is a commit.
 
-Settings come from each environment's ``argocd`` block (tiers/models/lifecycle.py ``ArgoCd``). The app-of-apps
-has one source, so every environment must agree on ``repoUrl``, ``targetRevision`` and ``namespace``;
-a disagreement is a configuration error naming the environment.
+Settings come from each environment's ``argocd`` block (tiers/models/lifecycle.py ``ArgoCd``), through the
+fleet's slice ``ArgoCdProps`` (tiers/shared.py). The app-of-apps has one source, so every environment must
+agree on ``repoUrl``, ``targetRevision`` and ``namespace``; a disagreement is a configuration error naming
+the environment (tiers/shared.py ``common_settings``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from cdk8s import ApiObjectMetadata
 
 from constructs.api_objects import Component, Scope, api_object
-from tiers.loader import ConfigError
-from tiers.models import ArgoCd, Environment
-
-APP_OF_APPS = "iotistica-apps"
-CLUSTER_APP = "iotistica-cluster"
-SHARED_FIELDS = (("repoUrl", "repo_url"), ("targetRevision", "target_revision"), ("namespace", "namespace"))
-
-
-def common_settings(envs: Sequence[Environment]) -> ArgoCd:
-    """The settings every environment shares (defaults when there is none)."""
-    ordered = sorted(envs, key=lambda e: e.release)
-    for e in ordered:
-        if e.release in (APP_OF_APPS, CLUSTER_APP):
-            raise ConfigError(e.release, "release", f"{e.release!r} is the name of a shared Argo CD Application")
-    if not ordered:
-        return ArgoCd.model_validate({})
-    first = ordered[0]
-    for e in ordered[1:]:
-        for key, attr in SHARED_FIELDS:
-            mine, theirs = getattr(e.argocd, attr), getattr(first.argocd, attr)
-            if mine != theirs:
-                raise ConfigError(
-                    e.release,
-                    f"argocd.{key}",
-                    f"must be the same in every environment (the app-of-apps syncs dist/argocd/ from one "
-                    f"source): {first.release} has {theirs!r}, got {mine!r}",
-                )
-    return first.argocd
+from tiers.models import ArgoCd
+from tiers.shared import APP_OF_APPS, CLUSTER_APP, ArgoCdProps
 
 
 def _labels(component: str) -> dict[str, str]:
@@ -64,7 +37,7 @@ def _labels(component: str) -> dict[str, str]:
 class ArgoCdApplications(Component):
     """Outputs: ``names`` (every Application, sorted)."""
 
-    def __init__(self, scope: Scope, id: str, *, envs: Sequence[Environment]) -> None:
+    def __init__(self, scope: Scope, id: str, *, props: ArgoCdProps) -> None:
         super().__init__(scope, id)
         from imports.io.argoproj import (
             Application,
@@ -78,7 +51,7 @@ class ArgoCdApplications(Component):
             ApplicationSpecSyncPolicyRetryBackoff,
         )
 
-        shared = common_settings(envs)
+        shared = props.shared
         self.names: list[str] = []
 
         def app(
@@ -110,8 +83,8 @@ class ArgoCdApplications(Component):
             )
             self.names.append(name)
 
-        for e in sorted(envs, key=lambda e: e.release):
-            app(e.release, e.argocd, f"dist/{e.release}", e.namespace, "release", ["CreateNamespace=true"])
+        for r in props.releases:
+            app(r.release, r.settings, f"dist/{r.release}", r.namespace, "release", ["CreateNamespace=true"])
         app(CLUSTER_APP, shared, "dist/cluster", None, "cluster", [])
         app(APP_OF_APPS, shared, "dist/argocd", shared.namespace, "app-of-apps", [])
         self.names.sort()

@@ -4,16 +4,14 @@
   ValidatingAdmissionPolicies that confine the API's cluster-wide grant).
 - ``ArgoCdChart`` holds the Argo CD Applications (one per release) and the app-of-apps.
 
-Both are built from *all* environments, also when ``app.py --env`` limits the release folders, so
-they never describe a subset.
+Both are built from the slice of *all* environments they read (tiers/shared.py ``SharedProps``), also
+when ``app.py --env`` limits the release folders, so they never describe a subset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from constructs.api_objects import ObjectChart, Root
-from tiers.models import Environment
+from tiers.shared import SharedProps
 
 CLUSTER = "cluster"
 ARGOCD = "argocd"
@@ -21,25 +19,23 @@ SHARED_FOLDERS = (ARGOCD, CLUSTER)
 
 
 class ClusterChart(ObjectChart):
-    def __init__(self, scope: Root, envs: Sequence[Environment]) -> None:
+    def __init__(self, scope: Root, props: SharedProps) -> None:
         super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
-        self.envs = list(envs)
         # Isolation: the API deployer's ClusterRoles (platform-facts §11; instance `cluster`, no tier label).
         from constructs.isolation.cluster_rbac import ClusterRbac
 
         self.rbac = ClusterRbac(self, "Rbac")
         # The guardrail of the API's cluster-wide grant (platform-facts §16): ValidatingAdmissionPolicies.
-        from constructs.isolation.api_admission_policies import ApiAdmissionPolicies, policies_props
+        from constructs.isolation.api_admission_policies import ApiAdmissionPolicies
 
-        props = policies_props(self.envs)
-        self.admission = ApiAdmissionPolicies(self, "Admission", props=props) if props is not None else None
+        admission = props.admission
+        self.admission = ApiAdmissionPolicies(self, "Admission", props=admission) if admission is not None else None
 
 
 class ArgoCdChart(ObjectChart):
-    def __init__(self, scope: Root, envs: Sequence[Environment]) -> None:
+    def __init__(self, scope: Root, props: SharedProps) -> None:
         super().__init__(scope, ARGOCD, disable_resource_name_hashes=True)
-        self.envs = list(envs)
         # Delivery: one Application per environment, dist/cluster/, and the app-of-apps.
         from constructs.argocd_apps import ArgoCdApplications
 
-        self.applications = ArgoCdApplications(self, "Applications", envs=self.envs)
+        self.applications = ArgoCdApplications(self, "Applications", props=props.argocd)

@@ -36,8 +36,9 @@ def cluster_manifests(environments: dict[str, Environment]) -> list[Manifest]:
     """dist/cluster/: the objects shared by every release (the deployer's ClusterRoles, platform-facts §11)."""
     from constructs.api_objects import Root
     from constructs.shared_charts import ClusterChart
+    from tiers.shared import shared_props
 
-    return list(ClusterChart(Root(), list(environments.values())).to_json())
+    return list(ClusterChart(Root(), shared_props(list(environments.values()))).to_json())
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

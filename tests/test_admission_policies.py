@@ -635,8 +635,9 @@ def test_the_evaluator_applies_vap_semantics() -> None:
 
 def shared_objects(envs: list[Environment]) -> list[Obj]:
     from constructs.api_objects import Root
+    from tiers.shared import shared_props
 
-    return list(ClusterChart(Root(), envs).to_json())
+    return list(ClusterChart(Root(), shared_props(envs)).to_json())
 
 
 def with_setting(envs: dict[str, Environment], value: AdmissionPolicyVersion) -> list[Environment]:

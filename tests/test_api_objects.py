@@ -37,6 +37,7 @@ from constructs.release_chart import ReleaseChart
 from constructs.shared_charts import ArgoCdChart, ClusterChart
 from tests.helpers import SHIPPED, env_from
 from tiers.models import Environment
+from tiers.shared import shared_props
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,9 +115,9 @@ def test_every_release_object_renders_as_cdk8s_renders_it(release: str, override
 
 
 def test_the_shared_charts_render_as_cdk8s_renders_them(environments: dict[str, Environment]) -> None:
-    envs = list(environments.values())
+    props = shared_props(list(environments.values()))
     for chart in (ClusterChart, ArgoCdChart):
-        python, kernel = both(lambda app, c=chart: c(app, envs))
+        python, kernel = both(lambda app, c=chart: c(app, props))
         assert python, chart.__name__
         assert_same(python, kernel)
 
@@ -272,10 +273,12 @@ import imports.io.argoproj as argo
 from tiers.loader import load_environments
 from constructs.release_chart import ReleaseChart
 from constructs.shared_charts import ArgoCdChart, ClusterChart
+from tiers.shared import shared_props
 envs = load_environments(app.ROOT / "environments")
 root = Root()
 objects = [o for e in envs for o in ReleaseChart(root, e).to_json()]
-objects += ClusterChart(root, envs).to_json() + ArgoCdChart(root, envs).to_json()
+props = shared_props(envs)
+objects += ClusterChart(root, props).to_json() + ArgoCdChart(root, props).to_json()
 assert len(objects) > 200 and "_process" not in vars(kernel.provider.provider), "the kernel was started"
 with renderer("cdk8s"):
     chart = ObjectChart(Root(), "c")

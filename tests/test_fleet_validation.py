@@ -93,10 +93,15 @@ def test_synth_and_validate_refuse_the_same_fleet(
     assert expected in synth
 
 
-def test_shared_application_names_are_the_charts(tmp_path: Path) -> None:
-    from constructs.argocd_apps import APP_OF_APPS, CLUSTER_APP
+def test_shared_application_names_are_the_charts(environments: dict[str, Environment]) -> None:
+    """The names validate keeps from releases are the Applications dist/argocd/ holds besides theirs."""
+    from constructs.api_objects import Root
+    from constructs.shared_charts import ArgoCdChart
+    from tiers.shared import shared_props
 
-    assert set(SHARED_APPLICATIONS) == {APP_OF_APPS, CLUSTER_APP}
+    envs = list(environments.values())
+    names = {o["metadata"]["name"] for o in ArgoCdChart(Root(), shared_props(envs)).to_json()}
+    assert names - {e.release for e in envs} == set(SHARED_APPLICATIONS)
 
 
 def test_validate_builds_the_shared_charts(capsys: pytest.CaptureFixture[str]) -> None:

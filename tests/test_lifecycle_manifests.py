@@ -422,8 +422,9 @@ def test_required_secrets_file(environments, tmp_path: Path) -> None:
 def argocd_objects(envs: list[Any]) -> list[dict[str, Any]]:
     from constructs.api_objects import Root
     from constructs.shared_charts import ArgoCdChart
+    from tiers.shared import shared_props
 
-    return list(ArgoCdChart(Root(), envs).to_json())
+    return list(ArgoCdChart(Root(), shared_props(envs)).to_json())
 
 
 def test_one_application_per_environment_plus_cluster_and_app_of_apps(environments) -> None:

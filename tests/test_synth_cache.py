@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import yaml
 
 import app
-from synth_cache import SynthCache, code_fingerprint, key
+from synth_cache import OUTPUTS, SynthCache, code_fingerprint, key
 from tiers.loader import load_environments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def entry_files(cache_dir: Path) -> dict[str, bytes]:
+    """The cache's entries (its records of output folders, synth_cache.OUTPUTS, left out)."""
+    return {k: v for k, v in tree(cache_dir).items() if not k.startswith(f"{OUTPUTS}/")}
 
 
 def test_cached_synth_equals_fresh_synth(tmp_path: Path) -> None:
@@ -45,8 +51,33 @@ def test_changing_one_environment_misses_only_that_one(tmp_path: Path) -> None:
     envs = load_environments(env_dir)
     cache = SynthCache(cache_dir)
     app.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
-    assert cache.misses == 2, "the changed release and the shared charts (which list every release)"
+    assert cache.misses == 1, "the changed release only: the shared charts read nothing of api (tiers/shared.py)"
     assert 'value: "21"' in (tmp_path / "b" / "client-demo" / "Deployment.client-demo-api.k8s.yaml").read_text()
+    fresh = tmp_path / "c"
+    app.synthesize(envs, fresh, partial=False, all_envs=envs)
+    assert tree(fresh) == tree(tmp_path / "b")
+
+
+def test_a_change_the_shared_charts_read_misses_them_too(tmp_path: Path) -> None:
+    """A new namespace is in the release's Argo CD Application and in the admission policies' list of
+    release namespaces: the release and the shared charts are rendered again, and match a fresh synth."""
+    env_dir = tmp_path / "environments"
+    shutil.copytree(ROOT / "environments", env_dir)
+    cache_dir = tmp_path / "cache"
+    assert (
+        app.main(["--environments", str(env_dir), "--outdir", str(tmp_path / "a"), "--cache-dir", str(cache_dir)]) == 0
+    )
+    path = env_dir / "client-demo.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["namespace"] = "demo-moved"
+    path.write_text(yaml.safe_dump(data))
+    envs = load_environments(env_dir)
+    cache = SynthCache(cache_dir)
+    app.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
+    assert cache.misses == 2, "the changed release and the shared charts"
+    argocd = (tmp_path / "b" / "argocd" / "Application.client-demo.k8s.yaml").read_text()
+    assert "namespace: demo-moved" in argocd
+    assert "demo-moved" in "".join(p.read_text() for p in (tmp_path / "b" / "cluster").glob("*.yaml"))
     fresh = tmp_path / "c"
     app.synthesize(envs, fresh, partial=False, all_envs=envs)
     assert tree(fresh) == tree(tmp_path / "b")
@@ -185,7 +216,7 @@ def test_editing_an_output_file_in_place_never_reaches_the_cache(tmp_path: Path)
     envs = load_environments(ROOT / "environments")
     cache_dir = tmp_path / "cache"
     app.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
-    entries = tree(cache_dir)
+    entries = entry_files(cache_dir)
     warm = tmp_path / "warm"
     cache = SynthCache(cache_dir)
     app.synthesize(envs, warm, partial=False, all_envs=envs, cache=cache)
@@ -196,7 +227,7 @@ def test_editing_an_output_file_in_place_never_reaches_the_cache(tmp_path: Path)
         with open(path, "r+b") as f:
             f.write(b"# edited in place\n")
     assert all(p.stat().st_nlink == 1 for p in warm.rglob("*") if p.is_file()), "no file is linked"
-    assert tree(cache_dir) == entries, "the cache is untouched"
+    assert entry_files(cache_dir) == entries, "the cache's entries are untouched"
     again = tmp_path / "again"
     app.synthesize(envs, again, partial=False, all_envs=envs, cache=SynthCache(cache_dir))
     assert tree(again) == tree(tmp_path / "cold")
@@ -206,7 +237,7 @@ def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(tmp_path: Path) ->
     envs = load_environments(ROOT / "environments")
     cache_dir = tmp_path / "cache"
     app.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
-    entries = sorted(p for p in cache_dir.iterdir())
+    entries = sorted(p for p in cache_dir.iterdir() if p.name != OUTPUTS)
     assert len(entries) == len(envs) + 1 and all(p.is_file() for p in entries)
     # One byte changed, one entry cut short, one in an older version's layout (a folder).
     data = bytearray(entries[0].read_bytes())
@@ -220,7 +251,9 @@ def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(tmp_path: Path) ->
     app.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1 - 3, 3)
     assert tree(tmp_path / "out") == tree(tmp_path / "fresh")
-    assert sorted(p.name for p in cache_dir.iterdir()) == [p.name for p in entries], "replaced, none left over"
+    assert sorted(p.name for p in cache_dir.iterdir() if p.name != OUTPUTS) == [p.name for p in entries], (
+        "replaced, none left over"
+    )
     cache = SynthCache(cache_dir)
     app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1, 0)
@@ -313,3 +346,111 @@ def test_a_previous_file_is_reused_only_when_it_is_exactly_what_would_be_written
             assert path.stat().st_nlink == 1, name
     assert (previous / "edited").read_bytes() == b"kind: ConfigMaX\n", "the previous output is only read"
     assert (elsewhere / "other-link").stat().st_nlink == 2 and (elsewhere / "target").read_bytes() == data
+
+
+# --------------------------------------------------------------------------------------------------
+# Parts of the output a synth replaces that hold a hit as the last synth recorded them stay in place
+# --------------------------------------------------------------------------------------------------
+
+
+def folder_inodes(path: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_ino for p in sorted(path.iterdir()) if p.is_dir()}
+
+
+def _synth_twice(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A synth with a cache, then a fresh synth for reference; returns (out, fresh, argv of the first)."""
+    env_dir = tmp_path / "environments"
+    shutil.copytree(ROOT / "environments", env_dir)
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    argv = ["--environments", str(env_dir), "--outdir", str(out), "--cache-dir", str(tmp_path / "cache")]
+    assert app.main(argv) == 0
+    assert app.main(["--environments", str(env_dir), "--outdir", str(fresh), "--no-cache"]) == 0
+    return out, fresh, argv
+
+
+def test_unchanged_parts_stay_in_place_and_the_changed_one_is_replaced(tmp_path: Path) -> None:
+    out, _, argv = _synth_twice(tmp_path)
+    folders, files = folder_inodes(out), inodes(out)
+    path = tmp_path / "environments" / "client-demo.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("api", {})["dbPoolSize"] = 21
+    path.write_text(yaml.safe_dump(data))
+    assert app.main(argv) == 0
+    after = folder_inodes(out)
+    assert after.keys() == folders.keys()
+    assert [name for name in folders if after[name] != folders[name]] == ["client-demo"], "only it was replaced"
+    assert {k: v for k, v in inodes(out).items() if not k.startswith("client-demo/")} == {
+        k: v for k, v in files.items() if not k.startswith("client-demo/")
+    }, "the files of the others are the same files"
+    fresh = tmp_path / "fresh2"
+    assert app.main([*argv[:2], "--outdir", str(fresh), "--no-cache"]) == 0
+    assert tree(out) == tree(fresh)
+    assert all(p.stat().st_nlink == 1 for p in out.rglob("*") if p.is_file())
+
+
+def test_hand_edits_in_an_unchanged_part_are_undone_by_the_next_synth(tmp_path: Path) -> None:
+    out, fresh, argv = _synth_twice(tmp_path)
+    folders = folder_inodes(out)
+    edited = out / "client-demo" / "Deployment.client-demo-api.k8s.yaml"
+    data = bytearray(edited.read_bytes())
+    data[0] ^= 1  # same size, same inode, same folder: only the file's ctime tells
+    with open(edited, "r+b") as f:
+        f.write(data)
+    (out / "iotistica" / "ConfigMap.added-by-hand.k8s.yaml").write_text("kind: ConfigMap\n")
+    next(iter(sorted((out / "argocd").iterdir()))).unlink()
+    assert app.main(argv) == 0
+    assert tree(out) == tree(fresh), "every edit undone"
+    after = folder_inodes(out)
+    assert {name for name in folders if after[name] != folders[name]} == {
+        "client-demo",
+        "iotistica",
+        "argocd",
+        "cluster",
+    }
+
+
+def test_a_part_replaced_by_another_synth_before_the_promotion_is_written_again(tmp_path: Path) -> None:
+    """Between the check of a part (while the worker renders) and the promotion (under the lock),
+    another synth may promote a folder of its own in its place: the stamp of the folder tells."""
+    out, fresh, _ = _synth_twice(tmp_path)
+    envs = load_environments(tmp_path / "environments")
+    cache = SynthCache(tmp_path / "cache")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    built = app.build(envs, staging / "out", all_envs=envs, cache=cache, previous=out)
+    assert len(built.kept) == len(envs) + 1, "every part is kept"
+    other = tmp_path / "other-synths-folder"
+    shutil.copytree(out / "client-demo", other)
+    (other / "Deployment.client-demo-api.k8s.yaml").write_text("another synth's output\n")
+    shutil.rmtree(out / "client-demo")
+    other.rename(out / "client-demo")
+    app._promote(staging, out, envs, envs, False, built, cache)
+    assert tree(out) == tree(fresh)
+
+
+def test_a_record_that_cannot_be_trusted_keeps_nothing(tmp_path: Path) -> None:
+    out, fresh, argv = _synth_twice(tmp_path)
+    (record,) = (tmp_path / "cache" / OUTPUTS).iterdir()
+    # Taken before the files were last changed (the same clock tick, say): racily clean, not trusted.
+    os.utime(record, ns=(0, 0))
+    folders = folder_inodes(out)
+    assert app.main(argv) == 0
+    after = folder_inodes(out)
+    assert not [name for name in folders if after[name] == folders[name]], "every part written again"
+    assert tree(out) == tree(fresh)
+    # Damaged: ignored, the same.
+    record.write_bytes(b'{"outdir": "' + bytes(out) + b'", "parts": [["x"]]')
+    folders = folder_inodes(out)
+    assert app.main(argv) == 0
+    assert not [name for name in folders if folder_inodes(out)[name] == folders[name]]
+    assert tree(out) == tree(fresh)
+
+
+def test_a_record_that_cannot_be_written_does_not_fail_the_synth(tmp_path: Path) -> None:
+    out, fresh, argv = _synth_twice(tmp_path)
+    outputs = tmp_path / "cache" / OUTPUTS
+    shutil.rmtree(outputs)
+    outputs.write_text("not a folder\n")  # mkdir fails: the record is skipped
+    assert app.main(argv) == 0
+    assert tree(out) == tree(fresh)
+    assert outputs.read_text() == "not a folder\n"

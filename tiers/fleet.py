@@ -28,9 +28,10 @@ from pathlib import Path
 
 from tiers.loader import ConfigError, load_environments
 from tiers.models import Environment
+from tiers.shared import APP_OF_APPS, CLUSTER_APP
 
-#: The shared Argo CD Applications of dist/argocd/ (constructs/argocd_apps.py; a test keeps them equal).
-SHARED_APPLICATIONS = ("iotistica-apps", "iotistica-cluster")
+#: The shared Argo CD Applications of dist/argocd/.
+SHARED_APPLICATIONS = (APP_OF_APPS, CLUSTER_APP)
 #: Namespaces no environment may take, besides those the environments reference.
 RESERVED_NAMESPACES = ("default", "argocd", "cert-manager")
 RESERVED_PREFIXES = ("kube-",)

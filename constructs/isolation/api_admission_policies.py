@@ -46,16 +46,14 @@ them with a real CEL engine. The objects are plain ``ApiObject`` s: cdk8s-plus-2
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from cdk8s import ApiObject, ApiObjectMetadata
 
 from constructs.api_objects import Component, JsonPatch, Scope, api_object
 from constructs.isolation.cluster_rbac import CLUSTER_WIDE, FLEET_NAMESPACE_MANAGER, RBAC_GROUP, cluster_labels
-from constructs.platform import Props
-from tiers.loader import ConfigError
-from tiers.models import AdmissionPolicyVersion, Environment
+from tiers.models import Environment
+from tiers.shared import ApiAdmissionPoliciesProps, granted
 
 SERVICE_ACCOUNT = "iotistic-api"  # constructs/core/api_service.py SERVICE_ACCOUNT (platform-facts §11)
 GROUP = "admissionregistration.k8s.io"
@@ -95,44 +93,6 @@ def username(namespace: str) -> str:
     return f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"
 
 
-class ApiAccount(Props):
-    """One release's API ServiceAccount that holds the cluster-wide grant."""
-
-    namespace: str
-    fleet_namespaces: tuple[str, ...]
-    agent_namespace: str
-
-
-class ApiAdmissionPoliciesProps(Props):
-    api_version: Literal["v1", "v1beta1"]
-    accounts: tuple[ApiAccount, ...]
-    #: Every release namespace, granted or not: never a fleet namespace.
-    release_namespaces: tuple[str, ...]
-
-
-def admission_setting(envs: Sequence[Environment]) -> AdmissionPolicyVersion:
-    """``cluster.admissionPolicies``, the same in every environment (a disagreement is a ConfigError)."""
-    ordered = sorted(envs, key=lambda e: e.release)
-    if not ordered:
-        return "v1"
-    first = ordered[0]
-    for e in ordered[1:]:
-        mine, theirs = e.cluster.admission_policies, first.cluster.admission_policies
-        if mine != theirs:
-            raise ConfigError(
-                f"environments/{e.release}.yaml",
-                "cluster.admissionPolicies",
-                f"must be the same in every environment (one cluster runs dist/cluster/): {first.release} has "
-                f"{theirs!r}, got {mine!r}",
-            )
-    return first.cluster.admission_policies
-
-
-def granted(env: Environment) -> bool:
-    """Does this release's API ServiceAccount hold the cluster-wide ClusterRoleBinding?"""
-    return env.fleet_namespaces.virtual_agent_manager
-
-
 def unguarded_warning(env: Environment) -> str | None:
     """The warning ``validate`` and ``explain`` print when the guardrail is off and the grant exists."""
     if env.cluster.admission_policies != "none" or not granted(env):
@@ -142,35 +102,6 @@ def unguarded_warning(env: Environment) -> str | None:
         "namespaces, create RoleBindings and ResourceQuotas in any namespace, kube-system included) with no "
         "admission guardrail in dist/cluster/; the cluster must confine it by other means (README: The API's "
         "cluster rights and their guardrail)"
-    )
-
-
-def policies_props(envs: Sequence[Environment]) -> ApiAdmissionPoliciesProps | None:
-    """The props for all environments, or None when the setting is ``none`` or no release holds the grant."""
-    version = admission_setting(envs)
-    accounts: dict[str, ApiAccount] = {}
-    for e in sorted(envs, key=lambda e: e.release):
-        if not granted(e):
-            continue
-        fleets = {e.fleet_namespace(f.name) for f in e.fleet_namespaces.fleets} if e.fleet_namespaces.enabled else set()
-        prev = accounts.get(e.namespace)
-        if prev is not None:  # two releases in one namespace share the ServiceAccount
-            fleets |= set(prev.fleet_namespaces)
-            if prev.agent_namespace != e.api.agent_namespace:
-                raise ConfigError(
-                    f"environments/{e.release}.yaml",
-                    "api.extraEnv.VIRTUAL_AGENT_NAMESPACE",
-                    f"releases in namespace {e.namespace} share the API ServiceAccount and must agree on it",
-                )
-        accounts[e.namespace] = ApiAccount(
-            namespace=e.namespace, fleet_namespaces=tuple(sorted(fleets)), agent_namespace=e.api.agent_namespace
-        )
-    if version == "none" or not accounts:
-        return None
-    return ApiAdmissionPoliciesProps(
-        api_version=version,
-        accounts=tuple(accounts[k] for k in sorted(accounts)),
-        release_namespaces=tuple(sorted({e.namespace for e in envs})),
     )
 
 
