@@ -16,6 +16,11 @@ fresh one byte for byte; changing code, a preset or an environment misses). An e
 sha256 when read, so a hit writes ~50 files from one read instead of copying them one by one. Entries
 are written atomically (safe for concurrent runs sharing one cache), and the least recently used
 beyond ``MAX_ENTRIES`` are pruned.
+
+``.synth-cache/outputs/`` holds one record per output folder: the cache entry and the ``lstat``
+signature of each part a synth promoted there (:class:`Part`). A hit whose part is still there as
+recorded stays in place instead of being written again; a record is only a hint, checked against
+the folder every time.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import secrets
 import shutil
 import stat
@@ -236,8 +242,9 @@ Stamp = tuple[tuple[int, int, int, int, int], ...]
 
 
 def digest(rows: Signature) -> str:
-    """A :data:`Signature` in 64 hex digits."""
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    """A :data:`Signature` in 64 hex digits (pickle with a fixed protocol: the same rows give the same
+    bytes in every process, and a third of the time of ``json.dumps``)."""
+    return hashlib.sha256(pickle.dumps(rows, protocol=5)).hexdigest()
 
 
 @dataclass(frozen=True)
