@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -37,7 +38,9 @@ def test_cached_synth_equals_fresh_synth(tmp_path: Path) -> None:
     assert tree(fresh) == tree(cold) == tree(warm)
 
 
-def test_changing_one_environment_misses_only_that_one(tmp_path: Path) -> None:
+def _primed_with_demo(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """A copy of environments/ synthesized once into a cache: (its folder, the cache, client-demo's
+    file, client-demo's settings to change and write back)."""
     env_dir = tmp_path / "environments"
     shutil.copytree(ROOT / "environments", env_dir)
     cache_dir = tmp_path / "cache"
@@ -45,7 +48,11 @@ def test_changing_one_environment_misses_only_that_one(tmp_path: Path) -> None:
         app.main(["--environments", str(env_dir), "--outdir", str(tmp_path / "a"), "--cache-dir", str(cache_dir)]) == 0
     )
     path = env_dir / "client-demo.yaml"
-    data = yaml.safe_load(path.read_text())
+    return env_dir, cache_dir, path, yaml.safe_load(path.read_text())
+
+
+def test_changing_one_environment_misses_only_that_one(tmp_path: Path) -> None:
+    env_dir, cache_dir, path, data = _primed_with_demo(tmp_path)
     data.setdefault("api", {})["dbPoolSize"] = 21
     path.write_text(yaml.safe_dump(data))
     envs = load_environments(env_dir)
@@ -61,14 +68,7 @@ def test_changing_one_environment_misses_only_that_one(tmp_path: Path) -> None:
 def test_a_change_the_shared_charts_read_misses_them_too(tmp_path: Path) -> None:
     """A new namespace is in the release's Argo CD Application and in the admission policies' list of
     release namespaces: the release and the shared charts are rendered again, and match a fresh synth."""
-    env_dir = tmp_path / "environments"
-    shutil.copytree(ROOT / "environments", env_dir)
-    cache_dir = tmp_path / "cache"
-    assert (
-        app.main(["--environments", str(env_dir), "--outdir", str(tmp_path / "a"), "--cache-dir", str(cache_dir)]) == 0
-    )
-    path = env_dir / "client-demo.yaml"
-    data = yaml.safe_load(path.read_text())
+    env_dir, cache_dir, path, data = _primed_with_demo(tmp_path)
     data["namespace"] = "demo-moved"
     path.write_text(yaml.safe_dump(data))
     envs = load_environments(env_dir)
