@@ -465,8 +465,22 @@ def _spawning() -> Iterator[None]:
 
     # Started by the first spawn otherwise, and starting it unblocks SIGINT/SIGTERM in this thread.
     resource_tracker.ensure_running()
+    _end_resource_tracker_at_exit()
     with _signals_held():
         yield
+
+
+@functools.cache
+def _end_resource_tracker_at_exit() -> None:
+    """The synth ends multiprocessing's resource tracker (a child process every spawn needs), and
+    waits for it, as the last thing it does at exit: after the semaphores of its worker pools are
+    released (their finalizers have exit priority 0, this one -1). Otherwise the tracker ends only
+    once it notices the synth's end, a moment after it: a process outliving the synth."""
+    from multiprocessing import resource_tracker, util
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # CPython 3.8+: close its pipe, reap it
+    if stop is not None:
+        util.Finalize(None, stop, exitpriority=-1)
 
 
 def _worker_pool(workers: int, tmpdir: str) -> ProcessPoolExecutor:
