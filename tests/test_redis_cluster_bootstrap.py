@@ -396,6 +396,36 @@ def test_reassigns_the_slots_of_a_lost_master_and_its_replica(formed: RedisNodes
         assert {master.id, own[replica_port].id}.isdisjoint({e.id for e in cluster_nodes(p)}), p
 
 
+def test_gives_a_replica_to_a_master_whose_replica_was_re_pointed(formed: RedisNodes, bb_path: Path | None) -> None:
+    """A slot-owning master without a replica while another has two is not healthy: the script moves the
+    surplus replica back (CLUSTER REPLICATE on the replica), keeping the masters and their slots."""
+    nodes = formed
+    own = assert_cluster_ok(nodes)
+    masters = sorted(p for p, me in own.items() if me.role == "master")
+    lacking, donor = masters[0], masters[1]
+    [moved] = [p for p, me in own.items() if me.master == own[lacking].id]
+    slots = {p: own[p].slots for p in masters}
+    # By hand, as a user re-points a replica: 2 + 0 + 1 replicas, every slot still served.
+    assert cli(moved, "CLUSTER", "REPLICATE", own[donor].id).strip() == "OK"
+    deadline = time.monotonic() + 20
+    while any(e.master != own[donor].id for p in nodes.ports for e in cluster_nodes(p) if e.id == own[moved].id):
+        assert time.monotonic() < deadline, "the nodes did not learn the re-pointed replica"
+        time.sleep(0.2)
+    assert all(cluster_info(p)["cluster_state"] == "ok" for p in nodes.ports)
+
+    result = nodes.run(busybox=bb_path is not None, bb_path=bb_path)
+    assert result.returncode == 0, describe(result)
+    assert "cluster already formed" not in result.stdout, describe(result)
+    assert "CLUSTER REPLICATE on replica" in result.stdout, describe(result)
+    after = assert_cluster_ok(nodes)
+    assert sorted(p for p, me in after.items() if me.role == "master") == masters
+    assert {p: after[p].slots for p in masters} == slots
+    assert [p for p, me in after.items() if me.master == own[lacking].id] == [moved]
+
+    again = nodes.run()
+    assert again.returncode == 0 and "cluster already formed" in again.stdout, describe(again)
+
+
 def test_fix_covers_unassigned_slots(formed: RedisNodes) -> None:
     nodes = formed
     # Slots nobody owns, with no fresh node to take them: `redis-cli --cluster fix` must cover them.

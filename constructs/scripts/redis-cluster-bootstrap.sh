@@ -23,8 +23,13 @@
 #
 # What it does (idempotent; safe to run while the cluster serves traffic):
 #   1. Resolve every host (getent) and wait until every node answers PING.
-#   2. Already healthy (every node: cluster_state:ok, 16384 slots assigned, cluster_known_nodes == N,
-#      all connected, every node knows every other) -> "cluster already formed", change nothing, exit 0.
+#   2. Already healthy -> "cluster already formed", change nothing, exit 0. Healthy means: every node
+#      reports cluster_state:ok, 16384 slots assigned and cluster_known_nodes == N, knows every other
+#      node, none failed and all connected; all of them agree on masters, replicas and slots; and every
+#      slot-owning master has REDIS_CLUSTER_REPLICAS replicas (fewer only when the masters that own
+#      slots are too many for the N nodes to give each of them that many). A master that owns slots and
+#      has no replica loses its slots' keys, and the cluster its coverage, with its next loss; Redis'
+#      own replica migration does not move one to a master whose replica was re-pointed, not failed.
 #   3. Every node empty (knows only itself, no slots) -> redis-cli --cluster create, wait for ok.
 #   In repair mode, steps 3 and the resets of step 4 are left to the sync hook: exit 0 saying so.
 #   4. Otherwise take the repair lock (a key set with SET NX EX through the cluster, on the first of
@@ -45,8 +50,11 @@
 #      - the remaining fresh nodes join as replicas: `redis-cli --cluster add-node --cluster-slave`,
 #        which picks the master with the fewest replicas; member masters without slots or replicas
 #        (an interrupted add-node) become replicas the same way (CLUSTER REPLICATE);
-#      - then wait for the healthy state of step 2 (and every node agreeing on masters, replicas and
-#        slots) and require `redis-cli --cluster check` to pass.
+#      - then wait for the healthy state of step 2 and require `redis-cli --cluster check` to pass;
+#        meanwhile, a slot-owning master with fewer replicas than wanted gets a surplus replica (of a
+#        master with more than wanted, or of a master without slots): CLUSTER REPLICATE on that replica,
+#        one move at a time, each only once every node agrees on the cluster (not during a formation or
+#        a failover) and only if the master it leaves keeps the wanted number of replicas online.
 #   Scaling up only adds replicas; moving slots onto new masters is a deliberate
 #   `redis-cli --cluster rebalance --cluster-use-empty-masters`, never done here.
 #
@@ -234,10 +242,10 @@ snapshot() {
     done
 }
 
-# node_healthy I: 0 if node I sees the complete, healthy cluster of exactly our N nodes (and every
-# node id in NEW_REPLICAS as a replica).
+# node_formed I: 0 if node I sees the complete cluster of exactly our N nodes (and every node id in
+# NEW_REPLICAS as a replica): state ok, every slot assigned, none failed, all connected.
 NEW_REPLICAS=""
-node_healthy() {
+node_formed() {
     [ "$(getv "STATE_$1")" = ok ] && [ "$(getv "ASSIGNED_$1")" -eq "$TOTAL_SLOTS" ] &&
         [ "$(getv "KNOWN_$1")" -eq "$N" ] || return 1
     getv "NODES_$1" | awk -v live="$LIVE_IDS" -v replicas="$NEW_REPLICAS" '
@@ -258,15 +266,72 @@ node_healthy() {
         }'
 }
 
+# replica_plan I: in node I's view, the replicas each slot-owning master lacks, and the move that fixes
+# one. Wanted per slot-owning master: REPLICAS, or fewer when the masters that own slots are so many that
+# the N nodes cannot give each of them REPLICAS (then as many as all of them can have). Prints nothing
+# when every slot-owning master has its replicas; otherwise one line
+#   "short <master> <has> <wanted> [<replica> <from-master> <from-has>]"
+# naming the master that lacks the most (then the lowest id) and, if there is one, a surplus replica to
+# move to it: one of a slot-less master, else one of the master with the most replicas above the wanted
+# number (then the lowest ids). Moving it never leaves a slot-owning master below the wanted number.
+replica_plan() {
+    getv "NODES_$1" | awk -v n="$N" -v r="$REPLICAS" '
+        NF < 8 || $3 ~ /fail|noaddr|handshake/ { next }
+        $3 ~ /master/ {
+            for (f = 9; f <= NF; f++) if ($f !~ /^\[/) { owner[$1] = 1; break }
+            if (!($1 in owner)) slotless[$1] = 1
+            next
+        }
+        $3 ~ /slave/ && $4 != "-" { count[$4]++; of[$1] = $4 }
+        END {
+            m = 0; for (k in owner) m++
+            if (m == 0) exit
+            w = r; if (m * (1 + r) > n) w = int((n - m) / m)
+            short = ""
+            for (k in owner) {
+                c = count[k] + 0
+                if (c < w && (short == "" || c < sc || (c == sc && k < short))) { short = k; sc = c }
+            }
+            if (short == "") exit
+            rep = ""; from = ""; fc = -1
+            for (x in of) {
+                mm = of[x]
+                if (mm in slotless) c = 1000000
+                else if ((mm in owner) && count[mm] > w) c = count[mm]
+                else continue
+                if (c > fc || (c == fc && (mm < from || (mm == from && x < rep)))) { rep = x; from = mm; fc = c }
+            }
+            line = "short " short " " sc " " w
+            if (rep != "") line = line " " rep " " from " " ((from in slotless) ? 0 : fc)
+            print line
+        }'
+}
+
+# node_healthy I: node I sees the complete cluster, and every slot-owning master has its replicas.
+node_healthy() {
+    node_formed "$1" && [ -z "$(replica_plan "$1")" ]
+}
+
 # unhealthy_summary: why the cluster is not healthy, from the first node that says so.
 unhealthy_summary() {
     u_i=0
     while [ "$u_i" -lt "$N" ]; do
         u_i=$((u_i + 1))
-        node_healthy "$u_i" && continue
+        node_formed "$u_i" && continue
         printf '%s' "node $(getv "HOST_$u_i"):$(getv "PORT_$u_i") reports cluster_state=$(getv "STATE_$u_i")"
         printf '%s' " slots_assigned=$(getv "ASSIGNED_$u_i") known_nodes=$(getv "KNOWN_$u_i")"
         printf '%s' " (want ok, $TOTAL_SLOTS, $N, all of them connected, none failed)"
+        return
+    done
+    u_i=0
+    while [ "$u_i" -lt "$N" ]; do
+        u_i=$((u_i + 1))
+        # shellcheck disable=SC2086 # the plan is a list of words
+        set -- $(replica_plan "$u_i")
+        [ "$#" -ge 4 ] || continue
+        printf '%s' "master $2 has $3 replica(s), $4 wanted per slot-owning master (in the view of"
+        printf '%s' " $(getv "HOST_$u_i"):$(getv "PORT_$u_i"))"
+        [ "$#" -ge 7 ] || printf '%s' "; no surplus replica to move to it"
         return
     done
     printf '%s' "the nodes do not agree yet on masters, replicas and slots"
@@ -281,16 +346,23 @@ topology() {
     }' | sort
 }
 
-# all_healthy: every node is healthy and all of them agree on the topology.
-all_healthy() {
+# all_formed: every node sees the complete cluster and all of them agree on the topology.
+all_formed() {
     h_i=0
     while [ "$h_i" -lt "$N" ]; do
         h_i=$((h_i + 1))
-        node_healthy "$h_i" || return 1
+        node_formed "$h_i" || return 1
         h_topology=$(topology "$h_i")
         [ "$h_i" -eq 1 ] && h_first=$h_topology
         [ "$h_topology" = "$h_first" ] || return 1
     done
+}
+
+# all_healthy: the definition of healthy. Every node: cluster_state ok, all 16384 slots assigned, our N
+# nodes known, connected and none failed; all of them agree on masters, replicas and slots; and every
+# slot-owning master has REPLICAS replicas (see replica_plan). (They agree: node 1's view is everyone's.)
+all_healthy() {
+    all_formed && [ -z "$(replica_plan 1)" ]
 }
 
 # members_in_view I: how many of our live node ids node I knows (whatever their flags).
@@ -406,13 +478,66 @@ node_timeout_ms() {
     is_uint "$nt" && printf '%s' "$nt" || printf '15000'
 }
 
-# wait_healthy LABEL: poll until every node is healthy (forgetting stale ids meanwhile), else die.
+# index_of ID: our node index with that node id, or nothing.
+index_of() {
+    io_i=0
+    while [ "$io_i" -lt "$N" ]; do
+        io_i=$((io_i + 1))
+        [ "$(getv "ID_$io_i")" = "$1" ] && printf '%s' "$io_i" && return
+    done
+}
+
+# rebalance_replicas: move ONE surplus replica (CLUSTER REPLICATE, on the replica itself) to a
+# slot-owning master that has fewer than the wanted replicas (replica_plan), and only while the cluster
+# is complete and every node agrees on it: never while it is being formed, while a failover (or an
+# earlier move) is still spreading, nor with a node failed. The master it leaves must keep at least the
+# wanted number of replicas online (its INFO replication), so no master is left without one on the way;
+# the next move waits until every node has learnt this one.
+rebalance_replicas() {
+    all_formed || return 0
+    # shellcheck disable=SC2086 # the plan is a list of words
+    set -- $(replica_plan 1)
+    [ "$#" -ge 7 ] || return 0
+    rb_master=$2
+    rb_has=$3
+    rb_want=$4
+    rb_rep=$5
+    rb_from=$6
+    rb_from_has=$7
+    rb_r=$(index_of "$rb_rep")
+    rb_t=$(index_of "$rb_master")
+    [ -n "$rb_r" ] && [ -n "$rb_t" ] || return 0
+    # The replica's own view is current where another's may lag: it must still follow that master.
+    rcli "$(getv "IP_$rb_r")" "$(getv "PORT_$rb_r")" CLUSTER NODES |
+        awk -v m="$rb_from" '$3 ~ /myself/ && $3 ~ /slave/ && $4 == m { f = 1 } END { exit !f }' || return 0
+    if [ "$rb_from_has" -gt 0 ]; then
+        rb_f=$(index_of "$rb_from")
+        [ -n "$rb_f" ] || return 0
+        rb_online=$(rcli "$(getv "IP_$rb_f")" "$(getv "PORT_$rb_f")" INFO replication |
+            grep -c '^slave[0-9]*:.*state=online')
+        if [ "$rb_online" -le "$rb_want" ]; then
+            log "master $(name_of "$rb_f") has $rb_online replica(s) online: waiting before moving one of them"
+            return 0
+        fi
+        rb_left="which keeps $((rb_from_has - 1))"
+    else
+        rb_left="a master without slots"
+    fi
+    log "master $(name_of "$rb_t") owns slots and has $rb_has replica(s), $rb_want wanted:" \
+        "CLUSTER REPLICATE on replica $(name_of "$rb_r") moves it from master $rb_from ($rb_left)"
+    rb_reply=$(rcli "$(getv "IP_$rb_r")" "$(getv "PORT_$rb_r")" CLUSTER REPLICATE "$rb_master")
+    [ "$rb_reply" = OK ] || log "warning: $(name_of "$rb_r"): $(one_line "$rb_reply")"
+}
+
+# wait_healthy LABEL [rebalance]: poll until the cluster is healthy (forgetting stale ids meanwhile, and
+# with "rebalance" moving surplus replicas one at a time to masters that lack one), else die.
 wait_healthy() {
     wh_deadline=$(($(now) + TIMEOUT))
     while :; do
         snapshot
         all_healthy && return 0
         [ "$(now)" -ge "$wh_deadline" ] && die "$1: cluster not healthy after ${TIMEOUT}s: $(unhealthy_summary)"
+        [ "${2:-}" = rebalance ] && rebalance_replicas
         forget_stale
         sleep "$POLL_SECONDS"
     done
@@ -802,7 +927,7 @@ for e_id in $(slotless_masters); do
     done
 done
 
-wait_healthy "after repair"
+wait_healthy "after repair" rebalance
 final_check "$ANCHOR"
 log "cluster repaired: $N nodes, $TOTAL_SLOTS slots, state ok"
 exit 0
