@@ -330,8 +330,17 @@ def test_redis_cluster_alerts_fire_after_the_repair_bound_and_only_for_this_clus
                 *per_pod("redis_cluster_size", {"0": "3x9 0x9 3x19", "1": "3x9 2x9 3x19"}),
                 # slots served: all, then 10923 from 10m, all again from 20m
                 *per_pod("redis_cluster_slots_ok", {"0": "16384x9 0x9 16384x19", "1": "16384x9 10923x9 16384x19"}),
-                # replicas: one per master, 2 from 30m for 3 minutes only (the repair's normal work)
+                # replicas: one per master (0, 1, 2; 3 is a replica), none on 0 from 30m for 3 minutes only
+                # (the repair's normal work)
                 *per_pod("redis_connected_slaves", {"0": "1x29 0x2 1x6", "1": "1x39", "2": "1x39", "3": "0x39"}),
+                *[
+                    {
+                        "series": f'redis_instance_info{{{sel}, pod="{release}-redis-{i}", role="{role}"}}',
+                        "values": "1x39",
+                    }
+                    for i, role in (("0", "master"), ("1", "master"), ("2", "master"), ("3", "slave"))
+                ],
+                *per_pod("redis_cluster_known_nodes", {str(i): "6x39" for i in range(4)}),
                 # another release's cluster never triggers this one's alerts
                 {
                     "series": 'redis_cluster_state{namespace="other", job="other-redis-headless", pod="x"}',
@@ -357,38 +366,71 @@ def test_redis_cluster_alerts_fire_after_the_repair_bound_and_only_for_this_clus
     run_unit_tests(tmp_path, groups, tests)
 
 
-def test_redis_replicas_alert_fires_when_a_replica_stays_missing(manifests, environments, tmp_path: Path) -> None:
+def test_redis_replicas_alert_counts_per_master_and_fires_on_the_uneven_cluster(
+    manifests, environments, tmp_path: Path
+) -> None:
+    """Masters a, b, c with one replica each (d, e, f). From 10m a replica of b is re-pointed to a: 2 + 0 + 1
+    replicas, 3 in all, yet b loses its slots' keys with its next loss: the alert fires for b after `for`
+    (4m, longer than the repair's bound). From 20m c loses its replica too (a lost replica the repair
+    never re-adds): it fires for c as well. Replicas (0 replicas of their own) and a fresh node that knows
+    only itself (a master with none) never fire."""
     release = "iotistica-enterprise"
     env = environments[release]
     groups = rule_file(manifests[release], release)
     rule = rules_by_name(groups)["IotisticaRedisClusterReplicasBelowWanted"]
+    assert rule["for"] == "4m" and env.redis.cluster.replicas_per_master == 1
     job = f"{release}-redis-headless"
     sel = f'namespace="{env.namespace}", job="{job}"'
+    pods = {  # pod: (role, known nodes, connected replicas over 30 minutes)
+        "a": ("master", "6x29", "1x9 2x20"),
+        "b": ("master", "6x29", "1x9 0x20"),
+        "c": ("master", "6x29", "1x19 0x10"),
+        "d": ("slave", "6x29", "0x29"),
+        "e": ("slave", "6x29", "0x29"),
+        "f": ("slave", "6x29", "0x29"),
+        "g": ("master", "1x29", "0x29"),
+    }
+    series = []
+    for pod, (role, known, connected) in pods.items():
+        series += [
+            {"series": f'redis_connected_slaves{{{sel}, pod="{pod}"}}', "values": connected},
+            {"series": f'redis_cluster_known_nodes{{{sel}, pod="{pod}"}}', "values": known},
+            {
+                # what the exporter emits: one series per node, its role among other INFO labels
+                "series": f'redis_instance_info{{{sel}, pod="{pod}", role="{role}", redis_mode="cluster",'
+                f' redis_version="7.4.2", tcp_port="6379"}}',
+                "values": "1x29",
+            },
+        ]
+
+    def fires(*names: str) -> list[dict[str, Any]]:
+        out = []
+        for pod in names:
+            text = {
+                k: v.replace("{{ $labels.pod }}", pod).replace("{{ $value }}", "0")
+                for k, v in rule["annotations"].items()
+            }
+            assert not any("{{" in v for v in text.values()), text
+            out.append(
+                {
+                    "exp_labels": {**rule["labels"], "namespace": env.namespace, "job": job, "pod": pod},
+                    "exp_annotations": text,
+                }
+            )
+        return out
+
     tests = [
         {
             "interval": "1m",
-            "input_series": [
-                {"series": f'redis_connected_slaves{{{sel}, pod="a"}}', "values": "1x9 0x19"},
-                {"series": f'redis_connected_slaves{{{sel}, pod="b"}}', "values": "1x29"},
-                {"series": f'redis_connected_slaves{{{sel}, pod="c"}}', "values": "1x29"},
-            ],
+            "input_series": series,
             "alert_rule_test": [
                 {"eval_time": "9m", "alertname": rule["alert"], "exp_alerts": []},
-                {"eval_time": "13m", "alertname": rule["alert"], "exp_alerts": []},
-                {
-                    "eval_time": "20m",
-                    "alertname": rule["alert"],
-                    "exp_alerts": [
-                        {
-                            "exp_labels": {**rule["labels"], "namespace": env.namespace, "job": job},
-                            "exp_annotations": {
-                                "summary": rule["annotations"]["summary"],
-                                "description": rule["annotations"]["description"].replace("{{ $value }}", "2"),
-                            },
-                        }
-                    ],
-                },
+                {"eval_time": "13m", "alertname": rule["alert"], "exp_alerts": []},  # within the repair's bound
+                {"eval_time": "15m", "alertname": rule["alert"], "exp_alerts": fires("b")},
+                {"eval_time": "25m", "alertname": rule["alert"], "exp_alerts": fires("b", "c")},
             ],
         }
     ]
     run_unit_tests(tmp_path, groups, tests)
+    description = rule["annotations"]["description"]
+    assert "redis-cli --cluster check" in description and f"{release}-redis-cluster-repair" in description

@@ -15,9 +15,10 @@ Contract (seed "Monitoring", platform-facts §13):
   name), so two releases never mix. The HPA alerts read kube-state-metrics.
 - With Redis Cluster (and its redis_exporter sidecars), ServiceMonitor ``{release}-redis-headless``
   scrapes port ``metrics`` of every node, and three alerts read the exporter's standard metrics: a node
-  in ``cluster_state:fail``, fewer masters serving slots than wanted (or slots not served), fewer
-  replicas than wanted. Each waits longer than the repair CronJob's bound (constructs/core/redis_store.py
-  ``repair_bound_seconds``, from cluster-node-timeout and the schedule) before it fires.
+  in ``cluster_state:fail``, fewer masters serving slots than wanted (or slots not served), a master of
+  the cluster with fewer replicas than wanted (counted per master, not summed). Each waits longer than
+  the repair CronJob's bound (constructs/core/redis_store.py ``repair_bound_seconds``, from
+  cluster-node-timeout and the schedule) before it fires.
 - ``alert_groups()`` is pure data, used by the construct and by the promtool tests.
 - The bindings module is imported on first use, and only when monitoring is enabled.
 """
@@ -298,7 +299,6 @@ def redis_cluster_alerts(rel: Release, c: RedisClusterTarget) -> list[dict[str, 
     sel = f'namespace="{ns}", job="{job}"'
     repair = rel.name("redis-cluster-repair")
     bound = f"{c.repair_bound_seconds} s"
-    replicas = c.masters * c.replicas_per_master
     check = f"""Check the last runs of CronJob {repair} (kubectl -n {ns} get jobs, then logs): it repairs a
         degraded cluster within about {bound}. If it says the state is left to the sync hook, sync the
         application (the {rel.name("redis-cluster-init")} hook forms the cluster and resets split nodes);
@@ -326,15 +326,28 @@ def redis_cluster_alerts(rel: Release, c: RedisClusterTarget) -> list[dict[str, 
             f"""No node sees {c.masters} masters serving all {TOTAL_SLOTS} slots (value {{{{ $value }}}}): the
             keys of the missing slots fail for every API and ingestion pod. {check}""",
         ),
+        # Per master, not summed: 2 + 0 + 1 replicas are 3, yet the master with none loses its slots'
+        # keys with its next loss. The exporter (v1.67.0) reports per node INFO's connected_slaves and
+        # role (redis_instance_info) and CLUSTER INFO's counts, not which slots a node owns: a master that
+        # knows other nodes counts (a fresh, empty node knows only itself and fails ClusterStateFail
+        # instead). A member master without slots is not healthy either (the repair makes it a replica).
         _alert(
             "IotisticaRedisClusterReplicasBelowWanted",
-            f"sum by (namespace, job) (redis_connected_slaves{{{sel}}}) < {replicas}",
+            f"(min by (namespace, job, pod) (redis_connected_slaves{{{sel}}}) < {c.replicas_per_master})"
+            f" and on (namespace, job, pod)"
+            f' max by (namespace, job, pod) (redis_instance_info{{{sel}, role="master"}})'
+            f" and on (namespace, job, pod) (max by (namespace, job, pod) (redis_cluster_known_nodes{{{sel}}}) > 1)",
             c.alert_for,
             "warning",
             "redis",
-            f"Redis Cluster has fewer than {replicas} replicas in {ns}",
-            f"""The masters report {{{{ $value }}}} connected replicas, {replicas} wanted
-            ({c.replicas_per_master} per master): one more lost pod can leave slots unserved. {check}""",
+            f"Redis Cluster master {{{{ $labels.pod }}}} has fewer than {c.replicas_per_master} replica(s) in {ns}",
+            f"""Master {{{{ $labels.pod }}}} reports {{{{ $value }}}} connected replica(s), {c.replicas_per_master}
+            wanted for every master that owns slots, for longer than the repair needs ({bound}): its next loss
+            loses its slots' keys and leaves them unserved. Another master may have a surplus replica (one
+            re-pointed by hand, CLUSTER REPLICATE, or by a failover sequence). Run redis-cli --cluster check
+            on any node: it lists each master's slots and replicas. {check} The repair moves a surplus
+            replica to the master that lacks one (its log says CLUSTER REPLICATE); with no surplus replica,
+            a pod is missing (see IotisticaRedisClusterStateFail).""",
         ),
     ]
 
