@@ -396,31 +396,36 @@ def test_reassigns_the_slots_of_a_lost_master_and_its_replica(formed: RedisNodes
         assert {master.id, own[replica_port].id}.isdisjoint({e.id for e in cluster_nodes(p)}), p
 
 
-def test_gives_a_replica_to_a_master_whose_replica_was_re_pointed(formed: RedisNodes, bb_path: Path | None) -> None:
-    """A slot-owning master without a replica while another has two is not healthy: the script moves the
-    surplus replica back (CLUSTER REPLICATE on the replica), keeping the masters and their slots."""
+@pytest.mark.parametrize("lacking_masters", [1, 2])
+def test_gives_a_replica_to_each_master_whose_replica_was_re_pointed(
+    formed: RedisNodes, bb_path: Path | None, lacking_masters: int
+) -> None:
+    """A slot-owning master without a replica while another has more is not healthy: the script moves the
+    surplus replicas back (CLUSTER REPLICATE on the replica, one at a time), keeping the masters and their
+    slots. 1: replicas 2 + 0 + 1 (3 in all, the case a sum misses); 2: 3 + 0 + 0."""
     nodes = formed
     own = assert_cluster_ok(nodes)
     masters = sorted(p for p, me in own.items() if me.role == "master")
-    lacking, donor = masters[0], masters[1]
-    [moved] = [p for p, me in own.items() if me.master == own[lacking].id]
+    donor, lacking = masters[-1], masters[:lacking_masters]
     slots = {p: own[p].slots for p in masters}
-    # By hand, as a user re-points a replica: 2 + 0 + 1 replicas, every slot still served.
-    assert cli(moved, "CLUSTER", "REPLICATE", own[donor].id).strip() == "OK"
+    # By hand, as a user re-points replicas; every slot is still served.
+    moved = [p for p, me in own.items() if me.master in {own[m].id for m in lacking}]
+    for port in moved:
+        assert cli(port, "CLUSTER", "REPLICATE", own[donor].id).strip() == "OK"
     deadline = time.monotonic() + 20
-    while any(e.master != own[donor].id for p in nodes.ports for e in cluster_nodes(p) if e.id == own[moved].id):
-        assert time.monotonic() < deadline, "the nodes did not learn the re-pointed replica"
+    moved_ids = {own[p].id for p in moved}
+    while any(e.master != own[donor].id for p in nodes.ports for e in cluster_nodes(p) if e.id in moved_ids):
+        assert time.monotonic() < deadline, "the nodes did not learn the re-pointed replicas"
         time.sleep(0.2)
     assert all(cluster_info(p)["cluster_state"] == "ok" for p in nodes.ports)
 
     result = nodes.run(busybox=bb_path is not None, bb_path=bb_path)
     assert result.returncode == 0, describe(result)
     assert "cluster already formed" not in result.stdout, describe(result)
-    assert "CLUSTER REPLICATE on replica" in result.stdout, describe(result)
-    after = assert_cluster_ok(nodes)
+    assert result.stdout.count("CLUSTER REPLICATE on replica") == lacking_masters, describe(result)
+    after = assert_cluster_ok(nodes)  # every master exactly one replica
     assert sorted(p for p, me in after.items() if me.role == "master") == masters
     assert {p: after[p].slots for p in masters} == slots
-    assert [p for p, me in after.items() if me.master == own[lacking].id] == [moved]
 
     again = nodes.run()
     assert again.returncode == 0 and "cluster already formed" in again.stdout, describe(again)

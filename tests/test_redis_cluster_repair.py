@@ -10,14 +10,16 @@ Everything the nodes and the repair run is read from the committed ``dist/iotist
   headless Service's DNS does), the Secret reference to the test password.
 
 A writer keeps writing keys across all slots. Each fault kills nodes with SIGKILL and restarts them
-empty (directory and nodes.conf wiped: a rescheduled pod). Then:
+empty (directory and nodes.conf wiped: a rescheduled pod), or (the uneven fault) re-points a master's
+replica to another master by hand, leaving a slot-owning master without a replica. Then:
 1. today's dist/ (only the sync-time hook): nothing runs between syncs. After giving Redis its own
    failure detection and failover window (2 x cluster-node-timeout) the cluster is still degraded: an
-   empty node never rejoins by itself;
+   empty node never rejoins by itself, and Redis' replica migration gives no replica to a master whose
+   replica was re-pointed;
 2. the repair CronJob's runs, back to back (the schedule compressed: in a cluster they come once a
    minute), until the cluster is healthy, within the bound ``repair_bound_seconds`` derives from
    cluster-node-timeout and the schedule. Healthy: 3 masters with one replica each, all 16384 slots
-   served and agreed on, ``redis-cli --cluster check`` clean.
+   served and agreed on, ``redis-cli --cluster check`` clean. The uneven fault costs no write at all.
 
 The writer's failed writes per fault are printed (``pytest -s``) for the README; nothing is asserted
 about timings. Another test runs the sync hook and the repair at once, at first formation and after a
@@ -349,7 +351,23 @@ def test_the_sync_hook_and_the_repair_never_fight(cluster: Cluster, dist: Dist) 
     assert cluster.unhealthy() is None, f"{h_out}\n{r_out}"
 
 
-FAULTS = ("master", "replica", "master-then-its-replica")
+FAULTS = ("master", "replica", "master-then-its-replica", "uneven-replicas")
+
+
+def re_point_a_replica(cluster: Cluster) -> list[int]:
+    """The uneven state a user leaves by hand: one master's replica re-pointed to another master
+    (CLUSTER REPLICATE on the replica), so the masters have 2 + 0 + 1 replicas and every slot is still
+    served. Waits until every node has learnt it. Returns no victims (nothing is restarted)."""
+    roles = cluster.roles()
+    masters = sorted(p for p, me in roles.items() if me.role == "master")
+    lacking, donor = masters[0], masters[1]
+    [moved] = [p for p, me in roles.items() if me.master == roles[lacking].id]
+    assert cli(moved, "CLUSTER", "REPLICATE", roles[donor].id).strip() == "OK"
+    deadline = time.monotonic() + 20
+    while any(e.master != roles[donor].id for p in cluster.ports for e in cluster_nodes(p) if e.id == roles[moved].id):
+        assert time.monotonic() < deadline, "the nodes did not learn the re-pointed replica"
+        time.sleep(0.2)
+    return []
 
 
 def test_the_repair_heals_each_fault_and_without_it_nothing_does(cluster: Cluster, dist: Dist) -> None:
@@ -375,14 +393,17 @@ def test_the_repair_heals_each_fault_and_without_it_nothing_does(cluster: Cluste
             roles = cluster.roles()
             master = next(p for p, me in roles.items() if me.role == "master")
             replica = next(p for p, me in roles.items() if me.role == "slave")
-            if fault == "master":
-                victims = [master]
-            elif fault == "replica":
-                victims = [replica]
-            else:
-                victims = [master, next(p for p, me in roles.items() if me.master == roles[master].id)]
             t_fault = time.monotonic()
-            cluster.reschedule(*victims, gap=1.0)
+            if fault == "uneven-replicas":
+                victims = re_point_a_replica(cluster)
+            else:
+                if fault == "master":
+                    victims = [master]
+                elif fault == "replica":
+                    victims = [replica]
+                else:
+                    victims = [master, next(p for p, me in roles.items() if me.master == roles[master].id)]
+                cluster.reschedule(*victims, gap=1.0)
 
             # 1. Today's dist/: nothing runs between syncs. Redis gets its own failover window.
             deadline = time.monotonic() + alone
@@ -415,6 +436,10 @@ def test_the_repair_heals_each_fault_and_without_it_nothing_does(cluster: Cluste
                 f"| from the repair's start: {after.failed}/{after.writes} over {after.seconds}s {after.errors}"
             )
             assert "repaired" in runs[0].stdout, describe(runs[0])
+            if fault == "uneven-replicas":
+                # Every master keeps its slots: moving a replica costs no write, before or during the repair.
+                assert "CLUSTER REPLICATE on replica" in runs[0].stdout, describe(runs[0])
+                assert before.failed == 0 and after.failed == 0, report[-1]
     finally:
         writer.stop()
         print("\n--- Redis Cluster repair, per fault (writer on all slots) ---\n" + "\n".join(report))

@@ -10,9 +10,11 @@
   idempotently on every sync. Clients get ``REDIS_CLUSTER=true``.
 - Between syncs, CronJob ``{release}-redis-cluster-repair`` runs the same script every minute in repair
   mode (``REDIS_CLUSTER_MODE=repair``): a no-op on a healthy cluster; otherwise it re-adds rescheduled
-  (empty) nodes, fails over lost masters and re-serves lost slots. It never creates the cluster and never
-  resets a node (the sync hook's job), and a lock key in the cluster keeps it and the hook from
-  repairing at the same time. No token: it finds the pods through the headless Service's DNS.
+  (empty) nodes, fails over lost masters, re-serves lost slots and moves a surplus replica to a
+  slot-owning master that lacks one (healthy: every slot-owning master has ``replicasPerMaster``
+  replicas). It never creates the cluster and never resets a node (the sync hook's job), and a lock
+  key in the cluster keeps it and the hook from repairing at the same time. No token: it finds the
+  pods through the headless Service's DNS.
 - With ``metrics`` (monitoring on), each cluster pod runs the redis_exporter sidecar (port ``metrics``,
   9121, on the headless Service) for the cluster alerts in constructs/edge/monitoring.py.
 - With auth on, the password is read from Secret ``{release}-redis-auth`` key ``password``; it is

@@ -493,6 +493,7 @@ index_of() {
 # earlier move) is still spreading, nor with a node failed. The master it leaves must keep at least the
 # wanted number of replicas online (its INFO replication), so no master is left without one on the way;
 # the next move waits until every node has learnt this one.
+RB_WAITING=""
 rebalance_replicas() {
     all_formed || return 0
     # shellcheck disable=SC2086 # the plan is a list of words
@@ -506,25 +507,29 @@ rebalance_replicas() {
     rb_from_has=$7
     rb_r=$(index_of "$rb_rep")
     rb_t=$(index_of "$rb_master")
-    [ -n "$rb_r" ] && [ -n "$rb_t" ] || return 0
-    # The replica's own view is current where another's may lag: it must still follow that master.
+    rb_f=$(index_of "$rb_from")
+    [ -n "$rb_r" ] && [ -n "$rb_t" ] && [ -n "$rb_f" ] || return 0
+    # The nodes' own views are current where another's may lag: the replica must still follow that
+    # master, and the master that lacks one must still be a master that owns slots.
     rcli "$(getv "IP_$rb_r")" "$(getv "PORT_$rb_r")" CLUSTER NODES |
         awk -v m="$rb_from" '$3 ~ /myself/ && $3 ~ /slave/ && $4 == m { f = 1 } END { exit !f }' || return 0
+    rcli "$(getv "IP_$rb_t")" "$(getv "PORT_$rb_t")" CLUSTER NODES |
+        awk '$3 ~ /myself/ && $3 ~ /master/ && NF > 8 { f = 1 } END { exit !f }' || return 0
     if [ "$rb_from_has" -gt 0 ]; then
-        rb_f=$(index_of "$rb_from")
-        [ -n "$rb_f" ] || return 0
-        rb_online=$(rcli "$(getv "IP_$rb_f")" "$(getv "PORT_$rb_f")" INFO replication |
-            grep -c '^slave[0-9]*:.*state=online')
-        if [ "$rb_online" -le "$rb_want" ]; then
-            log "master $(name_of "$rb_f") has $rb_online replica(s) online: waiting before moving one of them"
+        rb_info=$(rcli "$(getv "IP_$rb_f")" "$(getv "PORT_$rb_f")" INFO replication)
+        rb_online=$(printf '%s\n' "$rb_info" | grep -c '^slave[0-9]*:.*state=online')
+        if ! printf '%s\n' "$rb_info" | grep -q '^role:master$' || [ "$rb_online" -le "$rb_want" ]; then
+            [ "$RB_WAITING" = "$rb_f" ] ||
+                log "master $(name_of "$rb_f") has $rb_online replica(s) online: waiting before moving one of them"
+            RB_WAITING=$rb_f
             return 0
         fi
         rb_left="which keeps $((rb_from_has - 1))"
     else
-        rb_left="a master without slots"
+        rb_left="which owns no slots"
     fi
     log "master $(name_of "$rb_t") owns slots and has $rb_has replica(s), $rb_want wanted:" \
-        "CLUSTER REPLICATE on replica $(name_of "$rb_r") moves it from master $rb_from ($rb_left)"
+        "CLUSTER REPLICATE on replica $(name_of "$rb_r") moves it from master $(name_of "$rb_f") ($rb_left)"
     rb_reply=$(rcli "$(getv "IP_$rb_r")" "$(getv "PORT_$rb_r")" CLUSTER REPLICATE "$rb_master")
     [ "$rb_reply" = OK ] || log "warning: $(name_of "$rb_r"): $(one_line "$rb_reply")"
 }
