@@ -307,11 +307,6 @@ replica_plan() {
         }'
 }
 
-# node_healthy I: node I sees the complete cluster, and every slot-owning master has its replicas.
-node_healthy() {
-    node_formed "$1" && [ -z "$(replica_plan "$1")" ]
-}
-
 # unhealthy_summary: why the cluster is not healthy, from the first node that says so.
 unhealthy_summary() {
     u_i=0
