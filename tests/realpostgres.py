@@ -27,7 +27,9 @@ import atexit
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -248,8 +250,12 @@ def running_postgres(
             capture_output=True,
             timeout=60,
         )
-        proc = subprocess.Popen(
-            _as_postgres(
+        # The server itself runs as the postgres user (not under runuser, which would not pass on the
+        # shutdown signal); its log goes to a file, never to a pipe nobody reads (a full pipe would stall it).
+        log = root / "server.log"
+        as_user = {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+        with log.open("wb") as log_file:
+            proc = subprocess.Popen(
                 [
                     str(server_bin / "postgres"),
                     "-D",
@@ -267,11 +273,12 @@ def running_postgres(
                     "-c",
                     "full_page_writes=off",
                     *(preload_options if timescaledb and preload else []),
-                ]
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                **as_user,
+            )
         server = PgServer("127.0.0.1", port, PG_BIN)
         deadline = time.monotonic() + 30
         while True:
@@ -281,16 +288,87 @@ def running_postgres(
             if ready.returncode == 0:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                raise AssertionError(f"postgres did not start:\n{out}")
+                raise AssertionError(f"postgres did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.1)
         yield server
     finally:
         if proc is not None:
-            proc.terminate()  # SIGTERM: smart shutdown
+            proc.send_signal(signal.SIGINT)  # fast shutdown: ends sessions and background workers at once
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+#: The platform's own source (the API's migrations), vendored beside TimescaleDB.
+PLATFORM_TARBALL = "iotistica-788813b5-api-ingestion.tar.gz"
+MIGRATIONS_DIR = "api/database/migrations/"
+_NO_TRANSACTION = re.compile(r"^\s*--\s*NO\s+TRANSACTION\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _is_migration(name: str) -> bool:
+    """``<top>/api/database/migrations/NNN_name.sql`` (not in a subfolder)."""
+    _, found, rest = name.partition(MIGRATIONS_DIR)
+    return bool(found) and rest.endswith(".sql") and "/" not in rest
+
+
+def platform_migrations(into: Path) -> list[Path]:
+    """The API's migration files (``api/database/migrations/NNN_name.sql``) from the vendored platform
+    source, unpacked into ``into``, in the order the API applies them (by file name). Skips the calling
+    test, naming the file, where the tarball is missing, damaged or has no migrations."""
+    problem = vendor_problem(VENDOR_DIR, PLATFORM_TARBALL)
+    tarball = VENDOR_DIR / PLATFORM_TARBALL
+    files: list[Path] = []
+    if problem is None:
+        try:
+            with tarfile.open(tarball) as tar:
+                members = [m for m in tar.getmembers() if m.isfile() and _is_migration(m.name)]
+                tar.extractall(into, members=members, filter="data")
+            files = sorted((into / m.name for m in members), key=lambda p: p.name)
+        except (OSError, tarfile.TarError, EOFError) as e:
+            problem = f"{tarball} cannot be unpacked ({e})"
+        if problem is None and not files:
+            problem = f"{tarball} has no {MIGRATIONS_DIR}*.sql"
+    if problem is not None:
+        pytest.skip(f"platform migrations: skipped: {problem}")
+    return files
+
+
+def apply_migrations(
+    pg: PgServer, db: str, files: list[Path], user: str = SUPERUSER, password: str = SUPERUSER_PASSWORD
+) -> None:
+    """Apply the migrations in order with psql as the API's runner does (api/src/db/migrations.ts): each
+    file in one transaction unless it carries the ``-- NO TRANSACTION`` marker, with statement_timeout
+    600 s and search_path public. Raises PsqlError naming the file that failed."""
+    options = "-c statement_timeout=600000 -c search_path=public -c client_min_messages=error"
+    for path in files:
+        single = [] if _NO_TRANSACTION.search(path.read_text()) else ["--single-transaction"]
+        cmd = [str(pg.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *single, "-d", db, "-f", str(path)]
+        out = subprocess.run(
+            cmd, env=pg.env(user, password, PGOPTIONS=options), capture_output=True, text=True, timeout=600
+        )
+        if out.returncode != 0:
+            raise PsqlError(out.returncode, cmd, out.stdout, f"{path.name}: {out.stderr}")
+
+
+def make_template(pg: PgServer, db: str) -> None:
+    """Turn ``db`` into a template that ``CREATE DATABASE ... TEMPLATE`` can copy: no connections allowed
+    (TimescaleDB's launcher then starts no scheduler for it) and its scheduler ended."""
+    pg.psql(f"ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true")
+    pg.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+
+
+def copy_database(pg: PgServer, template: str, name: str) -> None:
+    """A new database copied from a template made by ``make_template`` (a background worker that still
+    holds it when the copy starts is ended, and the copy tried again)."""
+    for attempt in range(20):
+        try:
+            pg.psql(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
+            return
+        except PsqlError as e:
+            if "is being accessed by other users" not in str(e) or attempt == 19:
+                raise
+            pg.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{template}'")
+            time.sleep(0.1)
