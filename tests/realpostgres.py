@@ -1,6 +1,7 @@
 """A real PostgreSQL 15 server (Debian's postgresql package) on loopback for tests, started and stopped here.
 
-initdb writes into a temporary directory; the server listens on a free 127.0.0.1 port (and a Unix socket
+initdb runs once per test session into a temporary folder, and each server starts from a copy of it in
+its own temporary directory; the server listens on a free 127.0.0.1 port (and a Unix socket
 in the same directory) with scram-sha-256 password authentication for every TCP connection, as a managed
 server would. PostgreSQL refuses to run as root: when the tests run as root, the server runs as the
 ``postgres`` OS user (created by the Debian package) through ``runuser``, in a directory it owns.
@@ -165,6 +166,31 @@ class PgServer:
         return [line.split("|") for line in out.stdout.splitlines() if line]
 
 
+_cluster: dict[str, Path] = {}
+
+
+def _initdb_cluster() -> Path:
+    """A data directory made by initdb once per test session (superuser password, scram-sha-256 for TCP,
+    trust on the private Unix socket), in a temporary folder removed at exit; each server copies it."""
+    if "data" not in _cluster:
+        folder = Path(tempfile.mkdtemp(prefix="iotistica-initdb-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        pwfile = folder / "pwfile"
+        pwfile.write_text(SUPERUSER_PASSWORD + "\n")
+        if os.geteuid() == 0:
+            for p in (folder, pwfile):
+                shutil.chown(p, "postgres", "postgres")
+        initdb = [
+            str(PG_BIN / "initdb"),
+            *("-D", str(folder / "data"), "-U", SUPERUSER, f"--pwfile={pwfile}"),
+            *("--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--no-instructions"),
+            "--no-sync",
+        ]
+        subprocess.run(_as_postgres(initdb), check=True, capture_output=True, timeout=120)
+        _cluster["data"] = folder / "data"
+    return _cluster["data"]
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
@@ -218,38 +244,17 @@ def running_postgres(
     root = Path(tempfile.mkdtemp(prefix="iotistica-pg-"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
-    pwfile = root / "pwfile"
-    pwfile.write_text(SUPERUSER_PASSWORD + "\n")
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-        for p in (sock, pwfile):
-            shutil.chown(p, "postgres", "postgres")
+        shutil.chown(sock, "postgres", "postgres")
     port = free_port()
     proc = None
     preload_options = ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"]
     try:
         private = timescaledb or extensions is not None
         server_bin = _private_tree(root, extensions or {}, vendored) if private else PG_BIN
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(PG_BIN / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    SUPERUSER,
-                    f"--pwfile={pwfile}",
-                    "--auth-host=scram-sha-256",
-                    "--auth-local=trust",
-                    "--encoding=UTF8",
-                    "--no-instructions",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        # A copy of the session's initdb output (owner, modes and all), not a new initdb per server.
+        subprocess.run(["cp", "-a", str(_initdb_cluster()), str(data)], check=True, capture_output=True, timeout=60)
         # The server itself runs as the postgres user (not under runuser, which would not pass on the
         # shutdown signal); its log goes to a file, never to a pipe nobody reads (a full pipe would stall it).
         log = root / "server.log"
