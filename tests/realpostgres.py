@@ -3,8 +3,9 @@
 initdb runs once per test session into a temporary folder, and each server starts from a copy of it in
 its own temporary directory; the server listens on a free 127.0.0.1 port (and a Unix socket
 in the same directory) with scram-sha-256 password authentication for every TCP connection, as a managed
-server would. PostgreSQL refuses to run as root: when the tests run as root, the server runs as the
-``postgres`` OS user (created by the Debian package) through ``runuser``, in a directory it owns.
+server would. PostgreSQL refuses to run as root: when the tests run as root, initdb (through ``runuser``)
+and the server run as the ``postgres`` OS user (created by the Debian package), in a directory it owns.
+The server is stopped with a fast shutdown and waited for: nothing is left running.
 
 TimescaleDB is the real extension, TimescaleDB 2.28.3 built for Debian's PostgreSQL 15, from the vendored
 tarball beside the checkout (``../shared/vendor``, its README; ``IOTISTICA_VENDOR_DIR`` points elsewhere).
