@@ -148,15 +148,20 @@ def compression_enabled(pg: PgServer, db: str) -> dict[str, str]:
 
 
 def test_the_migrated_schema_is_as_observed(pg, template) -> None:
-    """The starting point (platform-facts §15): the migrations' own policies, 26 jobs."""
+    """The starting point (platform-facts §15): the migrations' own policies, 26 jobs. And why the Job
+    compares before it adds: add_*_policy(if_not_exists) keeps a different existing policy and returns
+    -1, so a tier change would never reach the database."""
     db = migrated_db(pg, template)
     assert afters(pg, db) == {("readings", "compression"): "7 days", ("readings", "retention"): "730 days"}
     assert len(all_jobs(pg, db)) == 26
     assert compression_enabled(pg, db) == {"readings": "t", "readings_1m": "f", "agent_metrics_5min": "f"}
+    got = pg.psql("SELECT add_retention_policy('public.readings', INTERVAL '30 days', if_not_exists => true)", db=db)
+    assert got == [["-1"]]
+    assert afters(pg, db)[("readings", "retention")] == "730 days"
 
 
 @pytest.mark.parametrize("release", list(SEED))
-def test_each_tier_gets_exactly_the_seed_policies(pg, template, tiers, release) -> None:
+def test_each_tier_gets_exactly_the_seed_policies_and_a_second_run_changes_no_job(pg, template, tiers, release) -> None:
     db = migrated_db(pg, template)
     untouched = other_jobs(pg, db)
     job, folder = tiers[release]
@@ -169,17 +174,12 @@ def test_each_tier_gets_exactly_the_seed_policies(pg, template, tiers, release) 
     assert compression_enabled(pg, db) == {"readings": "t", "readings_1m": "t", "agent_metrics_5min": "f"}
     assert other_jobs(pg, db) == untouched, "refresh policies and the other tables' policies are never touched"
 
-
-def test_a_second_run_changes_no_job(pg, template, tiers) -> None:
-    db = migrated_db(pg, template)
-    job, folder = tiers["iotistica-enterprise"]
-    first = run_job(job, folder, pg, db)
-    assert first.returncode == 0, first.stderr
     jobs = all_jobs(pg, db)
     second = run_job(job, folder, pg, db)
     assert second.returncode == 0, second.stderr
     assert all_jobs(pg, db) == jobs, "a second run changes no job: same ids, same configs"
     notices = [line for line in second.stderr.splitlines() if "NOTICE" in line]
+    # compression on readings and readings_1m, then compression and retention on each of the three
     assert len(notices) == 2 + 6 and all(line.endswith(": unchanged") for line in notices), second.stderr
 
 
@@ -248,15 +248,6 @@ def test_hypertable_compression_is_turned_on_when_off(pg, template, tiers) -> No
         db=db,
     )
     assert settings == [["agent_uuid,metric_name", '"time" DESC']]
-
-
-def test_why_the_job_compares_first(pg, template) -> None:
-    """platform-facts §15: add_*_policy(if_not_exists) keeps a different existing policy and returns -1,
-    so a tier change would never reach the database without the Job's compare-and-replace."""
-    db = migrated_db(pg, template)
-    got = pg.psql("SELECT add_retention_policy('public.readings', INTERVAL '30 days', if_not_exists => true)", db=db)
-    assert got == [["-1"]]
-    assert afters(pg, db)[("readings", "retention")] == "730 days"
 
 
 def test_the_job_waits_for_the_migrations(pg, template, tiers) -> None:
