@@ -11,9 +11,10 @@ keeps 90 days; ``agent_metrics_5min`` keeps 60 days on enterprise.
    continuous aggregate (``ALTER MATERIALIZED VIEW ... SET (timescaledb.compress = true)``; platform-facts
    §15: add_compression_policy fails on a cagg until then). Settings that are already on are left alone.
 2. Each policy is compared with ``timescaledb_information.jobs`` and, only when it differs, removed
-   and added again in the same transaction. ``add_*_policy(..., if_not_exists => true)`` would keep an old policy (it returns -1 with
-   a WARNING; §15), so a tier change from 30 to 60 days would never reach the database: this job corrects
-   such drift, also the migrations' own 7-day/730-day policies. A policy set to null is removed.
+   and added again in the same transaction. ``add_*_policy(..., if_not_exists => true)`` would keep an
+   old policy (it returns -1 with a WARNING; §15), so a tier change from 30 to 60 days would never reach
+   the database: this job corrects such drift, also the migrations' own 7-day/730-day policies. A
+   policy set to null is removed.
    A continuous aggregate's policies are listed under the view itself on TimescaleDB 2.28
    (``public.readings_1m``, platform-facts §15), not under its materialization hypertable; both names
    are matched, so a second run finds them (and keeps their job ids) and a tier change down finds the
