@@ -36,7 +36,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,7 +196,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def _link_each(source: Path, into: Path, skip: set[str] = frozenset()) -> None:
+def _link_each(source: Path, into: Path, skip: Collection[str] = ()) -> None:
     into.mkdir(parents=True, exist_ok=True)
     for entry in source.iterdir():
         if entry.name not in skip and not os.path.lexists(into / entry.name):
@@ -259,7 +259,7 @@ def running_postgres(
         # The server itself runs as the postgres user (not under runuser, which would not pass on the
         # shutdown signal); its log goes to a file, never to a pipe nobody reads (a full pipe would stall it).
         log = root / "server.log"
-        as_user = {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+        as_root = os.geteuid() == 0
         with log.open("wb") as log_file:
             proc = subprocess.Popen(
                 [
@@ -283,7 +283,9 @@ def running_postgres(
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=root,
-                **as_user,
+                user="postgres" if as_root else None,
+                group="postgres" if as_root else None,
+                extra_groups=[] if as_root else None,
             )
         server = PgServer("127.0.0.1", port, PG_BIN)
         deadline = time.monotonic() + 30

@@ -197,7 +197,8 @@ def test_a_tier_change_in_either_direction_leaves_exactly_the_new_tiers_policies
     before: dict[tuple[str, str], tuple[str, int]] = {}
     logs = []
     for release in path:
-        proc = run_job(*tiers[release], pg, db)
+        job, folder = tiers[release]
+        proc = run_job(job, folder, pg, db)
         assert proc.returncode == 0, f"{release}: {proc.stderr}"
         logs.append(proc.stderr)
         now = policies(pg, db)
@@ -248,7 +249,8 @@ def test_hypertable_compression_is_turned_on_when_off(pg, template, tiers) -> No
         db=db,
     )
     assert compression_enabled(pg, db)["readings"] == "f"
-    proc = run_job(*tiers["iotistica"], pg, db)
+    job, folder = tiers["iotistica"]
+    proc = run_job(job, folder, pg, db)
     assert proc.returncode == 0, proc.stderr
     assert "readings: compression enabled (segmentby agent_uuid, metric_name; orderby time DESC)" in proc.stderr
     assert afters(pg, db) == SEED["iotistica"]
@@ -264,27 +266,14 @@ def test_the_job_waits_for_the_migrations(pg, template, tiers) -> None:
     """On a database whose tables are not there yet, the Job waits (bounded) and then applies the
     policies. The migrations' relations are moved aside and brought back while it waits."""
     db = migrated_db(pg, template)
-    aside = ";".join(
-        f"ALTER {kind} public.{rel} RENAME TO {rel}_later"
-        for kind, rel in (
-            ("TABLE", "readings"),
-            ("MATERIALIZED VIEW", "readings_1m"),
-            ("MATERIALIZED VIEW", "agent_metrics_5min"),
-        )
-    )
-    pg.psql(aside, db=db)
-    back = ";".join(
-        f"ALTER {kind} public.{rel}_later RENAME TO {rel}"
-        for kind, rel in (
-            ("TABLE", "readings"),
-            ("MATERIALIZED VIEW", "readings_1m"),
-            ("MATERIALIZED VIEW", "agent_metrics_5min"),
-        )
-    )
+    kinds = {"readings": "TABLE", "readings_1m": "MATERIALIZED VIEW", "agent_metrics_5min": "MATERIALIZED VIEW"}
+    pg.psql(";".join(f"ALTER {kind} public.{rel} RENAME TO {rel}_later" for rel, kind in kinds.items()), db=db)
+    back = ";".join(f"ALTER {kind} public.{rel}_later RENAME TO {rel}" for rel, kind in kinds.items())
+    job, folder = tiers["iotistica"]
     timer = threading.Timer(1.0, lambda: pg.psql(f"BEGIN; {back}; COMMIT", db=db))
     timer.start()
     try:
-        proc = run_job(*tiers["iotistica"], pg, db, WAIT_FOR_TABLES_SECONDS="30")
+        proc = run_job(job, folder, pg, db, WAIT_FOR_TABLES_SECONDS="30")
     finally:
         timer.join()
     assert proc.returncode == 0, proc.stderr
