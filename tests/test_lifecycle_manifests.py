@@ -1,8 +1,8 @@
 """The lifecycle concern in the manifests: secrets provider, hook Jobs and their RBAC, sync ordering,
 Argo CD Applications, REQUIRED-SECRETS.md, and no Secret material anywhere in dist/.
 
-The scripts themselves run for real in test_secret_jobs.py, test_db_init_real.py and
-test_timescale_policy_sql.py.
+The scripts themselves run for real in test_secret_jobs.py, test_db_init_real.py,
+test_timescale_policy_sql.py and test_timescale_policy_real.py.
 """
 
 from __future__ import annotations

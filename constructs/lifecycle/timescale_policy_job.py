@@ -10,11 +10,15 @@ keeps 90 days; ``agent_metrics_5min`` keeps 60 days on enterprise.
    (segmentby ``agent_uuid, metric_name``, orderby ``time DESC``, as migration 006) and then on the
    continuous aggregate (``ALTER MATERIALIZED VIEW ... SET (timescaledb.compress = true)``; platform-facts
    §15: add_compression_policy fails on a cagg until then). Settings that are already on are left alone.
-2. Each policy is compared with ``timescaledb_information.jobs`` (for a cagg, the jobs of its
-   materialization hypertable) and, only when it differs, removed and added again in the same
-   transaction. ``add_*_policy(..., if_not_exists => true)`` would keep an old policy (it returns -1 with
-   a WARNING; §15), so a tier change from 30 to 60 days would never reach the database: this job corrects
-   such drift, also the migrations' own 7-day/730-day policies. A policy set to null is removed.
+2. Each policy is compared with ``timescaledb_information.jobs`` and, only when it differs, removed
+   and added again in the same transaction. ``add_*_policy(..., if_not_exists => true)`` would keep an
+   old policy (it returns -1 with a WARNING; §15), so a tier change from 30 to 60 days would never reach
+   the database: this job corrects such drift, also the migrations' own 7-day/730-day policies. A
+   policy set to null is removed.
+   A continuous aggregate's policies are listed under the view itself on TimescaleDB 2.28
+   (``public.readings_1m``, platform-facts §15), not under its materialization hypertable; both names
+   are matched, so a second run finds them (and keeps their job ids) and a tier change down finds the
+   policy it must remove.
 3. A second run with the same settings changes nothing (every step reports "unchanged").
 
 ``timescaledb-policy.sh`` first waits (bounded) until the extension and the three relations exist, then
@@ -135,8 +139,12 @@ def _policy(relation: str, aggregate: bool, kind: str, desired: str | None) -> s
     RAISE EXCEPTION '{target} is not a continuous aggregate (have the API migrations run?)';
   END IF;
 """
+        # TimescaleDB 2.28 lists a cagg's policies under the view itself (platform-facts §15); its
+        # materialization hypertable is matched too, so the check does not depend on which name a release uses.
+        match = f"(hypertable_schema, hypertable_name) IN ((owner_schema, owner_table), ('{SCHEMA}', '{relation}'))"
     else:
         owner = f"  owner_schema := '{SCHEMA}';\n  owner_table := '{relation}';\n"
+        match = "hypertable_schema = owner_schema AND hypertable_name = owner_table"
     if desired is None:
         decide = f"""  IF found_jobs = 0 THEN
     RAISE NOTICE '{relation}: no {kind} policy: unchanged';
@@ -169,7 +177,7 @@ DECLARE
 BEGIN
 {owner}  SELECT count(*), max((config ->> '{key}')::interval) INTO found_jobs, current_after
     FROM timescaledb_information.jobs
-   WHERE proc_name = '{proc}' AND hypertable_schema = owner_schema AND hypertable_name = owner_table;
+   WHERE proc_name = '{proc}' AND {match};
 {decide}END
 $step$;
 """
