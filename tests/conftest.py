@@ -54,6 +54,15 @@ def kube_api():
         yield api
 
 
+@pytest.fixture(scope="session")
+def kube_dist(kube_api):
+    """kube_api with every object of dist/ server-side applied (tests/realkube.py install_dist): the CRDs of
+    ../shared/crds (in the form a 1.28 server takes, CRD_LIMITS_1_28), the policies as v1beta1."""
+    from tests.realkube import install_dist
+
+    return install_dist(kube_api)
+
+
 def mode_lines() -> list[str]:
     """One line per real component: which ran for real, which skipped and why."""
     from tests import realkube, realpostgres

@@ -281,20 +281,21 @@ class KubeApiServer:
 
     # ---- discovery and paths ----
 
-    def refresh_discovery(self) -> None:
-        """Resource names of every served group/version (again after CRDs were added)."""
-        found: dict[tuple[str, str], tuple[str, bool]] = {}
-        versions = [("v1", "/api/v1")]
-        for group in self.request("GET", "/apis")[1]["groups"]:
-            versions += [(v["groupVersion"], f"/apis/{v['groupVersion']}") for v in group["versions"]]
-        for gv, path in versions:
-            status, body = self.request("GET", path, check=False)
+    def refresh_discovery(self, group_versions: Iterable[str] | None = None) -> None:
+        """Resource names of every served group/version, or of ``group_versions`` only (after CRDs were added)."""
+        if group_versions is None:
+            versions = ["v1"]
+            for group in self.request("GET", "/apis")[1]["groups"]:
+                versions += [v["groupVersion"] for v in group["versions"]]
+        else:
+            versions = sorted(set(group_versions))
+        for gv in versions:
+            status, body = self.request("GET", "/api/v1" if gv == "v1" else f"/apis/{gv}", check=False)
             if status != 200:
                 continue
             for r in body.get("resources", []):
                 if "/" not in r["name"]:
-                    found[(gv, r["kind"])] = (r["name"], bool(r["namespaced"]))
-        self._discovery = found
+                    self._discovery[(gv, r["kind"])] = (r["name"], bool(r["namespaced"]))
 
     def path(self, obj: Obj, *, named: bool = True) -> str:
         """The REST path of an object (its collection with ``named=False``)."""
@@ -444,6 +445,7 @@ def running_kube_apiserver(timeout: float = 60.0) -> Iterator[KubeApiServer]:
                 f"--tls-private-key-file={certs / 'server.key'}",
                 f"--client-ca-file={certs / 'ca.crt'}",
                 "--authorization-mode=RBAC",
+                "--allow-privileged=true",  # as clusters run it (kubeadm): Pod Security decides, not this flag
                 "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,ValidatingAdmissionPolicy",
                 "--feature-gates=ValidatingAdmissionPolicy=true",
                 "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
@@ -469,3 +471,183 @@ def running_kube_apiserver(timeout: float = 60.0) -> Iterator[KubeApiServer]:
             if name in procs:
                 _stop(procs[name])
         shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# dist/ on the server: the upstream CRDs, then every object, server-side applied
+# --------------------------------------------------------------------------------------------------
+
+CRDS = ROOT.parent / "shared" / "crds"
+DIST = ROOT / "dist"
+#: Upstream CRDs (../shared/crds) a 1.28 server cannot take as published (platform-facts §16), and what the
+#: test server gets instead. dist/ is never changed for the test server: these are the server's limits.
+CRD_LIMITS_1_28 = {
+    "certificates.cert-manager.io": (
+        "spec.versions[*].selectableFields removed (a 1.30+ field; 1.28's server-side apply fails on it)",
+        "selectableFields: field not declared in schema",
+    ),
+    "tlsroutes.gateway.networking.k8s.io": (
+        "x-kubernetes-validations rules calling isIP() removed (CEL's IP library arrived in 1.31)",
+        "undeclared reference to 'isIP'",
+    ),
+    "securitypolicies.gateway.envoyproxy.io": (
+        "not installed (a rule's estimated CEL cost exceeds 1.28's budget; dist/ has no SecurityPolicy)",
+        "estimated rule cost exceeds budget",
+    ),
+}
+#: Namespaces dist/ expects to exist and does not create: Argo CD's own install makes ``argocd``.
+PREEXISTING_NAMESPACES = ("argocd",)
+
+
+def controller_manager_stand_ins(namespaces: Iterable[str]) -> list[tuple[str, Obj]]:
+    """What a cluster's kube-controller-manager makes and this server (no controller-manager) lacks: the
+    ServiceAccount ``default`` of every namespace (pods without a serviceAccountName run as it)."""
+    return [
+        (f"<default ServiceAccount of {ns}>", {"apiVersion": "v1", "kind": "ServiceAccount",
+                                               "metadata": {"name": "default", "namespace": ns}})
+        for ns in sorted(set(namespaces))
+    ]  # fmt: skip
+
+
+def _yaml_docs(path: Path) -> list[Obj]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the CRDs are 4 MB of YAML
+    return [d for d in yaml.load_all(path.read_text(), Loader=loader) if d]
+
+
+def upstream_crds() -> list[Obj]:
+    return [doc for path in sorted(CRDS.glob("*/*.yaml")) for doc in _yaml_docs(path)]
+
+
+def _strip_rules(node: Any, needle: str) -> None:
+    if isinstance(node, dict):
+        rules = node.get("x-kubernetes-validations")
+        if isinstance(rules, list):
+            kept = [r for r in rules if needle not in r.get("rule", "")]
+            if kept:
+                node["x-kubernetes-validations"] = kept
+            else:
+                del node["x-kubernetes-validations"]
+        for value in node.values():
+            _strip_rules(value, needle)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_rules(value, needle)
+
+
+def crd_for_1_28(crd: Obj) -> Obj | None:
+    """The CRD as the test's 1.28 server gets it (CRD_LIMITS_1_28), or None when it is not installed."""
+    import copy
+
+    name = crd["metadata"]["name"]
+    if name not in CRD_LIMITS_1_28:
+        return crd
+    crd = copy.deepcopy(crd)
+    if name == "certificates.cert-manager.io":
+        for version in crd["spec"]["versions"]:
+            version.pop("selectableFields", None)
+        return crd
+    if name == "tlsroutes.gateway.networking.k8s.io":
+        _strip_rules(crd["spec"], "isIP(")
+        return crd
+    return None
+
+
+def dist_objects(dist: Path = DIST) -> list[tuple[str, Obj]]:
+    """(path relative to dist/, object) for every object of every release, cluster/ and argocd/."""
+    return [
+        (str(path.relative_to(dist)), doc)
+        for path in sorted(dist.glob("*/*.yaml"))
+        for doc in _yaml_docs(path)
+        if isinstance(doc, dict) and "kind" in doc
+    ]
+
+
+def as_v1beta1(obj: Obj) -> Obj:
+    """A committed admissionregistration.k8s.io/v1 policy object as 1.28 serves it (v1beta1): the apiVersion
+    is the only difference (tests/test_kube_admission.py proves the v1beta1 rendering has the same bodies)."""
+    if obj["apiVersion"] == "admissionregistration.k8s.io/v1":
+        return {**obj, "apiVersion": "admissionregistration.k8s.io/v1beta1"}
+    return obj
+
+
+@dataclass
+class DistInstall:
+    """What ``install_dist`` found: refusals are (name or path, server message)."""
+
+    crd_refusals: dict[str, str] = field(default_factory=dict)
+    crd_failures: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+
+#: Objects are applied in waves, each wave in parallel: what later objects need (namespaces; the accounts and
+#: roles that bindings name) first.
+WAVES = ({"Namespace"}, {"ServiceAccount", "ClusterRole", "Role"})
+
+
+def _wave(obj: Obj) -> int:
+    return next((i for i, kinds in enumerate(WAVES) if obj["kind"] in kinds), len(WAVES))
+
+
+def apply_all(api: KubeApiServer, items: list[tuple[str, Obj]], workers: int = 4) -> dict[str, str]:
+    """Server-side apply (as admin) in waves, ``workers`` requests at a time; returns {label: error}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    failures: dict[str, str] = {}
+
+    def one(item: tuple[str, Obj]) -> None:
+        try:
+            api.apply(item[1])
+        except (KubeError, KeyError) as exc:
+            failures[item[0]] = str(exc)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for wave in range(len(WAVES) + 1):
+            list(pool.map(one, [it for it in items if _wave(it[1]) == wave]))
+    return failures
+
+
+def wait_served(api: KubeApiServer, kinds: Iterable[tuple[str, str]], timeout: float = 30.0) -> None:
+    """Until discovery lists every (apiVersion, kind): a new CRD is served a moment after it is created."""
+    wanted = set(kinds)
+    deadline = time.monotonic() + timeout
+    while True:
+        api.refresh_discovery({gv for gv, _ in wanted - set(api._discovery)})
+        missing = wanted - set(api._discovery)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not served after {timeout:g}s: {sorted(missing)}")
+        time.sleep(0.2)
+
+
+def install_dist(api: KubeApiServer, dist: Path = DIST) -> DistInstall:
+    """Every upstream CRD as published (recording what 1.28 refuses, then the CRD_LIMITS_1_28 form), the
+    namespaces dist/ expects, then every object of dist/ (policies as v1beta1), server-side applied as admin."""
+    result = DistInstall()
+    crds = {crd["metadata"]["name"]: crd for crd in upstream_crds()}
+    result.crd_refusals = apply_all(api, [(name, crd) for name, crd in crds.items()])
+    adapted = {name: crd_for_1_28(crds[name]) for name in result.crd_refusals}
+    result.crd_failures = apply_all(api, [(name, crd) for name, crd in adapted.items() if crd is not None])
+    served = {
+        (f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])
+        for name, crd in crds.items()
+        if name not in result.crd_failures and adapted.get(name, crd) is not None
+        for v in crd["spec"]["versions"]
+        if v.get("served")
+    }
+    namespaces = [
+        (n, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}) for n in PREEXISTING_NAMESPACES
+    ]
+    objects = [(rel, as_v1beta1(obj)) for rel, obj in dist_objects(dist)]
+    custom = {gv for gv, _ in served}
+    in_namespaces = {o["metadata"]["namespace"] for _, o in objects if o.get("metadata", {}).get("namespace")}
+    namespaces += controller_manager_stand_ins(in_namespaces | set(PREEXISTING_NAMESPACES))
+    # the built-in kinds while the new CRDs are being established, then the custom resources
+    result.failures = apply_all(api, namespaces + [(r, o) for r, o in objects if o["apiVersion"] not in custom])
+    wait_served(api, served)
+    result.failures |= apply_all(api, [(r, o) for r, o in objects if o["apiVersion"] in custom])
+    result.applied = [rel for rel, _ in objects if rel not in result.failures]
+    return result
