@@ -411,6 +411,12 @@ def test_deployer_does_what_the_api_does(cluster: KubeApiServer, fleet: str) -> 
     cluster.request("PUT", f"/apis/apps/v1/namespaces/{fleet}/deployments/dev-1", dep, as_user=DEMO)
     status, _ = cluster.request("DELETE", f"{base}/pods/dev-1-abc", as_user=DEMO, check=False)
     assert status == 404, "deleteNamespacedPod is authorised (the pod does not exist on a server without nodes)"
+    for path in (  # the agent's removal: deleteNamespacedDeployment, -Secret, -PersistentVolumeClaim
+        f"/apis/apps/v1/namespaces/{fleet}/deployments/dev-1",
+        f"{base}/secrets/dev-1-prov-key",
+        f"{base}/persistentvolumeclaims/dev-1-data",
+    ):
+        cluster.request("DELETE", path, as_user=DEMO, query={"dryRun": "All"})
     # a fleet namespace may be made stricter, and soft-deleted (deleteFleetNamespace)
     patch_ns(cluster, fleet, labels_patch(pod_security__enforce="restricted", pod_security__warn="restricted"))
     patch_ns(
