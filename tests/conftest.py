@@ -45,11 +45,10 @@ def cluster_manifests(environments: dict[str, Environment]) -> list[Manifest]:
 def kube_api():
     """A real kube-apiserver v1.28.4 on etcd (tests/realkube.py), one per session; skips with one line naming
     the missing or damaged file where ../shared/vendor is absent."""
-    from tests.realkube import running_kube_apiserver, skip_reason
+    from tests.realkube import mode, running_kube_apiserver, skip_reason
 
-    reason = skip_reason()
-    if reason is not None:
-        pytest.skip(f"kube-apiserver: {reason}")
+    if skip_reason() is not None:
+        pytest.skip(mode())  # "kube-apiserver 1.28.4: skipped: <the missing or damaged file>"
     with running_kube_apiserver() as api:
         yield api
 
