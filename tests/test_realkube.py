@@ -50,8 +50,16 @@ def test_server_answers_as_admin_and_as_a_service_account(kube_api: realkube.Kub
             kube_api.request("GET", path, check=False, as_user=user),
         ):
             assert status == 403 and f'User "{user}" cannot list resource "secrets"' in body["message"]
-        if shutil.which("kubectl"):
+        if shutil.which("kubectl"):  # the helper other tests use: impersonation and stdin
             out = kube_api.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}", as_user=user).stdout
             assert out == user
+            cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe, namespace: realkube-smoke}\ndata: {a: b}\n"
+            kube_api.kubectl("apply", "--server-side", "-f", "-", input=cm)
+            assert (
+                kube_api.kubectl("get", "configmap", "probe", "-n", "realkube-smoke", "-o", "jsonpath={.data.a}").stdout
+                == "b"
+            )
+            denied = kube_api.kubectl("get", "configmap", "probe", "-n", "realkube-smoke", as_user=user, check=False)
+            assert denied.returncode != 0 and "forbidden" in denied.stderr
     finally:
         kube_api.delete(ns)
