@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -52,6 +53,29 @@ WORKLOADS = {"Deployment", "StatefulSet", "Job", "CronJob"}
 
 @pytest.fixture(scope="module")
 def cluster(kube_api: KubeApiServer, kube_dist: DistInstall) -> KubeApiServer:
+    """The server with dist/ applied, once each policy is in force: the admission plugin compiles a new policy
+    from its informer a moment after it is created, so each is probed with a request it refuses."""
+    probes = {
+        "iotistic-api-namespaces": (ns("kube-escalate"), DEMO),
+        "iotistic-api-fleet-scope": (quota("kube-system"), DEMO),
+        "iotistic-api-rolebindings": (
+            binding("fleet-iotistica-pilot", [{"kind": "ServiceAccount", "name": "x", "namespace": "iotistica"}]),
+            IOT,
+        ),
+        "iotistic-api-workloads": (agent_deployment("fleet-iotistica-pilot", hostNetwork=True), IOT),
+    }
+    deadline = time.monotonic() + 30
+    for policy, (obj, user) in probes.items():
+        while True:
+            try:
+                kube_api.create(obj, as_user=user, dry_run=True)
+                message = "allowed"
+            except KubeError as exc:
+                message = exc.message
+            if f"ValidatingAdmissionPolicy '{policy}'" in message:
+                break
+            assert time.monotonic() < deadline, f"{policy} not in force after 30 s: {message}"
+            time.sleep(0.2)
     return kube_api
 
 
