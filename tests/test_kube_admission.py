@@ -457,8 +457,31 @@ def test_deployer_does_what_the_api_does(cluster: KubeApiServer, fleet: str) -> 
         },
         dry_run=True,
     )
-    # its agent namespace (VIRTUAL_AGENT_NAMESPACE, default virtual-agents)
-    create(cluster, ns("virtual-agents", {"iotistica.com/namespace-type": "virtual-agents"}), dry_run=True)
+
+
+AGENT_NS_LABELS = {"app.kubernetes.io/managed-by": "iotistic-api", "iotistica.com/namespace-type": "virtual-agents"}
+
+
+def test_deployer_without_a_fleet_gets_its_namespace_but_no_rights_in_it(cluster: KubeApiServer) -> None:
+    """deployAgent without a fleet uses VIRTUAL_AGENT_NAMESPACE (default virtual-agents): ensureNamespace
+    creates it (allowed), then the agent's Secret is refused by RBAC: dist/ binds the fleet role only in fleet
+    namespaces and the guardrail allows RoleBindings nowhere else. Recorded in docs/kubernetes-versions.md."""
+    create(cluster, ns("virtual-agents", AGENT_NS_LABELS))
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "dev-9-prov-key", "namespace": "virtual-agents"},
+        "stringData": {"key": "x"},
+    }
+    exc = refused(create, cluster, secret, dry_run=True)
+    assert exc.status == 403 and 'cannot create resource "secrets"' in exc.message
+    assert_policy_denies(
+        "iotistic-api-fleet-scope/fleet-namespace-only",
+        create,
+        cluster,
+        {**binding("virtual-agents"), "metadata": {"name": "fleet-manager-binding", "namespace": "virtual-agents"}},
+        dry_run=True,
+    )
 
 
 def test_the_deployers_own_soft_delete_label_is_refused_by_any_server(cluster: KubeApiServer, fleet: str) -> None:
