@@ -42,8 +42,9 @@ bool", fixed in 1.29; platform-facts §17), so the whole guardrail would be miss
 true`` is accepted by every version (tests/test_kube_admission.py applies them to a real 1.28.4 server).
 
 Every expression is total: ``has()`` and null guards make a malformed object fail its rule (with the
-rule's message) instead of raising an evaluation error. tests/test_admission_policies.py evaluates
-them with a real CEL engine. The objects are plain ``ApiObject`` s: cdk8s-plus-27's ``k8s`` module
+rule's message) instead of raising an evaluation error. tests/test_kube_admission.py enforces them on a real
+kube-apiserver 1.28.4; tests/test_admission_policies.py evaluates what 1.28 cannot show with a CEL library.
+The objects are plain ``ApiObject`` s: cdk8s-plus-27's ``k8s`` module
 (Kubernetes 1.27) has no admissionregistration ``v1`` policies.
 """
 
