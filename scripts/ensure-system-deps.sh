@@ -2,7 +2,8 @@
 # Make sure the Debian packages the tests run for real are installed:
 #   redis-server (redis-server), mosquitto (mosquitto), prometheus (promtool),
 #   postgresql (/usr/lib/postgresql/*/bin/initdb), busybox (runs the Redis cluster bootstrap
-#   script the way the Alpine image does).
+#   script the way the Alpine image does), etcd-server (etcd, the store of the vendored
+#   kube-apiserver in tests/realkube.py), openssl (test certificates).
 # Silent when everything is present. Installs only the missing packages when run as
 # root; otherwise prints what to install and exits 1.
 set -euo pipefail
@@ -22,6 +23,8 @@ have_cmd promtool || missing+=(prometheus)
 have_initdb || missing+=(postgresql)
 have_cmd busybox || missing+=(busybox)
 have_cmd dot || missing+=(graphviz)
+have_cmd etcd || missing+=(etcd-server)
+have_cmd openssl || missing+=(openssl)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

@@ -41,15 +41,40 @@ def cluster_manifests(environments: dict[str, Environment]) -> list[Manifest]:
     return list(ClusterChart(Root(), shared_props(list(environments.values()))).to_json())
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Which mode the real-PostgreSQL tests run in (TimescaleDB installed and preloaded, or absent)."""
-    from tests.realpostgres import mode
+@pytest.fixture(scope="session")
+def kube_api():
+    """A real kube-apiserver v1.28.4 on etcd (tests/realkube.py), one per session; skips with one line naming
+    the missing or damaged file where ../shared/vendor is absent."""
+    from tests.realkube import mode, running_kube_apiserver, skip_reason
 
-    return [mode()]
+    if skip_reason() is not None:
+        pytest.skip(mode())  # "kube-apiserver 1.28.4: skipped: <the missing or damaged file>"
+    with running_kube_apiserver() as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def kube_dist(kube_api):
+    """kube_api with every object of dist/ server-side applied (tests/realkube.py install_dist): the CRDs of
+    ../shared/crds (in the form a 1.28 server takes, CRD_LIMITS_1_28), the policies as v1beta1."""
+    from tests.realkube import install_dist
+
+    return install_dist(kube_api)
+
+
+def mode_lines() -> list[str]:
+    """One line per real component: which ran for real, which skipped and why."""
+    from tests import realkube, realpostgres
+
+    return [realpostgres.mode(), realkube.mode()]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which real components this run uses (tests/realpostgres.py, tests/realkube.py)."""
+    return mode_lines()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """The same line at the end, where `-q` (this project's default) still shows it."""
-    from tests.realpostgres import mode
-
-    terminalreporter.write_line(mode())
+    """The same lines at the end, where `-q` (this project's default) still shows them."""
+    for line in mode_lines():
+        terminalreporter.write_line(line)

@@ -3,14 +3,17 @@
 - The licenses are real RS256 JWTs the tests sign with openssl (a fresh RSA key; the signature is
   checked with ``openssl dgst -verify`` so the fixtures are what the API would accept).
 - The core (decode, normalise, render) runs without a cluster, in-process and through the CLI.
-- The cluster layer runs as a subprocess with the environment of the synthesized Job, against
-  tests/fake_kube_api.py: a loopback stand-in for the three Secret calls (the Kubernetes API server
-  cannot run here) that enforces the Role rendered in the manifests, as Kubernetes RBAC would.
+- The cluster layer runs as a subprocess with the environment of the synthesized Job, against a real
+  kube-apiserver v1.28.4 (tests/realkube.py, fixture ``kube_dist``: dist/ applied, so the Job's
+  ServiceAccount, Role and RoleBinding are the synthesized ones), authenticated with a ServiceAccount
+  token from the TokenRequest API, as the kubelet mounts it. Each run is repeated: the Jobs are
+  Argo CD Sync hooks and run on every sync.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import importlib.util
 import json
 import os
@@ -23,15 +26,14 @@ from typing import Any
 
 import pytest
 
-from tests.fake_kube_api import FakeKube, serving
 from tests.helpers import by, container
+from tests.realkube import DistInstall, KubeApiServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "constructs" / "scripts" / "secret_jobs.py"
 RELEASE, NS = "iotistica", "iotistica"
 LICENSE, RUNTIME = f"api-license-credentials-{NS}", f"{RELEASE}-ingestion-runtime-env"
 REDIS_AUTH = f"{RELEASE}-redis-auth"
-TOKEN = "test-sa-token"
 OPENSSL = shutil.which("openssl") or "openssl"
 
 
@@ -201,8 +203,36 @@ def test_plain_http_only_on_loopback() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def job_env(obj: dict[str, Any], kube: FakeKube, token_file: Path, **extra: str) -> dict[str, str]:
-    """The container env of the synthesized Job (downward API resolved), pointed at the fake API."""
+class Cluster:
+    """The release namespace on the real server, as the admin sees it (seed and read Secrets)."""
+
+    def __init__(self, api: KubeApiServer, namespace: str = NS) -> None:
+        self.api, self.namespace = api, namespace
+
+    def _secret(self, name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": self.namespace}}
+
+    def put(self, name: str, data: dict[str, str]) -> None:
+        """Create or replace a Secret (string values)."""
+        self.api.delete(self._secret(name))
+        self.api.create({**self._secret(name), "stringData": data})
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.api.get(self._secret(name))
+
+    def value(self, name: str, key: str) -> str:
+        secret = self.get(name)
+        assert secret is not None, f"Secret {name} does not exist"
+        return base64.b64decode(secret["data"][key]).decode()
+
+    def delete(self, *names: str) -> None:
+        for name in names:
+            self.api.delete(self._secret(name))
+
+
+def job_env(obj: dict[str, Any], api: KubeApiServer, token_file: Path, **extra: str) -> dict[str, str]:
+    """The container env of the synthesized Job (downward API resolved), pointed at the real server with the
+    token and CA a pod gets mounted."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for e in container(obj)["env"]:
         if "value" in e:
@@ -211,43 +241,51 @@ def job_env(obj: dict[str, Any], kube: FakeKube, token_file: Path, **extra: str)
             env[e["name"]] = obj["metadata"]["namespace"]
         else:
             raise AssertionError(f"unexpected env source {e}")
-    env.update(KUBE_API_URL=kube.url, KUBE_TOKEN_FILE=str(token_file), **extra)
+    env.update(KUBE_API_URL=api.url, KUBE_TOKEN_FILE=str(token_file), KUBE_CA_FILE=str(api.ca_file), **extra)
     return env
 
 
-def run_job(obj: dict[str, Any], kube: FakeKube, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+def run_job(
+    obj: dict[str, Any], api: KubeApiServer, tmp_path: Path, token: str | None = None, **extra: str
+) -> subprocess.CompletedProcess:
+    """The Job's container command, run here as its pod would run it (token of its ServiceAccount)."""
+    spec = obj["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True
     token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
+    token_file.write_text(
+        token if token is not None else api.token(obj["metadata"]["namespace"], spec["serviceAccountName"])
+    )
     command = container(obj)["command"]
     assert command[0] == "python3" and command[1] == "/scripts/secret_jobs.py"
     return subprocess.run(
         [sys.executable, str(SCRIPT), *command[2:]],
-        env=job_env(obj, kube, token_file, **extra),
+        env=job_env(obj, api, token_file, **extra),
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
-def role_rules(objs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return list(by(objs, "Role", name)["rules"])
+@pytest.fixture
+def cluster(kube_api: KubeApiServer, kube_dist: DistInstall) -> Cluster:
+    """The release namespace of dist/iotistica on the server, without the Secrets these Jobs read or write."""
+    assert kube_dist.failures == {}
+    c = Cluster(kube_api)
+    c.delete(LICENSE, RUNTIME, REDIS_AUTH, "unrelated")
+    return c
 
 
 @pytest.fixture
-def resolver(manifests):
-    objs = manifests[RELEASE]
-    job = by(objs, "Job", f"{RELEASE}-stream-key-resolver")
-    kube = FakeKube(NS, TOKEN, role_rules(objs, f"{RELEASE}-stream-key-resolver"))
-    with serving(kube):
-        yield job, kube
+def resolver(manifests, kube_api: KubeApiServer, cluster: Cluster):
+    return by(manifests[RELEASE], "Job", f"{RELEASE}-stream-key-resolver"), kube_api, cluster
 
 
 def test_resolver_creates_then_updates_the_runtime_secret(resolver, sign, tmp_path: Path) -> None:
-    job, kube = resolver
+    job, api, kube = resolver
     kube.put(LICENSE, {"key": sign(license_claims(tenantId="{cust_73eddd385ce8}"))})
     kube.put("unrelated", {"password": "other"})
 
-    first = run_job(job, kube, tmp_path)
+    first = run_job(job, api, tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip().endswith(
         f"created Secret {NS}/{RUNTIME}: INGESTION_TENANT_ID=73eddd385ce8 "
@@ -255,31 +293,32 @@ def test_resolver_creates_then_updates_the_runtime_secret(resolver, sign, tmp_pa
     )
     assert kube.value(RUNTIME, "REDIS_INGESTION_STREAM_KEY") == "tenant:{73eddd385ce8}:agent:devices:ingestion"
     assert kube.value(RUNTIME, "INGESTION_TENANT_ID") == "73eddd385ce8"
-    labels = kube.secrets[RUNTIME]["metadata"]["labels"]
+    secret = kube.get(RUNTIME)
+    assert secret is not None
+    labels = secret["metadata"]["labels"]
     assert labels["iotistica.com/release"] == RELEASE and labels["app.kubernetes.io/part-of"] == "iotistica"
     assert "app.kubernetes.io/instance" not in labels, "Argo CD's label tracking would prune a runtime Secret"
-    assert [v for v, _, _ in kube.log] == ["get", "patch", "create"]
+    version = secret["metadata"]["resourceVersion"]
 
-    again = run_job(job, kube, tmp_path)  # every sync: same data, a patch that changes nothing
-    assert again.returncode == 0 and f"updated Secret {NS}/{RUNTIME}" in again.stdout
+    again = run_job(job, api, tmp_path)  # every sync: same data, a patch that changes nothing
+    assert again.returncode == 0 and f"updated Secret {NS}/{RUNTIME}" in again.stdout, again.stderr
     assert kube.value(RUNTIME, "INGESTION_TENANT_ID") == "73eddd385ce8"
+    assert kube.get(RUNTIME)["metadata"]["resourceVersion"] == version, "a no-op patch writes nothing"
 
     kube.put(LICENSE, {"key": sign(license_claims(customerId="cust_0a1b2c3d4e5f"))})  # a new license
-    third = run_job(job, kube, tmp_path)
+    third = run_job(job, api, tmp_path)
     assert third.returncode == 0, third.stderr
     assert kube.value(RUNTIME, "REDIS_INGESTION_STREAM_KEY") == "tenant:{0a1b2c3d4e5f}:agent:devices:ingestion"
-    assert all(status not in (401, 403) for _, _, status in kube.log), kube.log
-    assert {name for _, name, _ in kube.log} == {LICENSE, RUNTIME}, "touches only its two Secrets"
     assert kube.value("unrelated", "password") == "other"
 
 
 def test_resolver_waits_for_the_license_then_fails_loudly(resolver, tmp_path: Path) -> None:
-    job, kube = resolver
-    proc = run_job(job, kube, tmp_path, LICENSE_WAIT_SECONDS="0.6", POLL_SECONDS="0.2")
+    job, api, kube = resolver
+    proc = run_job(job, api, tmp_path, LICENSE_WAIT_SECONDS="0.6", POLL_SECONDS="0.2")
     assert proc.returncode == 1
     assert f"license Secret {NS}/{LICENSE} not found after 0.6s" in proc.stderr
     assert proc.stdout.count("waiting for Secret") >= 2
-    assert RUNTIME not in kube.secrets
+    assert kube.get(RUNTIME) is None
 
 
 @pytest.mark.parametrize(
@@ -291,92 +330,101 @@ def test_resolver_waits_for_the_license_then_fails_loudly(resolver, tmp_path: Pa
     ],
 )
 def test_resolver_fails_on_a_bad_license(resolver, tmp_path: Path, data, message: str) -> None:
-    job, kube = resolver
+    job, api, kube = resolver
     kube.put(LICENSE, data)
     kube.put(
         RUNTIME, {"INGESTION_TENANT_ID": "old", "REDIS_INGESTION_STREAM_KEY": "tenant:{old}:agent:devices:ingestion"}
     )
-    proc = run_job(job, kube, tmp_path)
+    proc = run_job(job, api, tmp_path)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert kube.value(RUNTIME, "INGESTION_TENANT_ID") == "old", "a bad license never overwrites the runtime env"
 
 
 def test_resolver_license_without_tenant_fails(resolver, sign, tmp_path: Path) -> None:
-    job, kube = resolver
+    job, api, kube = resolver
     kube.put(LICENSE, {"key": sign(license_claims())})
-    proc = run_job(job, kube, tmp_path)
+    proc = run_job(job, api, tmp_path)
     assert proc.returncode == 1 and "neither a tenantId nor a customerId" in proc.stderr
 
 
-def test_resolver_needs_the_namespace_wide_create_rule(manifests, sign, tmp_path: Path) -> None:
-    """Why the Role's create rule has no resourceNames: Kubernetes never matches create against names."""
+def test_resolver_needs_the_namespace_wide_create_rule(
+    manifests, kube_api: KubeApiServer, sign, tmp_path: Path
+) -> None:
+    """Why the Role's create rule has no resourceNames: Kubernetes never matches create against names. The
+    Job's ServiceAccount, Role (create limited by name) and RoleBinding in a namespace of this test's own."""
     objs = manifests[RELEASE]
-    job = by(objs, "Job", f"{RELEASE}-stream-key-resolver")
-    rules = role_rules(objs, f"{RELEASE}-stream-key-resolver")
-    by_name = [{**r, "resourceNames": [RUNTIME]} if r["verbs"] == ["create"] else r for r in rules]
-    with serving(FakeKube(NS, TOKEN, by_name)) as kube:
-        kube.put(LICENSE, {"key": sign(license_claims(tenantId="t1"))})
-        proc = run_job(job, kube, tmp_path)
-    assert proc.returncode == 1 and "HTTP 403" in proc.stderr and "RBAC" in proc.stderr
+    scratch = "secret-jobs-create-by-name"
+    name = f"{RELEASE}-stream-key-resolver"
+    kube_api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": scratch}})
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        obj = copy.deepcopy(by(objs, kind, name))
+        obj["metadata"]["namespace"] = scratch
+        if kind == "Role":
+            obj["rules"] = [{**r, "resourceNames": [RUNTIME]} if r["verbs"] == ["create"] else r for r in obj["rules"]]
+        if kind == "RoleBinding":
+            obj["subjects"] = [{**s, "namespace": scratch} for s in obj["subjects"]]
+        kube_api.apply(obj)
+    Cluster(kube_api, scratch).put(LICENSE, {"key": sign(license_claims(tenantId="t1"))})
+    job = copy.deepcopy(by(objs, "Job", name))
+    job["metadata"]["namespace"] = scratch
+    proc = run_job(job, kube_api, tmp_path)
+    assert proc.returncode == 1 and "HTTP 403" in proc.stderr and "RBAC" in proc.stderr, proc.stderr
+    assert 'cannot create resource "secrets"' in proc.stderr, proc.stderr
 
 
 def test_resolver_with_a_wrong_token_fails(resolver, sign, tmp_path: Path) -> None:
-    job, kube = resolver
-    kube.token = "another-token"
+    job, api, kube = resolver
     kube.put(LICENSE, {"key": sign(license_claims(tenantId="t1"))})
-    proc = run_job(job, kube, tmp_path)
+    proc = run_job(job, api, tmp_path, token="not-a-token")
     assert proc.returncode == 1 and "HTTP 401" in proc.stderr
+    other = api.token(NS, f"{RELEASE}-redis-auth-generator")  # a real token of another Job's account
+    proc = run_job(job, api, tmp_path, token=other)
+    assert proc.returncode == 1 and "HTTP 403" in proc.stderr and "RBAC" in proc.stderr
 
 
 @pytest.fixture
-def generator(manifests):
-    objs = manifests[RELEASE]
-    job = by(objs, "Job", f"{RELEASE}-redis-auth-generator")
-    kube = FakeKube(NS, TOKEN, role_rules(objs, f"{RELEASE}-redis-auth-generator"))
-    with serving(kube):
-        yield job, kube
+def generator(manifests, kube_api: KubeApiServer, cluster: Cluster):
+    return by(manifests[RELEASE], "Job", f"{RELEASE}-redis-auth-generator"), kube_api, cluster
 
 
 def test_generator_creates_once_and_never_rotates(generator, tmp_path: Path) -> None:
-    job, kube = generator
-    first = run_job(job, kube, tmp_path)
+    job, api, kube = generator
+    first = run_job(job, api, tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == f"created Secret {NS}/{REDIS_AUTH} with a random password"
-    secret = kube.secrets[REDIS_AUTH]
+    secret = kube.get(REDIS_AUTH)
+    assert secret is not None
     password = kube.value(REDIS_AUTH, "password")
     assert len(password) >= 40 and password not in first.stdout + first.stderr
     assert secret["immutable"] is True and secret["type"] == "Opaque"
     assert "app.kubernetes.io/instance" not in secret["metadata"]["labels"]
 
     for _ in range(2):
-        again = run_job(job, kube, tmp_path)
+        again = run_job(job, api, tmp_path)
         assert again.returncode == 0, again.stderr
         assert "exists: left untouched" in again.stdout
     assert kube.value(REDIS_AUTH, "password") == password
-    assert [v for v, _, _ in kube.log] == ["get", "create", "get", "get"]
-    assert all(status not in (401, 403) for _, _, status in kube.log), kube.log
+    assert kube.get(REDIS_AUTH)["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
 
-    other = FakeKube(NS, TOKEN, kube.rules)
-    with serving(other):
-        run_job(job, other, tmp_path)
-    assert other.value(REDIS_AUTH, "password") != password, "random per cluster"
+    kube.delete(REDIS_AUTH)  # what an operator does to rotate (the Secret's annotation says so)
+    assert run_job(job, api, tmp_path).returncode == 0
+    assert kube.value(REDIS_AUTH, "password") != password, "random per run that creates it"
 
 
 def test_generator_keeps_an_existing_secret(generator, tmp_path: Path) -> None:
-    job, kube = generator
+    job, api, kube = generator
     kube.put(REDIS_AUTH, {"password": "set-by-an-operator"})
-    proc = run_job(job, kube, tmp_path)
+    proc = run_job(job, api, tmp_path)
     assert proc.returncode == 0 and "left untouched" in proc.stdout
     assert kube.value(REDIS_AUTH, "password") == "set-by-an-operator"
-    assert [v for v, _, _ in kube.log] == ["get"]
 
 
 def test_generator_refuses_a_secret_without_password(generator, tmp_path: Path) -> None:
-    job, kube = generator
+    job, api, kube = generator
     kube.put(REDIS_AUTH, {"pass": "typo"})
-    proc = run_job(job, kube, tmp_path)
+    proc = run_job(job, api, tmp_path)
     assert proc.returncode == 1 and "without a non-empty key 'password'" in proc.stderr
-    assert kube.secrets[REDIS_AUTH]["data"] == {"pass": base64.b64encode(b"typo").decode()}
+    assert kube.get(REDIS_AUTH)["data"] == {"pass": base64.b64encode(b"typo").decode()}
 
 
 def test_generator_loses_a_race_gracefully(monkeypatch) -> None:

@@ -37,9 +37,14 @@ The policies (each message starts with ``<policy>/<rule>:``, the rule that refus
   themselves: no host namespaces, hostPath, host ports, privileged, added capabilities beyond
   baseline's, hostProcess, unmasked /proc or unconfined seccomp.
 
+A validation is never a bare ``variables.x``: kube-apiserver 1.28 refuses such a policy ("must evaluate to
+bool", fixed in 1.29; platform-facts §17), so the whole guardrail would be missing there; ``variables.x ==
+true`` is accepted by every version (tests/test_kube_admission.py applies them to a real 1.28.4 server).
+
 Every expression is total: ``has()`` and null guards make a malformed object fail its rule (with the
-rule's message) instead of raising an evaluation error. tests/test_admission_policies.py evaluates
-them with a real CEL engine. The objects are plain ``ApiObject`` s: cdk8s-plus-27's ``k8s`` module
+rule's message) instead of raising an evaluation error. tests/test_kube_admission.py enforces them on a real
+kube-apiserver 1.28.4; tests/test_admission_policies.py evaluates what 1.28 cannot show with a CEL library.
+The objects are plain ``ApiObject`` s: cdk8s-plus-27's ``k8s`` module
 (Kubernetes 1.27) has no admissionregistration ``v1`` policies.
 """
 
@@ -253,7 +258,7 @@ def fleet_scope_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, lis
     rules: list[Rule] = [
         (
             "fleet-namespace-only",
-            "variables.namespaceIsFleet",
+            "variables.namespaceIsFleet == true",
             "the API may write ResourceQuotas and RoleBindings only in its fleet namespaces (fleet-<8 hex> labelled "
             "app.kubernetes.io/managed-by=iotistic-api, or its own release's chart-provisioned ones)",
         )
@@ -297,7 +302,7 @@ def workload_policy() -> tuple[Variables, list[Rule]]:
     ]
     sc = "c.securityContext"
     rules: list[Rule] = [
-        ("pod-template", "variables.hasPodSpec", "a Deployment needs spec.template.spec"),
+        ("pod-template", "variables.hasPodSpec == true", "a Deployment needs spec.template.spec"),
         (
             "host-namespaces",
             f"variables.hasPodSpec && (!has({pod}.hostNetwork) || !{pod}.hostNetwork) && "
