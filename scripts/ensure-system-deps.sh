@@ -2,7 +2,8 @@
 # Make sure the Debian packages the tests run for real are installed:
 #   redis-server (redis-server), mosquitto (mosquitto), prometheus (promtool),
 #   postgresql (/usr/lib/postgresql/*/bin/initdb), busybox (runs the Redis cluster bootstrap
-#   script the way the Alpine image does).
+#   script the way the Alpine image does), docker-registry (a real OCI registry on loopback) and
+#   skopeo (pushes an image into it) for the images-lock resolver (docs/hardening.md).
 # Silent when everything is present. Installs only the missing packages when run as
 # root; otherwise prints what to install and exits 1.
 set -euo pipefail
@@ -22,6 +23,8 @@ have_cmd promtool || missing+=(prometheus)
 have_initdb || missing+=(postgresql)
 have_cmd busybox || missing+=(busybox)
 have_cmd dot || missing+=(graphviz)
+have_cmd docker-registry || missing+=(docker-registry)
+have_cmd skopeo || missing+=(skopeo)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
