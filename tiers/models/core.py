@@ -417,6 +417,10 @@ class RedisCluster(Model):
     )
     replicas_per_master: int = Field(default=1, ge=0, le=3, description="Replicas of each master. Default: 1.")
     node_timeout_ms: int = Field(default=5000, ge=1000, description="cluster-node-timeout. Default: 5000.")
+    exporter_image: Image = Field(
+        default_factory=lambda: Image(repository="oliver006/redis_exporter", tag="v1.67.0"),
+        description="The redis_exporter sidecar beside each cluster node. Default: oliver006/redis_exporter:v1.67.0.",
+    )
 
     @property
     def nodes(self) -> int:
