@@ -147,6 +147,8 @@ class ApiService(Component):
             env_field("NAMESPACE", "metadata.namespace"),
             env("CLOUD_API_URL", f"http://{self.name}.{rel.namespace}.svc.cluster.local:{PORT}"),
             env("CORS_ORIGINS", ",".join(props.cors_origins)),
+            # The hops whose X-Forwarded-For entries are trusted: the gateway (platform-facts §2.1, §17).
+            env("TRUST_PROXY", v.trust_proxy_hops),
             # Database (seed table: sql-credentials-{ns})
             *database_env(db, sql, v.db_pool_size),
             env("DB_STATEMENT_TIMEOUT_MS", v.db_statement_timeout_ms),
