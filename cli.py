@@ -754,7 +754,8 @@ def fleet_images(envs: Sequence[Environment]) -> list[str]:
 def cmd_images(args: argparse.Namespace) -> int:
     """List the fleet's images and their digests; with --resolve, ask each registry and record the digests."""
     from tiers import registry
-    from tiers.images import LOCK, lock_text, read_lock
+    from tiers.images import LOCK, lock_text
+    from tiers.loader import read_lock
 
     lock_path = args.lock or LOCK
     label = str(args.lock) if args.lock else LOCK_LABEL

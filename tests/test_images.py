@@ -23,8 +23,8 @@ from tests.helpers import by, container
 from tests.realservers import free_port, need, running
 from tests.test_synth_safety import ENV, project_copy
 from tiers.errors import ConfigError
-from tiers.images import lock_text, read_lock, unpinned
-from tiers.loader import load_environments
+from tiers.images import lock_text, unpinned
+from tiers.loader import load_environments, read_lock
 from tiers.models import Image
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """The images lock: ``tiers/images.lock`` maps each image reference (``repository:tag``) to the digest
 a registry served for it, and the loader pins every image it knows (``repository:tag@sha256:...``).
 
-The lock is read where the environments are loaded (:func:`tiers.loader.load_environments`), and
+The lock is read where the environments are loaded (``tiers.loader.read_lock``, ``load_environments``), and
 each :class:`~tiers.models.Image` it knows gets its ``digest``: the digest is part of the validated
 model, so the synth cache key (``Environment.model_dump_json()``, synth_cache.py) changes with it.
 Reading the lock needs no network; only ``iotistica-k8s images --resolve`` (cli.py, tiers/registry.py)
@@ -47,25 +47,16 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return repository, tag
 
 
-def read_lock(path: Path = LOCK, label: str = LOCK_LABEL) -> dict[str, str]:
-    """The lock's entries, checked; an absent file is an empty lock. ConfigError names the image."""
-    from tiers.loader import _parse_yaml, _read_text
-
-    try:
-        text = _read_text(path, label)
-    except ConfigError as exc:
-        if exc.message == "file not found":
-            return {}
-        raise
-    data = _parse_yaml(text, label)
+def check_lock(data: dict[str, Any], label: str = LOCK_LABEL) -> dict[str, str]:
+    """The entries of a parsed lock, checked (tiers/loader.py ``read_lock`` reads the file). ConfigError
+    names the image."""
     unknown = sorted(set(data) - {"images"})
     if unknown:
         raise ConfigError(label, unknown[0], "unknown key (the lock holds `images:` only)")
     images = data.get("images") or {}
     if not isinstance(images, dict):
-        raise ConfigError(
-            label, "images", f"must be a mapping of repository:tag to digest, got {type(images).__name__}"
-        )
+        kind = type(images).__name__
+        raise ConfigError(label, "images", f"must be a mapping of repository:tag to digest, got {kind}")
     lock: dict[str, str] = {}
     for ref, digest in images.items():
         where = f"images.{ref}"

@@ -20,12 +20,20 @@ from pydantic import ValidationError
 
 from tiers import TIERS
 from tiers.errors import ConfigError
-from tiers.images import pin, read_lock
+from tiers.images import LOCK, LOCK_LABEL, check_lock, pin
 from tiers.models import Environment
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
-__all__ = ["ConfigError", "deep_merge", "format_error", "load_environment", "load_environments", "read_yaml"]
+__all__ = [
+    "ConfigError",
+    "deep_merge",
+    "format_error",
+    "load_environment",
+    "load_environments",
+    "read_lock",
+    "read_yaml",
+]
 
 
 class _Refused(Exception):
@@ -225,6 +233,17 @@ def format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     if "input" in err and kind not in ("model_type", "dict_type"):
         return _loc(loc), f"{msg[:1].lower()}{msg[1:]}, got {_short(err['input'])}"
     return _loc(loc), f"{msg[:1].lower()}{msg[1:]}"
+
+
+def read_lock(path: Path = LOCK, label: str = LOCK_LABEL) -> dict[str, str]:
+    """The images lock (tiers/images.py), checked; an absent file is an empty lock."""
+    try:
+        text = _read_text(path, label)
+    except ConfigError as exc:
+        if exc.message == "file not found":
+            return {}
+        raise
+    return check_lock(_parse_yaml(text, label), label)
 
 
 def load_environment(path: Path, label: str | None = None, lock: Mapping[str, str] | None = None) -> Environment:
