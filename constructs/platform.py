@@ -264,7 +264,7 @@ def checkov_skips(reasons: dict[str, str] | None = None, images: Sequence[Image]
     unpinned = sorted({i.tag_ref for i in images if i.digest is None})
     if unpinned:
         all_reasons[CKV_IMAGE_DIGEST] = (
-            f"no digest recorded in tiers/images.lock for {', '.join(unpinned)}: the image keeps its tag "
+            f"no digest recorded in tiers/images.lock for {', '.join(unpinned)}: kept by tag "
             "(docs/hardening.md: record digests before a release)"
         )
     for check, reason in all_reasons.items():

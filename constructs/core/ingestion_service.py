@@ -53,8 +53,9 @@ PORT_NAME = "http"
 UID = 11000
 #: Why Checkov's checks that do not apply to ingestion are skipped on its workload (docs/hardening.md).
 CHECKOV_REASONS = {
-    CKV_SECRET_ENV: "the image's entrypoint (node dist/index.js) reads DB_PASSWORD and REDIS_PASSWORD from the "
-    "environment only and has no *_FILE variant (platform-facts §3.3)",
+    CKV_SECRET_ENV: "the image's entrypoint (node dist/index.js) reads DB_PASSWORD REDIS_PASSWORD and the stream "
+    "key resolver's runtime Secret (envFrom) from the environment only and has no *_FILE variant "
+    "(platform-facts §3.3 §3.4)",
 }
 SPOOL_PATH = "/var/lib/iotistic/spool"
 SPOOL_VOLUME = "spool"
