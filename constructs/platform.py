@@ -248,6 +248,8 @@ CKV_SECRET_ENV = "CKV_K8S_35"
 CKV_SA_TOKEN = "CKV_K8S_38"
 #: runAsUser below 10000.
 CKV_HIGH_UID = "CKV_K8S_40"
+#: readOnlyRootFilesystem not set.
+CKV_READ_ONLY_ROOT = "CKV_K8S_22"
 
 #: The pod talks to the Kubernetes API, so it needs its ServiceAccount token.
 REASON_CALLS_KUBE_API = "the pod calls the Kubernetes API with its ServiceAccount token"

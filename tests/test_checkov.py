@@ -6,6 +6,9 @@ One Checkov run per session (``-o json``), over a scratch folder that holds four
 - ``dist/``: a copy of the committed dist/, as it is;
 - ``dist-stripped/``: the same objects with every Checkov skip annotation removed, so each check is
   evaluated where dist/ skips it: a skip whose check passes there is stale;
+- ``optional/`` and ``optional-stripped/``: client-demo with the parts no shipped environment runs
+  (Node-RED with its writable root, Redis without auth, the MQTT routes), so their skips are held to the
+  same rules before an environment turns them on;
 - ``bad/`` and ``bad-stripped/``: two workloads of dist/ tampered with (a skip without a reason, a
   skip whose check passes), proving that the checks below catch both.
 
@@ -96,6 +99,24 @@ def tamper(dest: Path) -> None:
         (dest / rel).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
+#: client-demo with the optional parts on (keys as in environment files).
+OPTIONAL = {
+    "nodered": {"enabled": True},
+    "redis": {"auth": {"enabled": False}},
+    "edge": {"routes": {"mqtt": True, "websockets": True}},
+}
+
+
+def write_optional(dest: Path) -> None:
+    """``optional/``: every object of client-demo with OPTIONAL, one file each, as dist/ lays them out."""
+    from tests.helpers import env_from, synth_env
+
+    dest.mkdir(parents=True)
+    for obj in synth_env(env_from("client-demo", **OPTIONAL)):
+        name = f"{obj['kind']}.{obj['metadata']['name']}.k8s.yaml"
+        (dest / name).write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+
+
 def results(report: dict[str, Any], tree: str, kind: str) -> list[dict[str, Any]]:
     """The report's ``failed_checks``/``skipped_checks``/``passed_checks`` of one tree of the scan."""
     prefix = f"/{tree}/"
@@ -150,6 +171,8 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Scan:
     root = base / "scan"
     shutil.copytree(DIST, root / "dist", ignore=shutil.ignore_patterns("*.md"))
     strip(DIST, root / "dist-stripped")
+    write_optional(root / "optional")
+    strip(root / "optional", root / "optional-stripped")
     tamper(root / "bad")
     strip(root / "bad", root / "bad-stripped")
     env = {
@@ -214,6 +237,18 @@ def test_every_failure_without_skips_is_skipped_on_that_object_only(scan: Scan) 
     skipped = {(r["resource"], r["check_id"]) for r in results(scan.report, "dist", "skipped_checks")}
     assert failing == skipped
     assert not list((ROOT).glob(".checkov.y*ml")), "no config file with a blanket skip-check"
+
+
+def test_the_optional_parts_pass_too_with_reasoned_needed_skips(scan: Scan) -> None:
+    objects = {o["kind"] for _, o in documents(scan.root / "optional")}
+    assert {"Deployment", "TCPRoute"} <= objects and "client-demo-nodered" in {
+        o["metadata"]["name"] for _, o in documents(scan.root / "optional")
+    }
+    assert unexplained(scan.report, "optional") == []
+    assert skip_problems(scan.root / "optional") == []
+    assert stale_skips(scan.report, "optional") == []
+    redis = results(scan.report, "optional", "skipped_checks")
+    assert not [r for r in redis if r["resource"].endswith("client-demo-redis") and r["check_id"] == "CKV_K8S_35"]
 
 
 def test_a_skip_without_a_reason_fails_the_suite(scan: Scan) -> None:

@@ -16,6 +16,8 @@ from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CKV_HIGH_UID,
+    CKV_READ_ONLY_ROOT,
+    CKV_SECRET_ENV,
     Props,
     Release,
     checkov_skips,
@@ -43,9 +45,11 @@ UID_REASON = (
     "Node-RED writes into /data and the image keeps settings.js and the @iotistic plugins there owned by "
     "node-red (uid 1000) (platform-facts §9 §10): another uid cannot write its userDir"
 )
+SECRET_ENV_REASON = (
+    "the image's settings.js reads IOTISTIC_STORAGE_TOKEN (remote flow storage in the API) from the environment "
+    "only (platform-facts §9)"
+)
 READ_ONLY_ROOT_EXCEPTION = "Node-RED writes into /data, which holds the image's settings.js and plugins"
-RO = READ_ONLY_ROOT_EXCEPTION
-SECURITY_EXCEPTION = "iotistica.com/security-exception"
 
 
 class NodeRedProps(Props):
@@ -104,7 +108,14 @@ class NodeRed(Component):
             template=template,
             scheduling=props.scheduling,
             annotations={
-                **checkov_skips({CKV_HIGH_UID: UID_REASON}, images=[v.image]),
+                **checkov_skips(
+                    {
+                        CKV_HIGH_UID: UID_REASON,
+                        CKV_SECRET_ENV: SECRET_ENV_REASON,
+                        **({} if v.read_only_root_filesystem else {CKV_READ_ONLY_ROOT: READ_ONLY_ROOT_EXCEPTION}),
+                    },
+                    images=[v.image],
+                ),
                 **(
                     {}
                     if v.read_only_root_filesystem
