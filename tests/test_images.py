@@ -28,6 +28,7 @@ from tiers.loader import load_environments, read_lock
 from tiers.models import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+DIST = ROOT / "dist"
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
 
@@ -53,6 +54,23 @@ def test_the_committed_lock_is_well_formed_and_invents_nothing() -> None:
     """No registry is reachable from where dist/ was built: the lock records no digest (none made up)."""
     assert read_lock() == {}
     assert (ROOT / "tiers" / "images.lock").read_text() == lock_text({})
+
+
+def test_dist_pins_every_image_the_lock_knows_and_validate_strict_lists_the_others(capsys) -> None:
+    lock = read_lock()
+    unpinned_refs = set()
+    for path in sorted(DIST.glob("*/*.yaml")):
+        for obj in yaml.safe_load_all(path.read_text()):
+            for c in cli._containers(obj or {}):
+                ref, _, digest = c["image"].partition("@")
+                if digest:
+                    assert lock.get(ref) == digest, f"{path.name}: {c['image']} is not what the lock records"
+                else:
+                    assert ref not in lock, f"{path.name}: {ref} has a digest in the lock but is written by tag"
+                    unpinned_refs.add(ref)
+    assert cli.main(["validate", "--strict"]) == 0
+    listed = {line.split(": ")[3].split(" ")[0] for line in capsys.readouterr().out.splitlines() if "unpinned" in line}
+    assert listed == unpinned_refs
 
 
 def test_a_locked_image_is_pinned_by_digest_and_pulled_if_not_present(tmp_path: Path) -> None:
