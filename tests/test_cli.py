@@ -21,7 +21,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-@pytest.mark.parametrize("command", ["synth", "validate", "images", "diff", "explain", "new", "schema", "docs"])
+@pytest.mark.parametrize("command", ["synth", "validate", "diff", "explain", "new", "schema", "docs"])
 def test_help_on_every_command(command: str) -> None:
     proc = subprocess.run([str(ROOT / ".venv/bin/iotistica-k8s"), command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage: iotistica-k8s" in proc.stdout
