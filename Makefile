@@ -14,7 +14,7 @@ export CDK8S_CHECK_UPGRADE := false
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help setup bytecode synth test bench imports lint clean
+.PHONY: help setup checkov-venv bytecode synth test bench imports lint clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -37,6 +37,18 @@ node_modules/.stamp: package-lock.json package.json
 
 setup: $(VENV)/.stamp node_modules/.stamp ## create .venv (requirements.lock) and node_modules (npm ci)
 
+# Checkov (docs/hardening.md) lives in its own venv: its pins (packaging<24, python-dateutil<3 via
+# botocore) conflict with requirements.lock. tests/test_checkov.py runs .venv-tools/bin/checkov.
+TOOLS_VENV := .venv-tools
+$(TOOLS_VENV)/.stamp: requirements-checkov.lock
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	@echo "pip install -r requirements-checkov.lock (log: $(TOOLS_VENV)/pip-install.log)"
+	@$(TOOLS_VENV)/bin/pip install -q -r requirements-checkov.lock >$(TOOLS_VENV)/pip-install.log 2>&1 \
+		|| { cat $(TOOLS_VENV)/pip-install.log; exit 1; }
+	@touch $@
+
+checkov-venv: $(TOOLS_VENV)/.stamp ## create .venv-tools (Checkov, requirements-checkov.lock)
+
 # Bytecode for the project and the large CRD bindings: Python reads .pyc even where the environment
 # sets PYTHONDONTWRITEBYTECODE, and compiling imports/ from source costs ~0.5 s per process otherwise.
 # `make synth` runs `python -O` (no jsii runtime type checks, which the tests keep), so the -O
@@ -52,7 +64,7 @@ bytecode: setup $(VENV)/.opt-bytecode.stamp
 synth: bytecode ## synthesize manifests into dist/<release>/ (ENV='a b' for some environments)
 	$(PY) -O app.py $(if $(strip $(ENV)),$(foreach e,$(ENV),--env $(e)))
 
-test: bytecode ## run the test suite (installs missing Debian test services when root)
+test: bytecode $(TOOLS_VENV)/.stamp ## run the test suite (installs missing Debian test services when root)
 	scripts/ensure-system-deps.sh
 	$(PY) -m pytest
 

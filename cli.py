@@ -1,4 +1,4 @@
-"""iotistica-k8s: the operator CLI (synth, validate, diff, explain, graph, migrate, new, schema, docs).
+"""iotistica-k8s: the operator CLI (synth, validate, images, diff, explain, graph, migrate, new, schema, docs).
 
 Exit codes: 0 success (and, for ``diff``, no differences); 1 a check failed, ``diff`` found
 differences, or an internal or environment failure (one line naming what failed, never an
@@ -29,6 +29,7 @@ import app  # noqa: E402
 from tiers import TIERS  # noqa: E402
 from tiers.capacity import capacity  # noqa: E402
 from tiers.fleet import Sources, check_directory, fleet_capacity, validate_fleet  # noqa: E402
+from tiers.images import LOCK_LABEL, unpinned  # noqa: E402
 from tiers.loader import ConfigError, load_environment, load_environments  # noqa: E402
 from tiers.models import Environment  # noqa: E402
 
@@ -160,6 +161,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         unguarded = unguarded_warning(env)
         if unguarded:
             print(f"warning: {label}: {unguarded}")
+        if args.strict:  # never a failure: a digest is recorded, never made up (docs/hardening.md)
+            deployed = {c["image"] for o in rendered[env.release] for c in _containers(o)}
+            for where, ref in unpinned(env):
+                if ref not in deployed:  # a component this environment does not run
+                    continue
+                print(f"unpinned: {label}: {where}: {ref} has no digest in {LOCK_LABEL}; it keeps its tag")
         for finding in capacity(env).findings:
             level = "error" if args.strict else finding.level
             print(f"{level}: {label}: {finding.key}: {finding.message}", file=sys.stderr)
@@ -738,6 +745,67 @@ def cmd_graph(args: argparse.Namespace) -> int:
 GRAPH_FORMATS = ("svg", "png", "dot", "mermaid")
 
 
+def fleet_images(envs: Sequence[Environment]) -> list[str]:
+    """``repository:tag`` of every container image the fleet deploys (dist/ with these environments)."""
+    rendered = render(envs)
+    return sorted({c["image"].split("@", 1)[0] for objs in rendered.values() for o in objs for c in _containers(o)})
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    """List the fleet's images and their digests; with --resolve, ask each registry and record the digests."""
+    from tiers import registry
+    from tiers.images import LOCK, lock_text
+    from tiers.loader import read_lock
+
+    lock_path = args.lock or LOCK
+    label = str(args.lock) if args.lock else LOCK_LABEL
+    lock = read_lock(lock_path, label)
+    envs = load_environments(args.environments, base=Path.cwd(), images_lock=lock_path)
+    refs = fleet_images(envs)
+    if not args.resolve:
+        for ref in refs:
+            print(f"{ref}@{lock[ref]}" if ref in lock else f"{ref} (no digest: kept by tag)")
+        return EXIT_OK
+    updated, unresolved, reached = dict(lock), [], 0
+    down: dict[str, str] = {}  # registry -> why it did not answer (asked once per run)
+    for ref in refs:
+        where = registry.locate(ref.rpartition(":")[0]).registry
+        try:
+            if where in down:
+                raise registry.Unreachable(down[where])
+            digest = registry.resolve(ref)
+        except registry.Unreachable as exc:
+            down[where] = str(exc)
+            print(f"unreachable: {ref}: {exc}", file=sys.stderr)
+            unresolved.append(ref)
+            continue
+        except registry.Refused as exc:
+            reached += 1
+            print(f"not resolved: {ref}: {exc}", file=sys.stderr)
+            unresolved.append(ref)
+            continue
+        reached += 1
+        old = lock.get(ref)
+        state = "unchanged" if old == digest else ("recorded" if old is None else f"changed from {old}")
+        print(f"{state}: {ref}@{digest}")
+        updated[ref] = digest
+    if updated != lock:
+        tmp = lock_path.with_name(f".{lock_path.name}.tmp")
+        tmp.write_text(lock_text(updated), encoding="utf-8")
+        tmp.replace(lock_path)
+    if not reached:
+        print(f"error: no registry reachable: nothing recorded in {label}", file=sys.stderr)
+        return EXIT_FAILED
+    if unresolved:
+        print(
+            f"error: {len(unresolved)} of {len(refs)} image(s) not resolved; {label} records the others",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"ok: {len(refs)} image(s) resolved in {label}")
+    return EXIT_OK
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     # app.main owns the synth's exit codes, signal handling and the resolution of --outdir.
     argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
@@ -772,8 +840,21 @@ def parser() -> argparse.ArgumentParser:
         "Capacity risks are warnings, errors with --strict.",
     )
     s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
-    s.add_argument("--strict", action="store_true", help="capacity warnings are errors")
+    s.add_argument(
+        "--strict", action="store_true", help="capacity warnings are errors; list the images without a digest"
+    )
     s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser(
+        "images",
+        help="list the fleet's images and digests; --resolve records digests in tiers/images.lock",
+        description="Every image the fleet deploys, with the digest tiers/images.lock records. --resolve asks each "
+        "image's registry (OCI distribution API) and records the digest it serves; an unreachable registry is "
+        "reported and nothing is made up (exit 1 when an image is left unresolved).",
+    )
+    s.add_argument("--resolve", action="store_true", help="ask the registries and record the digests")
+    s.add_argument("--lock", type=Path, help="the images lock (default: tiers/images.lock)")
+    s.set_defaults(func=cmd_images)
 
     s = sub.add_parser(
         "diff",

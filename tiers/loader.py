@@ -20,11 +20,20 @@ from pydantic import ValidationError
 
 from tiers import TIERS
 from tiers.errors import ConfigError
+from tiers.images import LOCK, LOCK_LABEL, check_lock, pin
 from tiers.models import Environment
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
-__all__ = ["ConfigError", "deep_merge", "format_error", "load_environment", "load_environments", "read_yaml"]
+__all__ = [
+    "ConfigError",
+    "deep_merge",
+    "format_error",
+    "load_environment",
+    "load_environments",
+    "read_lock",
+    "read_yaml",
+]
 
 
 class _Refused(Exception):
@@ -226,9 +235,25 @@ def format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     return _loc(loc), f"{msg[:1].lower()}{msg[1:]}"
 
 
-def load_environment(path: Path, label: str | None = None) -> Environment:
-    """Read one environment file and return its validated model, or raise ConfigError."""
+def read_lock(path: Path = LOCK, label: str = LOCK_LABEL) -> dict[str, str]:
+    """The images lock (tiers/images.py), checked; an absent file is an empty lock."""
+    try:
+        text = _read_text(path, label)
+    except ConfigError as exc:
+        if exc.message == "file not found":
+            return {}
+        raise
+    return check_lock(_parse_yaml(text, label), label)
+
+
+def load_environment(path: Path, label: str | None = None, lock: Mapping[str, str] | None = None) -> Environment:
+    """Read one environment file and return its validated model, or raise ConfigError.
+
+    ``lock``: the images lock (tiers/images.py); default: the committed ``tiers/images.lock``.
+    """
     label = label or str(path)
+    if lock is None:
+        lock = read_lock()
     data = _read_yaml(path, label)
     tier = data.get("tier")
     if tier is None:
@@ -247,11 +272,15 @@ def load_environment(path: Path, label: str | None = None) -> Environment:
         raise ConfigError(label, where, message) from None
     if env.release != path.stem:
         raise ConfigError(label, "release", f"must match the file name ({path.stem!r}), got {env.release!r}")
-    return env
+    pinned: Environment = pin(env, lock, label)
+    return pinned
 
 
-def load_environments(directory: Path, only: Iterable[str] = (), base: Path | None = None) -> list[Environment]:
-    """Load every ``*.yaml`` of a directory (or only the named releases), sorted by release."""
+def load_environments(
+    directory: Path, only: Iterable[str] = (), base: Path | None = None, images_lock: Path | None = None
+) -> list[Environment]:
+    """Load every ``*.yaml`` of a directory (or only the named releases), sorted by release, each image
+    pinned by the digest the images lock records (``images_lock``; default ``tiers/images.lock``)."""
 
     def label(p: Path) -> str:
         try:
@@ -266,6 +295,7 @@ def load_environments(directory: Path, only: Iterable[str] = (), base: Path | No
         paths = sorted(directory.glob("*.yaml"))
         if not paths:
             raise ConfigError(label(directory), "", "no environment files (*.yaml) found")
-    envs = [load_environment(p, label(p)) for p in paths]
+    lock = read_lock() if images_lock is None else read_lock(images_lock, label(images_lock))
+    envs = [load_environment(p, label(p), lock) for p in paths]
     # Rules across environments (namespaces, hosts, names, ...) are tiers/fleet.py's: validate_fleet.
     return sorted(envs, key=lambda e: e.release)

@@ -17,11 +17,15 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
+    CKV_SA_TOKEN,
+    CKV_SECRET_ENV,
+    REASON_CALLS_KUBE_API,
     Props,
     RedisEndpoint,
     Release,
     add_hpa,
     add_pdb,
+    checkov_skips,
     container_security,
     database_env,
     deployment,
@@ -48,9 +52,19 @@ PORT = 3002
 PORT_NAME = "http"
 SERVICE_ACCOUNT = "iotistic-api"
 POD_LABELS = {"app": "iotistic-api"}
-#: The image's appuser has no declared numeric uid (platform-facts §10); 1000 (node) is set explicitly
-#: and every writable path is an emptyDir owned through fsGroup.
-UID = 1000
+#: The image's appuser has no declared numeric uid (platform-facts §10), so one is set explicitly.
+#: A uid of 10000 or more (Checkov's CKV_K8S_40: no clash with a uid of the node or of the image's
+#: own users). The process needs no file the image's user owns: every path it writes is a volume
+#: owned through fsGroup (emptyDir/PVC, fsGroupChangePolicy OnRootMismatch regroups an older volume)
+#: and what it reads is mounted or world-readable in the image (docs/hardening.md, platform-facts §10).
+#: The app's files are read-only to it either way (the old chart's 1000 was node, not appuser).
+UID = 11000
+#: Why Checkov's checks that do not apply to the API are skipped on its Deployment (docs/hardening.md).
+CHECKOV_REASONS = {
+    CKV_SECRET_ENV: "the image's entrypoint (node dist/index.js) reads DB_PASSWORD JWT_SECRET MQTT_PASSWORD "
+    "and its other secrets from the environment only and has no *_FILE variant (platform-facts §2.4)",
+    CKV_SA_TOKEN: REASON_CALLS_KUBE_API + ": it deploys virtual agents into the fleet namespaces (platform-facts §11)",
+}
 SPOOL_PATH = "/var/lib/iotistic/spool"
 
 
@@ -101,7 +115,9 @@ class ApiService(Component):
                 grace_seconds=30,
             ),
         )
-        annotations = {"iotistica.com/api-workers": str(v.workers)} if v.workers else None
+        annotations = checkov_skips(CHECKOV_REASONS, images=[v.image])
+        if v.workers:
+            annotations["iotistica.com/api-workers"] = str(v.workers)
         self.deployment = deployment(
             self,
             rel,
@@ -131,6 +147,8 @@ class ApiService(Component):
             env_field("NAMESPACE", "metadata.namespace"),
             env("CLOUD_API_URL", f"http://{self.name}.{rel.namespace}.svc.cluster.local:{PORT}"),
             env("CORS_ORIGINS", ",".join(props.cors_origins)),
+            # The hops whose X-Forwarded-For entries are trusted: the gateway (platform-facts §2.1, §17).
+            env("TRUST_PROXY", v.trust_proxy_hops),
             # Database (seed table: sql-credentials-{ns})
             *database_env(db, sql, v.db_pool_size),
             env("DB_STATEMENT_TIMEOUT_MS", v.db_statement_timeout_ms),
@@ -168,7 +186,7 @@ class ApiService(Component):
         return k8s.Container(
             name="api",
             image=v.image.ref,
-            image_pull_policy=v.image.pull_policy,
+            image_pull_policy=v.image.image_pull_policy,
             ports=[k8s.ContainerPort(name=PORT_NAME, container_port=PORT, protocol="TCP")],
             env=sorted_env(values),
             resources=resources(v.resources),

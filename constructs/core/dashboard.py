@@ -21,6 +21,7 @@ from constructs.platform import (
     Props,
     Release,
     add_pdb,
+    checkov_skips,
     checksum,
     config_map,
     config_map_volume,
@@ -41,8 +42,12 @@ from tiers.models import Scheduling
 APP = "dashboard"
 PORT = 80
 CONTAINER_PORT = 8080
-#: uid/gid of the `nginx` user in nginx:alpine.
-UID = 101
+#: A uid of 10000 or more (Checkov's CKV_K8S_40: no clash with a uid of the node or of the image's
+#: own users). The process needs no file the image's user owns: every path it writes is a volume
+#: owned through fsGroup (emptyDir/PVC, fsGroupChangePolicy OnRootMismatch regroups an older volume)
+#: and what it reads is mounted or world-readable in the image (docs/hardening.md, platform-facts §10).
+#: 10000 + the uid of `nginx` in nginx:alpine (101).
+UID = 10101
 HTML_ROOT = "/usr/share/nginx/html"
 
 NGINX_CONF = """\
@@ -153,7 +158,7 @@ class Dashboard(Component):
         container = k8s.Container(
             name="dashboard",
             image=v.image.ref,
-            image_pull_policy=v.image.pull_policy,
+            image_pull_policy=v.image.image_pull_policy,
             command=["nginx", "-g", "daemon off;"],
             ports=[k8s.ContainerPort(name="http", container_port=CONTAINER_PORT, protocol="TCP")],
             resources=resources(v.resources),
@@ -187,6 +192,7 @@ class Dashboard(Component):
             replicas=v.replicas,
             template=template,
             scheduling=props.scheduling,
+            annotations=checkov_skips(images=[v.image]),
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=[("http", PORT, "http")])
         if v.replicas >= 2:

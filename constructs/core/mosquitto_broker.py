@@ -19,6 +19,7 @@ from constructs.platform import (
     CHECKSUM_ANNOTATION,
     Props,
     Release,
+    checkov_skips,
     checksum,
     config_map,
     config_map_volume,
@@ -39,7 +40,12 @@ APP = "mosquitto"
 MQTT_PORT = 1883
 MQTTS_PORT = 8883
 WS_PORT = 9001
-UID = 1883
+#: A uid of 10000 or more (Checkov's CKV_K8S_40: no clash with a uid of the node or of the image's
+#: own users). The process needs no file the image's user owns: every path it writes is a volume
+#: owned through fsGroup (emptyDir/PVC, fsGroupChangePolicy OnRootMismatch regroups an older volume)
+#: and what it reads is mounted or world-readable in the image (docs/hardening.md, platform-facts §10).
+#: 10000 + the broker's port (1883); started as non-root, mosquitto does not switch users.
+UID = 11883
 CONFIG_PATH = "/etc/mosquitto/mosquitto.conf"
 CERT_DIR = "/mosquitto/certs"
 DATA_DIR = "/mosquitto/data"
@@ -149,7 +155,7 @@ class MosquittoBroker(Component):
         container = k8s.Container(
             name="mosquitto",
             image=v.image.ref,
-            image_pull_policy=v.image.pull_policy,
+            image_pull_policy=v.image.image_pull_policy,
             command=["/usr/sbin/mosquitto", "-c", CONFIG_PATH],
             ports=[
                 k8s.ContainerPort(name=n, container_port=p, protocol="TCP")
@@ -178,5 +184,6 @@ class MosquittoBroker(Component):
             replicas=1,
             template=template,
             scheduling=props.scheduling,
+            annotations=checkov_skips(images=[v.image]),
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=ports)

@@ -15,8 +15,12 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
+    CKV_HIGH_UID,
+    CKV_READ_ONLY_ROOT,
+    CKV_SECRET_ENV,
     Props,
     Release,
+    checkov_skips,
     container_security,
     deployment,
     empty_dir,
@@ -35,8 +39,16 @@ from tiers.models import NodeRed as NodeRedValues
 from tiers.models import Scheduling
 
 APP = "nodered"
-#: uid of `node-red` in the upstream image.
+#: uid of `node-red` in the upstream image: the one uid below 10000 (Checkov's CKV_K8S_40 skipped, reason below).
 UID = 1000
+UID_REASON = (
+    "Node-RED writes into /data and the image keeps settings.js and the @iotistic plugins there owned by "
+    "node-red (uid 1000) (platform-facts §9 §10): another uid cannot write its userDir"
+)
+SECRET_ENV_REASON = (
+    "the image's settings.js reads IOTISTIC_STORAGE_TOKEN (remote flow storage in the API) from the environment "
+    "only (platform-facts §9)"
+)
 READ_ONLY_ROOT_EXCEPTION = "Node-RED writes into /data, which holds the image's settings.js and plugins"
 
 
@@ -60,7 +72,7 @@ class NodeRed(Component):
         container = k8s.Container(
             name="nodered",
             image=v.image.ref,
-            image_pull_policy=v.image.pull_policy,
+            image_pull_policy=v.image.image_pull_policy,
             ports=[k8s.ContainerPort(name="http", container_port=v.port, protocol="TCP")],
             env=sorted_env(
                 [
@@ -95,8 +107,22 @@ class NodeRed(Component):
             replicas=1,
             template=template,
             scheduling=props.scheduling,
-            annotations=None
-            if v.read_only_root_filesystem
-            else {"iotistica.com/security-exception": f"readOnlyRootFilesystem=false: {READ_ONLY_ROOT_EXCEPTION}"},
+            annotations={
+                **checkov_skips(
+                    {
+                        CKV_HIGH_UID: UID_REASON,
+                        CKV_SECRET_ENV: SECRET_ENV_REASON,
+                        **({} if v.read_only_root_filesystem else {CKV_READ_ONLY_ROOT: READ_ONLY_ROOT_EXCEPTION}),
+                    },
+                    images=[v.image],
+                ),
+                **(
+                    {}
+                    if v.read_only_root_filesystem
+                    else {
+                        "iotistica.com/security-exception": f"readOnlyRootFilesystem=false: {READ_ONLY_ROOT_EXCEPTION}"
+                    }
+                ),
+            },
         )
         service(self, rel, name=self.name, app=APP, component=APP, ports=[("http", v.port, "http")])

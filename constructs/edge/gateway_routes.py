@@ -9,8 +9,14 @@ Contract (seed "Networking", platform-facts §5):
   - ``mqtt-tls`` (8883, Passthrough): TLSRoute ``{release}-mosquitto`` to ``{release}-mosquitto:8883``;
     mosquitto terminates TLS itself with the certificate of the broker's Certificate;
   - ``mqtt`` (1883): the optional TCPRoute ``{release}-mosquitto`` (plain MQTT).
-- The API serves websockets on ``/ws`` (platform-facts §2.1): that path gets its own rule without a
-  request timeout, so Envoy does not cut long-lived connections. The websockets route does the same.
+- The API's route forwards only what is public (platform-facts §2.2, §17): ``/api`` (the versioned API,
+  ``/api/<API_VERSION>``), ``/ws`` (its websockets, platform-facts §2.1: a rule without a request timeout,
+  so Envoy does not cut long-lived connections) and exactly ``/health``. Not ``/mosquitto-auth/*`` (the
+  broker's unauthenticated, unlimited auth callbacks) nor ``/metrics`` (agent and device names): the broker
+  and Prometheus reach those inside the cluster (constructs/isolation/network_policies.py), and the
+  gateway answers 404 to anything no rule matches (Gateway API). PathPrefix matches whole path elements
+  (``/api`` matches ``/api/v1/x``, never ``/apix``); tests/test_public_edge.py evaluates the committed
+  routes that way. The other routes forward ``/`` (the dashboard, Node-RED, MQTT over websockets).
 - apiVersions are settings (``edge.apiVersions``). Each version uses its own typed binding class
   (``TlsRoute``, ``TlsRouteV1Alpha2`` ...), so a version choice is checked against that version's schema.
 - The bindings module is imported here, on first use (it is large; see imports/README.md).
@@ -30,6 +36,12 @@ from tiers.models import Edge
 
 #: Listener of the HTTPRoutes that carry long-lived websocket connections: no request timeout.
 NO_TIMEOUT = "0s"
+#: The API's public paths: (Gateway API match type, value, request timeout or None for the default).
+API_PUBLIC_PATHS = (
+    ("PathPrefix", "/ws", NO_TIMEOUT),
+    ("PathPrefix", "/api", None),
+    ("Exact", "/health", None),
+)
 _VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
 
 
@@ -94,18 +106,19 @@ class GatewayRoutes(Component):
             hosts: list[str],
             backend: Backend,
             *,
-            websocket_paths: tuple[str, ...] = (),
+            paths: tuple[tuple[str, str, str | None], ...] = (),
             websocket_root: bool = False,
         ) -> None:
-            """An HTTPRoute with a PathPrefix "/" rule. Each of ``websocket_paths`` gets a rule of its own
-            without a request timeout; ``websocket_root`` drops it from the "/" rule too."""
+            """An HTTPRoute with one rule per entry of ``paths`` (match type, value, request timeout), or a
+            PathPrefix "/" rule when there is none; ``websocket_root``: that "/" rule has no request timeout."""
+            types = http("SpecRulesMatchesPathType")
 
-            def rule(path: str, timeout: str | None) -> Any:
+            def rule(path: str, timeout: str | None, kind: str = "PathPrefix") -> Any:
                 return http("SpecRules")(
                     matches=[
                         http("SpecRulesMatches")(
                             path=http("SpecRulesMatchesPath")(
-                                type=http("SpecRulesMatchesPathType").PATH_PREFIX, value=path
+                                type=types.EXACT if kind == "Exact" else types.PATH_PREFIX, value=path
                             )
                         )
                     ],
@@ -121,10 +134,9 @@ class GatewayRoutes(Component):
                 spec=http("Spec")(
                     parent_refs=parent(listeners.https, http),
                     hostnames=hosts,
-                    rules=[
-                        *(rule(p, NO_TIMEOUT) for p in websocket_paths),
-                        rule("/", NO_TIMEOUT if websocket_root else None),
-                    ],
+                    rules=[rule(value, timeout, kind) for kind, value, timeout in paths]
+                    if paths
+                    else [rule("/", NO_TIMEOUT if websocket_root else None)],
                 ),
             )
             self.hosts[f"HTTPRoute/{name}"] = hosts
@@ -137,7 +149,7 @@ class GatewayRoutes(Component):
 
         if routes.api:
             self.api_route = rel.name("api")
-            http_route("ApiRoute", self.api_route, "api", [host("api")], props.api, websocket_paths=("/ws",))
+            http_route("ApiRoute", self.api_route, "api", [host("api")], props.api, paths=API_PUBLIC_PATHS)
         if routes.dashboard:
             hosts = edge.dashboard_hosts(rel.release)
             if not hosts:

@@ -25,12 +25,13 @@ from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.sync_hooks import (
     POSTGRES_UID,
+    PSQL_SECRET_ENV,
     SCRIPTS_DIR,
     WAVE_SECRET_JOBS,
     hook_job,
     scripts_config_map,
 )
-from constructs.platform import Props, Release, env, env_secret
+from constructs.platform import CKV_SECRET_ENV, Props, Release, env, env_secret
 from tiers.models import Database, DbInit, Scheduling
 
 APP = "db-init"
@@ -106,4 +107,5 @@ class DbInitJob(Component):
             scripts=self.name,
             backoff_limit=5,
             deadline_seconds=v.wait_seconds + 600,
+            skips={CKV_SECRET_ENV: PSQL_SECRET_ENV},
         )

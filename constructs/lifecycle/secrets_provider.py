@@ -39,7 +39,7 @@ from constructs.lifecycle.sync_hooks import (
     secret_rule,
     wave,
 )
-from constructs.platform import Props, Release, env, env_field
+from constructs.platform import CKV_SA_TOKEN, REASON_CALLS_KUBE_API, Props, Release, env, env_field
 from tiers.errors import SettingError
 from tiers.models import Environment
 
@@ -181,6 +181,7 @@ class SecretsProvider(Component):
             backoff_limit=2,
             deadline_seconds=300,
             service_account=account,
+            skips={CKV_SA_TOKEN: f"{REASON_CALLS_KUBE_API}: it reads and creates the Secret {secret}"},
         )
         self.redis_auth_job = name
         self.generator_endpoint = Endpoint(key=APP_GENERATOR, app=APP_GENERATOR, component="redis")

@@ -26,6 +26,7 @@ from cdk8s_plus_27 import k8s
 from constructs.api_objects import KubeObject, Scope, api_object
 from constructs.platform import (
     Release,
+    checkov_skips,
     config_map_volume,
     container_security,
     empty_dir,
@@ -52,8 +53,14 @@ WAVE_POLICY = 1
 SCRIPTS_DIR = "/scripts"
 #: uid of `nobody` in the python alpine image (the image itself runs as root).
 PYTHON_UID = 65534
-#: uid of `postgres` in the postgres alpine image.
-POSTGRES_UID = 70
+#: 10000 + the uid of `postgres` in the postgres alpine image (70): psql needs no file of its own
+#: (a uid of 10000 or more, Checkov's CKV_K8S_40; docs/hardening.md "UIDs").
+POSTGRES_UID = 10070
+#: Why CKV_K8S_35 (Secrets as env) does not apply to the psql Jobs (docs/hardening.md).
+PSQL_SECRET_ENV = (
+    "psql (libpq) takes the password from PGPASSWORD; the Secrets hold bare keys (password username...) and "
+    "not a pgpass file"
+)
 
 
 def wave(n: int) -> dict[str, str]:
@@ -119,14 +126,18 @@ def hook_job(
     backoff_limit: int,
     deadline_seconds: int,
     service_account: str | None = None,
+    skips: dict[str, str] | None = None,
 ) -> KubeObject:
     """A Sync hook Job at ``job_wave`` running ``command`` from the ``scripts`` ConfigMap (read-only root,
-    restricted profile, no token unless ``service_account`` is given)."""
+    restricted profile, no token unless ``service_account`` is given). ``skips``: the Checkov checks that do
+    not apply to it, with their reasons (constructs/platform.py checkov_skips)."""
     return api_object(
         k8s.KubeJob,
         scope,
         "Job",
-        metadata=rel.metadata(name, app, component, annotations=sync_hook(job_wave)),
+        metadata=rel.metadata(
+            name, app, component, annotations={**sync_hook(job_wave), **checkov_skips(skips, images=[image])}
+        ),
         spec=k8s.JobSpec(
             backoff_limit=backoff_limit,
             active_deadline_seconds=deadline_seconds,
@@ -137,7 +148,7 @@ def hook_job(
                         k8s.Container(
                             name=app,
                             image=image.ref,
-                            image_pull_policy=image.pull_policy,
+                            image_pull_policy=image.image_pull_policy,
                             command=command,
                             env=sorted_env(env),
                             resources=resources(res),

@@ -34,8 +34,15 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.db_init_job import pg_env
-from constructs.lifecycle.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
-from constructs.platform import Props, Release, env, env_secret
+from constructs.lifecycle.sync_hooks import (
+    POSTGRES_UID,
+    PSQL_SECRET_ENV,
+    SCRIPTS_DIR,
+    WAVE_POLICY,
+    hook_job,
+    scripts_config_map,
+)
+from constructs.platform import CKV_SECRET_ENV, Props, Release, env, env_secret
 from tiers.models import Database, Scheduling, TimescaleDb, pg_interval
 
 APP = "timescaledb-policy"
@@ -260,4 +267,5 @@ class TimescalePolicyJob(Component):
             scripts=self.name,
             backoff_limit=2,
             deadline_seconds=v.wait_for_tables_seconds + 900,
+            skips={CKV_SECRET_ENV: PSQL_SECRET_ENV},
         )

@@ -91,12 +91,20 @@ class Model(BaseModel):
 
 
 class Image(Model):
-    """A container image, always pinned to a tag."""
+    """A container image, always pinned to a tag, and by digest where tiers/images.lock records one."""
 
     repository: str = Field(description="Image repository, e.g. `iotistic/api`. Required.")
     tag: str = Field(description="Image tag. Required; `latest` is refused.")
-    pull_policy: Literal["IfNotPresent", "Always"] = Field(
-        default="IfNotPresent", description="imagePullPolicy. Default: IfNotPresent (tags are pinned)."
+    digest: str | None = Field(
+        default=None,
+        description="Content digest `sha256:<64 hex>`: the image is written `repository:tag@digest`. "
+        "Default: the digest tiers/images.lock records for `repository:tag`, else none (the image keeps its "
+        "tag only and `validate --strict` lists it; docs/hardening.md).",
+    )
+    pull_policy: Literal["IfNotPresent", "Always"] | None = Field(
+        default=None,
+        description="imagePullPolicy. Default: IfNotPresent when pinned by digest (the content cannot change), "
+        "Always when the image has a tag only (every node runs what the tag names now).",
     )
 
     @model_validator(mode="after")
@@ -107,11 +115,24 @@ class Image(Model):
             grammar.image_repository(self.repository)
         except ValueError as exc:
             raise rule("repository", str(exc)) from None
+        if self.digest is not None and not grammar.DIGEST.match(self.digest):
+            raise rule("digest", f"must be sha256:<64 lowercase hex digits>, got {self.digest!r}")
         return self
 
     @property
-    def ref(self) -> str:
+    def tag_ref(self) -> str:
+        """``repository:tag``: how tiers/images.lock names this image."""
         return f"{self.repository}:{self.tag}"
+
+    @property
+    def ref(self) -> str:
+        """The container's ``image``: ``repository:tag@digest`` when pinned by digest, else ``repository:tag``."""
+        return f"{self.tag_ref}@{self.digest}" if self.digest else self.tag_ref
+
+    @property
+    def image_pull_policy(self) -> str:
+        """imagePullPolicy: the setting, else it follows from pinning (see ``pull_policy``)."""
+        return self.pull_policy or ("IfNotPresent" if self.digest else "Always")
 
 
 class Requests(Model):

@@ -198,6 +198,16 @@ class Api(Model):
     log_level: Literal["error", "warn", "info", "debug"] = Field(
         default="info", description="LOG_LEVEL. Default: info."
     )
+    trust_proxy_hops: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="TRUST_PROXY: how many proxies in front of the API append to X-Forwarded-For, so the API "
+        "takes the client address from the entry the first of them wrote and its login rate limit keys on the "
+        "real client (unset, the API trusts every hop and a forged header escapes the limit, platform-facts §17). "
+        "Default: 1, the gateway (Envoy appends the address it saw). Add one per load balancer before the "
+        "gateway that appends its own entry.",
+    )
     provisioning_api_url: str = Field(
         default="http://provisioning-api.provisioning.svc.cluster.local:3100",
         description="PROVISIONING_API_URL (Auth0 role lookup, invites). Default: the old chart's in-cluster URL.",
@@ -417,6 +427,10 @@ class RedisCluster(Model):
     )
     replicas_per_master: int = Field(default=1, ge=0, le=3, description="Replicas of each master. Default: 1.")
     node_timeout_ms: int = Field(default=5000, ge=1000, description="cluster-node-timeout. Default: 5000.")
+    exporter_image: Image = Field(
+        default_factory=lambda: Image(repository="oliver006/redis_exporter", tag="v1.67.0"),
+        description="The redis_exporter sidecar beside each cluster node. Default: oliver006/redis_exporter:v1.67.0.",
+    )
 
     @property
     def nodes(self) -> int:
