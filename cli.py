@@ -26,6 +26,10 @@ if str(ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 import app  # noqa: E402
+from synth.output import OutputError  # noqa: E402
+from synth.pipeline import synthesize  # noqa: E402
+from synth.render import release_charts  # noqa: E402
+from synth.run import describe_failure  # noqa: E402
 from tiers import TIERS  # noqa: E402
 from tiers.capacity import capacity  # noqa: E402
 from tiers.fleet import Sources, check_directory, fleet_capacity, validate_fleet  # noqa: E402
@@ -45,7 +49,7 @@ def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """Every environment's objects as plain dicts, built in one process, nothing written."""
     from constructs.api_objects import Root
 
-    charts = app.release_charts(Root(tempfile.gettempdir()), envs)
+    charts = release_charts(Root(tempfile.gettempdir()), envs)
     return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
 
 
@@ -388,7 +392,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         errors = validate_fleet(envs, Sources.of(envs, args.environments, Path.cwd()))
         if errors:
             raise errors[0]
-        app.synthesize(envs, Path(tmp) / "dist", partial=False, all_envs=envs)
+        synthesize(envs, Path(tmp) / "dist", partial=False, all_envs=envs)
         fresh, fresh_texts = _read_tree(Path(tmp) / "dist")
     any_change = False
     for folder in sorted(set(committed) | set(fresh) | set(committed_texts) | set(fresh_texts)):
@@ -837,7 +841,12 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("env_name", metavar="ENV")
     s.add_argument(
-        "--from", dest="sources", type=Path, action="append", required=True, metavar="FILE",
+        "--from",
+        dest="sources",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="FILE",
         help="output of `helm get manifest` (repeatable)",
     )
     s.add_argument("--json", action="store_true", help="JSON instead of Markdown")
@@ -851,11 +860,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args))
-    except (ConfigError, app.OutputError) as exc:
+    except (ConfigError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:  # internal or environment failure: one line, never blamed on a file
-        print(f"error: {app.describe_failure(exc)}", file=sys.stderr)
+        print(f"error: {describe_failure(exc)}", file=sys.stderr)
         return EXIT_FAILED
 
 

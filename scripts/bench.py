@@ -18,7 +18,7 @@ unless --no-optimize; the median of --repeats runs is kept):
   environment's namespace is set to a value never synthesized before (its release folder and the
   shared charts are rendered, the rest copied); once into a new folder, once over the output of
   the run before, as ``make synth`` replaces ``dist/`` (the goal's case: files with the same bytes
-  are linked from it, synth_cache.FolderWriter).
+  are linked from it, synth/files.py).
 
 Each run's CPU time is the child's rusage (its waited-for descendants, the jsii Node processes and
 the worker processes, included). Memory is sampled from /proc every 20 ms over the whole process
