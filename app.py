@@ -24,6 +24,10 @@ stages in synth/__init__.py) renders them into a staging folder and promotes it 
   ``argocd/``) are replaced, and the folders of releases that no longer have an environment file are
   removed.
 - ``--cdk8s-cli`` is how ``cdk8s.yaml`` runs this app (synth/run.py ``output_folders``).
+- Run as a program (``python app.py``, ``iotistica-k8s synth``), the app runs itself under
+  ``python -O`` as ``make synth`` and ``cdk8s.yaml`` do (:func:`run_optimized`): jsii's runtime type
+  checks of every binding call would double a synth's time. ``PYTHONOPTIMIZE`` set (even to 0) keeps
+  the interpreter as it was started; ``main()`` called in a process (the tests) never re-runs it.
 
 Exit codes: 0 ok; 1 an internal or environment failure (it names what failed, never an environment
 file); 2 bad input (an environment file, an option, or an output folder this project does not own);
@@ -77,6 +81,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_optimized(argv: Sequence[str]) -> None:
+    """Replace this process with ``python -O app.py ARGV`` unless it runs optimized already, or
+    ``PYTHONOPTIMIZE`` says how it should run; returns only when it does nothing.
+
+    The same process (``exec``: same pid, signals and exit code), before anything heavy is imported.
+    Under ``-O`` the jsii bindings skip their runtime type checks (``if __debug__``), which cost a
+    synth more than the rest of its Python work; the output is the same bytes (``make synth`` has
+    always run ``-O``; the tests, in process, keep the checks).
+    """
+    if sys.flags.optimize or "PYTHONOPTIMIZE" in os.environ:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-O", str(ROOT / "app.py"), *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a synth; every outcome is an exit code and at most one line on stderr (see the module doc)."""
     from synth.output import OutputError
@@ -101,4 +121,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    run_optimized(sys.argv[1:])
     sys.exit(main())

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # As a console script, this file runs from the venv: put the repo root on sys.path before anything
 # imports the `constructs` library, so that our constructs/ folder merges into it.
@@ -31,10 +31,12 @@ from synth.pipeline import synthesize  # noqa: E402
 from synth.render import release_charts  # noqa: E402
 from synth.run import describe_failure  # noqa: E402
 from tiers import TIERS  # noqa: E402
-from tiers.capacity import capacity  # noqa: E402
-from tiers.fleet import Sources, check_directory, fleet_capacity, validate_fleet  # noqa: E402
-from tiers.loader import ConfigError, load_environment, load_environments  # noqa: E402
-from tiers.models import Environment  # noqa: E402
+from tiers.errors import ConfigError  # noqa: E402
+
+# The models (pydantic, ~0.4 s) are imported by the commands that use them: `synth` re-runs itself
+# under `python -O` (app.py) before it pays for them.
+if TYPE_CHECKING:
+    from tiers.models import Environment
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 Manifest = dict[str, Any]
@@ -64,6 +66,9 @@ def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
 
 
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
+    from tiers.fleet import check_directory
+    from tiers.loader import load_environments
+
     check_directory(env_dir, Path.cwd())
     return load_environments(env_dir, names, base=Path.cwd())
 
@@ -137,6 +142,8 @@ def identity_clashes(rendered: dict[str, list[Manifest]]) -> list[tuple[str, str
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from constructs.isolation.api_admission_policies import unguarded_warning
+    from tiers.capacity import capacity
+    from tiers.fleet import Sources, fleet_capacity, validate_fleet
 
     """The synth's rules (models, fleet, shared charts), then policy, schema and capacity; errors on stderr."""
     all_envs = _load(args.environments, [])
@@ -371,6 +378,8 @@ def _committed_dist(dist: Path, into: Path) -> Path | None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from tiers.fleet import Sources, validate_fleet
+
     if len(args.env) == 2:
         by_name = {e.release: e for e in _load(args.environments, args.env)}
         a, b = by_name[args.env[0]], by_name[args.env[1]]
@@ -456,6 +465,7 @@ def _hosts(objs: list[Manifest]) -> list[str]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from constructs.isolation.api_admission_policies import unguarded_warning
+    from tiers.capacity import capacity
 
     (env,) = _load(args.environments, [args.env_name])
     objs = render([env])[env.release]
@@ -617,6 +627,9 @@ def _server_block(env_dir: Path, path: Path, tier: str) -> str:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from tiers.fleet import Sources, validate_fleet
+    from tiers.loader import load_environment
+
     path = args.environments / f"{args.env_name}.yaml"
     if path.exists() and not args.force:
         print(f"error: {path}: already exists (use --force to overwrite)", file=sys.stderr)
@@ -659,6 +672,8 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def environment_schema() -> dict[str, Any]:
+    from tiers.models import Environment
+
     schema = Environment.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Iotistica environment"
@@ -747,6 +762,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
     if args.outdir:
         argv += ["--outdir", args.outdir]
+    if args.from_command_line:  # as `python app.py`: under `python -O`, as fast as `make synth`
+        app.run_optimized(argv)
     return app.main(argv)
 
 
@@ -858,6 +875,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args.from_command_line = argv is None  # the console script or `python cli.py`, not a caller in process
     try:
         return int(args.func(args))
     except (ConfigError, OutputError) as exc:

@@ -24,7 +24,6 @@ import hashlib
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +54,8 @@ def _files(root: Path) -> Iterable[Path]:
 
 def code_fingerprint(root: Path = ROOT) -> str:
     """The code that renders, by path and content, and the versions of the libraries and of Python."""
+    from importlib import metadata  # ~30 ms to import: only a synth with a cache pays it
+
     digest = hashlib.sha256()
     for path in sorted(_files(root), key=lambda p: p.relative_to(root).as_posix()):
         digest.update(path.relative_to(root).as_posix().encode())
