@@ -76,7 +76,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--cdk8s-cli",
         action="store_true",
-        help="run by `cdk8s synth` (cdk8s.yaml): write the output folder, then copy it into $CDK8S_OUTDIR",
+        help="run by `cdk8s synth` (cdk8s.yaml): write the output folder, then link $CDK8S_OUTDIR to it",
     )
     return parser.parse_args(argv)
 

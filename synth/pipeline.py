@@ -146,7 +146,7 @@ def synthesize(
 
     ``outdir`` must be absent, empty, or an output folder of this project (synth/output.py ``foreign_entry``);
     otherwise :class:`OutputError` is raised before anything is written. ``mirror``, when given,
-    receives a copy of the promoted output (the cdk8s CLI's scratch folder). ``worker``: see
+    shows the promoted output (the cdk8s CLI's scratch folder, :func:`show`). ``worker``: see
     :func:`build`.
     """
     outdir = outdir.resolve()
@@ -170,7 +170,19 @@ def synthesize(
             promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial, built, cache)
             finish_uninterrupted()
         if mirror is not None:
-            shutil.rmtree(mirror, ignore_errors=True)
-            shutil.copytree(outdir, mirror)
+            show(outdir, mirror)
     finally:
         remove_staging(staging)
+
+
+def show(outdir: Path, mirror: Path) -> None:
+    """Make ``mirror`` (the cdk8s CLI's scratch folder) show the promoted ``outdir``: a symbolic link to
+    it, for the CLI to list (it reads the manifests through the link, then deletes the link itself
+    before its next run: ``rm`` removes a link, never what it points to). A copy would cost the CLI
+    ~10,000 files written now and removed next time for a large fleet."""
+    if mirror.is_dir() and not mirror.is_symlink():  # a copy an older version left
+        shutil.rmtree(mirror)
+    link = mirror.parent / f".{mirror.name}.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(os.path.relpath(outdir, mirror.parent), target_is_directory=True)
+    os.replace(link, mirror)  # atomic, also over the link of a synth that finished meanwhile

@@ -44,7 +44,7 @@ def output_folders(outdir: str | None, cdk8s_cli: bool) -> tuple[Path, Path | No
 
     ``--cdk8s-cli`` is how ``cdk8s.yaml`` runs the app: the cdk8s CLI deletes its ``output:`` folder
     before it runs the app, so that is a scratch folder (``.cdk8s-staging``), not ``dist/``. The app
-    writes the real output folder and copies the result into the scratch folder for the CLI. When the
+    writes the real output folder and links the scratch folder to it for the CLI. When the
     CLI passes another folder (``--stdout``'s temporary folder, ``-o DIR``), that folder is the output.
     """
     if not cdk8s_cli:
