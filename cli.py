@@ -539,7 +539,7 @@ NEW_TEMPLATE = """\
 # yaml-language-server: $schema=../environment.schema.json
 # Environment {release}: tier {tier}, namespace {namespace}. Created by `iotistica-k8s new`.
 # Settings layer like Helm's -f: model defaults (the seed's demo values) < tiers/presets/{tier}.yaml < this file.
-# Every setting is listed in README.md ("Settings reference"); `iotistica-k8s explain {release}` shows the result.
+# Every setting is listed in docs/settings.md; `iotistica-k8s explain {release}` shows the result.
 release: {release}
 namespace: {namespace}
 tier: {tier}
@@ -567,7 +567,7 @@ dashboard:
 """
 
 #: What `new` writes beyond the template, per tier: the departures from the seed the tier needs to pass
-#: `validate --strict` (README "Where the seed and the code disagree").
+#: `validate --strict` (docs/environments.md, "Where the seed and the code disagree").
 NEW_TIER_OVERRIDES = {
     "standard": """
 api:
@@ -686,6 +686,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 SCHEMA_FILE = ROOT / "environment.schema.json"
+#: The generated settings reference (tiers/reference.py), between its markers.
+SETTINGS_PAGE = ROOT / "docs" / "settings.md"
 
 
 def schema_text() -> str:
@@ -693,12 +695,12 @@ def schema_text() -> str:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    """Regenerate the README's settings reference, environment.schema.json and the topology pages (or check)."""
-    from tiers.reference import update_readme
+    """Regenerate docs/settings.md (the settings reference), environment.schema.json, the topology pages (or check)."""
+    from tiers.reference import update_reference
 
     stale = []
-    if not update_readme(ROOT / "README.md", check=args.check):
-        stale.append("README.md (settings reference)")
+    if not update_reference(SETTINGS_PAGE, check=args.check):
+        stale.append("docs/settings.md (settings reference)")
     from ops.graph import topology_docs
 
     stale += topology_docs(ROOT / "dist", ROOT / "docs" / "topology", check=args.check)
@@ -843,7 +845,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "docs",
-        help="regenerate the README settings reference and environment.schema.json",
+        help="regenerate the settings reference (docs/settings.md), environment.schema.json, docs/topology/",
         description="Regenerate generated docs from the models; --check only reports staleness (exit 1).",
     )
     s.add_argument("--check", action="store_true", help="change nothing; exit 1 when stale")

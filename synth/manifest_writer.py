@@ -3,7 +3,7 @@
 ``App.synth()`` with ``FOLDER_PER_CHART_FILE_PER_RESOURCE`` resolves every object to JSON and then,
 still in Node, turns each one into YAML with the ``yaml`` package (v2: ``lineWidth: 0``,
 ``version: '1.1'``) and writes ``<outdir>/<chart>/<kind>.<name>.k8s.yaml``. That YAML step was the
-largest single item of a cold synth (performance notes). Here the JSON comes from each chart's
+largest single item of a cold synth (docs/performance.md). Here the JSON comes from each chart's
 ``to_json()`` (synth/python_renderer.py) and the YAML is written by :func:`dump`, a port of the
 parts of ``yaml``'s stringifier that plain JSON reaches (block maps and sequences, ``{}``/``[]``,
 plain / quoted / literal-block strings, the YAML 1.1 resolution checks that decide quoting).
