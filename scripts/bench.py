@@ -49,6 +49,7 @@ import argparse
 import contextlib
 import copy
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -317,8 +318,6 @@ def goals(floor: Case, shipped: Case, big: Case, changed: Case, over: Case) -> t
 
 def project_copy(dest: Path, environments: Path) -> Path:
     """A runnable copy of the project with ``environments`` as its environments/ (see the module doc)."""
-    import shutil
-
     dest.mkdir()
     for name in ("app.py", "cli.py", "cdk8s.yaml", "Makefile", "requirements.lock", "pyproject.toml"):
         shutil.copy2(ROOT / name, dest / name)
@@ -333,8 +332,6 @@ def project_copy(dest: Path, environments: Path) -> Path:
 
 def entry_points(args: argparse.Namespace, sizes: list[int]) -> int:
     """The ``--entry-points`` table: every way to run a synth, on the shipped fleet and N generated."""
-    import shutil
-
     env = child_env()
     env.pop("PYTHONOPTIMIZE", None)
     shipped_dir = ROOT / "environments"
