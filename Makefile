@@ -58,8 +58,8 @@ $(VENV)/.opt-bytecode.stamp: $(VENV)/.stamp
 	@touch $@
 
 bytecode: setup $(VENV)/.opt-bytecode.stamp
-	@$(PY) -m compileall -q -j 0 app.py cli.py synth_cache.py constructs tiers imports >/dev/null
-	@$(PY) -O -m compileall -q -j 0 app.py cli.py synth_cache.py constructs tiers imports >/dev/null
+	@$(PY) -m compileall -q -j 0 app.py cli.py synth constructs tiers imports >/dev/null
+	@$(PY) -O -m compileall -q -j 0 app.py cli.py synth constructs tiers imports >/dev/null
 
 synth: bytecode ## synthesize manifests into dist/<release>/ (ENV='a b' for some environments)
 	$(PY) -O app.py $(if $(strip $(ENV)),$(foreach e,$(ENV),--env $(e)))

@@ -1,27 +1,33 @@
 #!/usr/bin/env python3
-"""Synthesize every environment of ``environments/`` into ``dist/<release>/`` in one process.
+"""The iotistica-k8s cdk8s app: every environment of ``environments/`` into ``dist/<release>/``.
 
 Usage: ``python app.py [--env RELEASE ...] [--environments DIR] [--outdir DIR] [--jobs N] [--no-cache]
-[--renderer python|cdk8s]``
+[--renderer python|cdk8s]`` (``make synth``, ``iotistica-k8s synth`` and ``cdk8s synth`` run it).
+
+How an environment file becomes ``dist/``: each ``environments/<release>.yaml`` is validated into an
+``Environment`` (tiers/: its tier preset merged in, the rules across environments checked); each
+environment becomes one ``ReleaseChart`` (constructs/release_chart.py), and the fleet together the
+shared charts (constructs/shared_charts.py: ``cluster/``, ``argocd/``); the synth engine (synth/, its
+stages in synth/__init__.py) renders them into a staging folder and promotes it to the output folder.
 
 - The output folder is ``--outdir``, else ``$CDK8S_OUTDIR`` (the cdk8s convention), else ``dist``. A
   relative path is resolved against the project root (this file's folder), never the current
   directory, so ``app.py``, ``iotistica-k8s synth`` and ``cdk8s synth`` always mean the same folder.
-- Synth replaces only a folder it owns: one that is absent, empty, or carries the marker file
-  ``.iotistica-k8s-output`` and nothing but generated output (see :func:`foreign_entry`). Anything
-  else is refused with one line and exit code 2, and nothing is touched.
+- Synth replaces only a folder it owns: absent, empty, or holding the marker file
+  ``.iotistica-k8s-output`` and nothing but generated output. Anything else is refused with one line
+  and exit code 2, and nothing is touched.
 - All environments are validated before anything is built. A bad environment file prints one line
   naming the file and the key path and exits 2; the output folder is left untouched.
-- The synth writes into a private staging folder beside the output (``.<name>.synth-<pid>-<random>``)
-  and promotes it with renames under an exclusive lock (``flock`` on the parent folder), so a failed
-  or interrupted synth never leaves a half-written output, and concurrent synths never interleave.
-  With ``--env``, only those releases' folders (and ``cluster/``, ``argocd/``) are replaced, and the
-  folders of releases that no longer have an environment file are removed.
-- ``--cdk8s-cli`` is how ``cdk8s.yaml`` runs this app: the cdk8s CLI deletes its ``output:`` folder
-  before it runs the app, so that is a scratch folder (``.cdk8s-staging``), not ``dist/``. The app
-  writes the real output folder as above and copies the result into the scratch folder for the CLI.
-  When the CLI passes another folder (``--stdout``'s temporary folder, ``-o DIR``), that folder is the
-  output.
+- The synth writes into a private staging folder beside the output and promotes it under an
+  exclusive lock, so a failed or interrupted synth never leaves a half-written output, and concurrent
+  synths never interleave. With ``--env``, only those releases' folders (and ``cluster/``,
+  ``argocd/``) are replaced, and the folders of releases that no longer have an environment file are
+  removed.
+- ``--cdk8s-cli`` is how ``cdk8s.yaml`` runs this app (synth/run.py ``output_folders``).
+- Run as a program (``python app.py``, ``iotistica-k8s synth``), the app runs itself under
+  ``python -O`` as ``make synth`` and ``cdk8s.yaml`` do (:func:`run_optimized`): jsii's runtime type
+  checks of every binding call would double a synth's time. ``PYTHONOPTIMIZE`` set (even to 0) keeps
+  the interpreter as it was started; ``main()`` called in a process (the tests) never re-runs it.
 
 Exit codes: 0 ok; 1 an internal or environment failure (it names what failed, never an environment
 file); 2 bad input (an environment file, an option, or an output folder this project does not own);
@@ -32,157 +38,15 @@ unless it had already been promoted.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import functools
-import gc
-import importlib.abc
-import importlib.machinery
-import json
-import multiprocessing
 import os
-import re
-import shutil
-import signal
 import sys
-import tempfile
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any
 
-from tiers.errors import ConfigError, SettingError
-
-# Imported where used: run() starts the render worker before it pays for pydantic's models, and a
-# spawned worker imports this module too (see RenderWorker).
-if TYPE_CHECKING:
-    from synth_cache import Part, Stamp, SynthCache
-    from tiers.models import Environment
-    from tiers.shared import SharedProps
+import synth.kernel  # noqa: F401  first: the jsii kernel starts only if something asks it for something
 
 ROOT = Path(__file__).resolve().parent
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-CACHE_DIR = ROOT / ".synth-cache"
-SHARED_FOLDERS = ("argocd", "cluster")
-#: The file that marks a folder as this project's output (committed in dist/).
-MARKER = ".iotistica-k8s-output"
-MARKER_TEXT = (
-    "This folder is generated by iotistica-k8s (app.py, `make synth`, `iotistica-k8s synth`, `cdk8s synth`).\n"
-    "Every synth replaces its contents: release folders, cluster/, argocd/ (*.k8s.yaml, REQUIRED-SECRETS.md).\n"
-    "Synth refuses to replace a folder without this file, or with anything else in it.\n"
-)
-#: The cdk8s CLI's `output:` (cdk8s.yaml): a scratch folder the CLI deletes before each run.
-CDK8S_STAGING = ROOT / ".cdk8s-staging"
-#: Names of the folders in an output folder: release names (DNS labels), cluster, argocd.
-_FOLDER = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-#: Render in worker processes only when there is enough work to pay for their start (~0.6 s each).
-PARALLEL_MIN = 8
-#: Report progress on stderr when more environments than this are synthesized.
-PROGRESS_MIN = 10
-# jsii's Node 20 end-of-life banner is noise for operators (DEVELOPERS.md); it does not affect output.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-
-# --------------------------------------------------------------------------------------------------
-# The jsii kernel starts when something asks it for something, not when a binding is imported
-# --------------------------------------------------------------------------------------------------
-
-
-def defer_assembly_loads(jsii: ModuleType) -> None:
-    """Make jsii record each assembly load and make them, in import order, before the kernel's first
-    other request.
-
-    Importing a jsii binding (``constructs``, ``cdk8s``, ``cdk8s_plus_27``, a module of ``imports/``)
-    loads its assembly into the jsii kernel, and the first load starts the kernel: Node, then Node
-    unpacking each package, most of the floor (bench). The Python renderer needs only the bindings'
-    Python classes (constructs/api_objects.py), so a synth that uses it never starts Node. Whatever
-    does use the kernel (the cdk8s renderer, the YAML writer's fallback, a test's ``Testing.app()``)
-    finds every assembly imported so far loaded, in the order it was imported (a dependency first).
-    """
-    assembly = jsii.JSIIAssembly
-    if getattr(assembly.load, "iotistica_deferred", False):
-        return
-    from jsii._kernel.types import LoadRequest
-    from jsii._runtime import kernel
-
-    pending: list[LoadRequest] = []
-
-    class Record:
-        @staticmethod
-        def load(name: str, version: str, tarball: str) -> None:
-            pending.append(LoadRequest(name=name, version=version, tarball=tarball))
-
-    class LoadsFirst:
-        """The kernel's provider: any request (a load too) first makes the loads recorded so far."""
-
-        def __init__(self, provider: Any) -> None:
-            self.provider, self.checked = provider, False
-
-        def __getattr__(self, name: str) -> Any:
-            if not self.checked:  # jsii would fail with a traceback from a half-made process
-                node = os.environ.get("JSII_NODE", "node")
-                if shutil.which(node) is None:
-                    raise NodeMissing(f"the jsii kernel needs Node.js, and {node!r} is not on PATH")
-                self.checked = True
-            while pending:
-                self.provider.load(pending.pop(0))
-            return getattr(self.provider, name)
-
-    load = assembly.load.__func__
-
-    def deferred(cls: type, *args: Any, _kernel: Any = None, **kwargs: Any) -> Any:
-        return load(cls, *args, _kernel=Record if _kernel is None else _kernel, **kwargs)
-
-    deferred.iotistica_deferred = True  # type: ignore[attr-defined]
-    kernel.provider = LoadsFirst(kernel.provider)  # type: ignore[assignment]
-    assembly.load = classmethod(deferred)
-
-
-class NodeMissing(Exception):
-    """The jsii kernel was needed (the cdk8s renderer) and there is no Node.js to run it."""
-
-
-class _KernelOnDemand(importlib.abc.MetaPathFinder):
-    """Applies :func:`defer_assembly_loads` as soon as ``jsii`` is imported, before any binding is:
-    installed when this module is imported (cheap: jsii itself is imported only by what renders)."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if name != "jsii":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        loader = spec.loader if spec is not None else None
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_module = loader.exec_module
-
-        def exec_then_defer(module: ModuleType) -> None:
-            exec_module(module)
-            defer_assembly_loads(module)
-
-        loader.exec_module = exec_then_defer  # type: ignore[method-assign]
-        return spec
-
-
-if "jsii" in sys.modules:
-    defer_assembly_loads(sys.modules["jsii"])
-else:  # a second copy of this module (as __mp_main__ too) adds a second finder: harmless, idempotent
-    sys.meta_path.insert(0, _KernelOnDemand())
-
-
-class OutputError(Exception):
-    """The output folder is not one synth may replace (bad input: exit 2, nothing touched)."""
-
-
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived; unwinds like KeyboardInterrupt so every ``finally`` cleans up."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -198,7 +62,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--no-cache", action="store_true", help="render every environment (ignore and do not fill .synth-cache/)"
     )
     parser.add_argument(
-        "--cache-dir", type=Path, default=CACHE_DIR, help="incremental synth cache (default: .synth-cache)"
+        "--cache-dir", type=Path, default=ROOT / ".synth-cache", help="incremental synth cache (default: .synth-cache)"
     )
     parser.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for large synths (default: cores)"
@@ -212,816 +76,50 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--cdk8s-cli",
         action="store_true",
-        help="run by `cdk8s synth` (cdk8s.yaml): write the output folder, then copy it into $CDK8S_OUTDIR",
+        help="run by `cdk8s synth` (cdk8s.yaml): write the output folder, then link $CDK8S_OUTDIR to it",
     )
     return parser.parse_args(argv)
 
 
-def resolve_outdir(value: str | os.PathLike[str] | None) -> Path:
-    """The output folder: ``value``, else ``$CDK8S_OUTDIR``, else ``dist``; relative to the project root."""
-    raw = os.fspath(value) if value is not None else (os.environ.get("CDK8S_OUTDIR") or "dist")
-    path = Path(raw).expanduser()
-    return (path if path.is_absolute() else ROOT / path).resolve()
+def run_optimized(argv: Sequence[str]) -> None:
+    """Replace this process with ``python -O app.py ARGV`` unless it runs optimized already, or
+    ``PYTHONOPTIMIZE`` says how it should run; returns only when it does nothing.
 
-
-# --------------------------------------------------------------------------------------------------
-# Ownership of the output folder
-# --------------------------------------------------------------------------------------------------
-
-
-def _generated_file(name: str) -> bool:
-    return name == "REQUIRED-SECRETS.md" or (name.endswith(".k8s.yaml") and not name.startswith("."))
-
-
-def foreign_entry(outdir: Path) -> str | None:
-    """Why ``outdir`` is not replaceable, or None when synth owns it.
-
-    Replaceable: absent; an empty folder; or a folder holding the marker file ``MARKER`` and nothing
-    but generated output, which is exactly: folders named like a release (a DNS label, which covers
-    ``cluster`` and ``argocd``) that hold only regular files named ``*.k8s.yaml`` or
-    ``REQUIRED-SECRETS.md``. Anything else (another file, a hidden file, a sub-folder, a symlink) is
-    foreign, and the folder is not ours to replace.
+    The same process (``exec``: same pid, signals and exit code), before anything heavy is imported.
+    Under ``-O`` the jsii bindings skip their runtime type checks (``if __debug__``), which cost a
+    synth more than the rest of its Python work; the output is the same bytes (``make synth`` has
+    always run ``-O``; the tests, in process, keep the checks).
     """
-    if not outdir.exists() and not outdir.is_symlink():
-        return None
-    if outdir.is_symlink() or not outdir.is_dir():
-        return "exists and is not a folder"
-    entries = sorted(outdir.iterdir())
-    if not entries:
-        return None
-    if not (outdir / MARKER).is_file() or (outdir / MARKER).is_symlink():
-        return f"is not empty and has no {MARKER} marker (not an output folder of this project)"
-    for entry in entries:
-        if entry.name == MARKER:
-            continue
-        if entry.is_symlink() or not entry.is_dir() or not _FOLDER.match(entry.name):
-            return f"holds {entry.name!r}, which synth did not generate"
-        # os.scandir: the file types come with the names (a large output is ~10,000 files, twice a synth)
-        with os.scandir(entry) as it:
-            items = sorted(it, key=lambda item: item.name)
-        for item in items:
-            if item.is_symlink() or not item.is_file(follow_symlinks=False) or not _generated_file(item.name):
-                return f"holds {entry.name}/{item.name!r}, which synth did not generate"
-    return None
-
-
-def check_owned(outdir: Path) -> None:
-    reason = foreign_entry(outdir)
-    if reason is not None:
-        raise OutputError(f"{outdir}: {reason}; refusing to replace it, nothing was written")
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``folder`` itself: one promotion at a time per parent folder."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT/SIGTERM wait until the renames of a promotion are done (they take microseconds)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def release_charts(scope: Any, envs: Sequence[Environment], labels: dict[str, str] | None = None) -> list[Any]:
-    """One ReleaseChart per environment; a construct's :class:`SettingError` becomes a one-line ConfigError.
-
-    Only ``SettingError`` is a config error: any other exception (a jsii failure, a bug) propagates
-    as what it is and is reported as an internal failure, never as a problem of a valid file.
-    """
-    return [release_chart(scope, env, labels) for env in envs]
-
-
-def release_chart(scope: Any, env: Environment, labels: dict[str, str] | None = None) -> Any:
-    """The ReleaseChart of one environment (see :func:`release_charts`)."""
-    from constructs.release_chart import ReleaseChart
-
-    try:
-        return ReleaseChart(scope, env)
-    except SettingError as exc:
-        label = (labels or {}).get(env.release, f"environments/{env.release}.yaml")
-        raise ConfigError(label, exc.path, exc.message) from None
-
-
-def render(
-    envs: Sequence[Environment],
-    outdir: Path,
-    labels: dict[str, str] | None = None,
-    shared: SharedProps | None = None,
-    renderer: str = "python",
-    previous: Path | None = None,
-) -> None:
-    """Render release charts (and, when ``shared`` is given, the shared charts: the fleet's slice they
-    read, tiers/shared.py) into ``outdir`` with cdk8s.
-
-    ``renderer``: who turns each object into JSON (constructs/api_objects.py); the output is the same.
-    ``previous``: the output folder this render will replace (its files with the same bytes are
-    linked, not written again: synth_cache.FolderWriter).
-    """
-    from constructs.api_objects import renderer as rendered_by
-
-    with rendered_by(renderer), _few_collections():
-        _render(envs, outdir, labels, shared, previous)
-
-
-@contextlib.contextmanager
-def _few_collections() -> Iterator[None]:
-    """Rendering allocates many small, short-lived, acyclic objects (freed by reference counting)
-    while thousands of binding classes stay alive: the cyclic collector would rescan those again and
-    again. They are frozen out of its sight and it runs a hundred times less often while rendering."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1000)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
-def _render(
-    envs: Sequence[Environment],
-    outdir: Path,
-    labels: dict[str, str] | None,
-    shared: SharedProps | None,
-    previous: Path | None,
-) -> None:
-    from constructs import manifest_writer
-    from constructs.api_objects import Root
-    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
-
-    app = Root(str(outdir))
-    charts: list[tuple[str, Callable[[], Any]]] = [
-        (env.release, functools.partial(release_chart, app, env, labels)) for env in envs
-    ]
-    if shared is not None:
-        props = shared
-        charts += [(CLUSTER, lambda: ClusterChart(app, props)), (ARGOCD, lambda: ArgoCdChart(app, props))]
-    # One chart at a time: built, written (same files as app.synth(), the YAML written in Python by
-    # constructs/manifest_writer.py) and released, so memory holds one chart, not all of them.
-    for name, make in charts:
-        chart = make()
-        manifest_writer.synth([(name, chart)], outdir, previous)
-        chart.release()
-    # Lifecycle: the human-readable list of Secrets beside each release's manifests (not applied).
-    from constructs.lifecycle.required_secrets import write_required_secrets
-
-    write_required_secrets(envs, outdir)
-
-
-def _worker_init(tmpdir: str | None = None) -> None:
-    """Each synth worker leads its own process group, which its jsii node child (the cdk8s renderer's,
-    or the YAML writer's fallback) joins.
-
-    The parent ends a worker and any node child together with one ``killpg`` when the synth fails or
-    is interrupted, or when it is done with them (see :func:`_end_workers`); the group still belongs
-    to the parent's session. ``tmpdir``: the worker's temporary folder (``TMPDIR`` for it and its
-    node child), which the parent removes once they are ended: a killed jsii kernel never removes the
-    copy of its runtime it makes in the temporary folder.
-    """
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; no KeyboardInterrupt traceback
-    # Spawned with SIGINT/SIGTERM blocked (_spawning), so that a Ctrl-C meant for the synth could not
-    # reach it while it was still in the parent's process group; now the parent ends it with its group.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    if tmpdir is not None:
-        os.environ["TMPDIR"] = tempfile.tempdir = tmpdir
-
-
-def _render_part(
-    envs: list[dict[str, Any]],
-    outdir: str,
-    labels: dict[str, str],
-    shared: SharedProps | None,
-    renderer: str = "python",
-    previous: Path | None = None,
-) -> None:
-    """A worker process's share of the synth (environments travel as JSON-able dicts, validated again
-    here; the shared charts' slice, already computed from all of them, as it is)."""
-    from tiers.models import Environment
-
-    render([Environment.model_validate(d) for d in envs], Path(outdir), labels, shared, renderer, previous)
-
-
-def _end_workers(pool: ProcessPoolExecutor) -> None:
-    """SIGKILL every worker's process group (the worker and its node child), at once, without waiting."""
-    processes = dict(getattr(pool, "_processes", None) or {})
-    for pid in processes:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:  # not (yet) a group leader: it has no node child to take along
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    for process in processes.values():
-        process.join(timeout=10)
-
-
-def _move_children(src: Path, dst: Path) -> None:
-    if src.is_dir():
-        for child in sorted(src.iterdir()):
-            child.rename(dst / child.name)
-        src.rmdir()
-
-
-def _worker_prepare() -> None:
-    """A render worker's first task: what rendering imports, above all the bindings (``cdk8s``,
-    ``cdk8s_plus_27``: Python classes only, the jsii kernel waits until something asks it for
-    something, see :func:`defer_assembly_loads`) and pydantic's models, about half a second."""
-    import cdk8s  # noqa: F401
-    import cdk8s_plus_27  # noqa: F401
-
-    import constructs.lifecycle.required_secrets  # noqa: F401
-    import constructs.manifest_writer  # noqa: F401
-    import constructs.release_chart  # noqa: F401
-    import constructs.shared_charts  # noqa: F401
-
-    # The CRD bindings every release or the shared charts use (the constructs import them on first use),
-    # imported while the worker waits for its first task rather than in it.
-    import imports.io.argoproj  # noqa: F401
-    import imports.io.cert_manager  # noqa: F401
-    import imports.io.envoyproxy.gateway  # noqa: F401
-    import imports.io.k8s.networking.gateway  # noqa: F401
-    from constructs.api_objects import tables
-
-    tables()  # the renderer's wire tables (imports/wire_tables.json), read once per process
-
-
-@contextlib.contextmanager
-def _spawning() -> Iterator[None]:
-    """Around anything that may start worker processes: a child inherits the blocked signals, so a
-    terminal's Ctrl-C cannot interrupt it (with a traceback) before it leads its own process group;
-    the parent still gets the signal, right after, and ends the child with the synth."""
-    from multiprocessing import resource_tracker
-
-    # Started by the first spawn otherwise, and starting it unblocks SIGINT/SIGTERM in this thread.
-    resource_tracker.ensure_running()
-    _end_resource_tracker_at_exit()
-    with _signals_held():
-        yield
-
-
-@functools.cache
-def _end_resource_tracker_at_exit() -> None:
-    """The synth ends multiprocessing's resource tracker (a child process every spawn needs), and
-    waits for it, as the last thing it does at exit: after the semaphores of its worker pools are
-    released (their finalizers have exit priority 0, this one -1). Otherwise the tracker ends only
-    once it notices the synth's end, a moment after it: a process outliving the synth."""
-    from multiprocessing import resource_tracker, util
-
-    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # CPython 3.8+: close its pipe, reap it
-    if stop is not None:
-        util.Finalize(None, stop, exitpriority=-1)
-
-
-def _worker_pool(workers: int, tmpdir: str) -> ProcessPoolExecutor:
-    """Spawned workers (each its own process group, ``tmpdir`` its temporary folder): jsii's kernel
-    is not safe to fork, and a spawned worker imports only what rendering needs."""
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(tmpdir,))
-
-
-class RenderWorker:
-    """One render worker process, started before the environments are loaded.
-
-    Its start (~0.6 s: Python and the imports rendering needs) then overlaps loading and validating
-    the environments and computing the cache keys, instead of following them. A small synth's misses
-    are rendered there, a large synth's are shared between it and a pool of more (:class:`_Rendering`).
-    Like every synth worker it leads its own process group (:func:`_worker_init`). :meth:`close` ends
-    it, with any node child, on every way out: when everything hit the cache, it was never used.
-    """
-
-    def __init__(self) -> None:
-        self.tmpdir = tempfile.mkdtemp(prefix="iotistica-k8s-worker-")
-        self.pool = _worker_pool(1, self.tmpdir)  # no process yet: the first submit spawns it
-        try:
-            with _spawning():
-                self.ready: Future[None] = self.pool.submit(_worker_prepare)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """End the worker at once (SIGKILL to its group: the output never depends on its exit, and a
-        clean exit of the jsii kernel takes ~0.4 s), then remove its temporary folder."""
-        try:
-            _end_workers(self.pool)
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-
-class _Rendering:
-    """The renders of one build: chunks of environments (the first with the shared charts) handed to
-    worker processes as they become free, or, without a worker and with one chunk, rendered here."""
-
-    def __init__(
-        self,
-        outdir: Path,
-        labels: dict[str, str] | None,
-        jobs: int,
-        worker: RenderWorker | None,
-        report: Any,
-        renderer: str,
-        previous: Path | None,
-    ) -> None:
-        self.outdir, self.labels, self.jobs, self.worker, self.report = outdir, labels, jobs, worker, report
-        self.renderer, self.previous = renderer, previous
-        self.pools: list[ProcessPoolExecutor] = []  # started here (the worker's own is not)
-        self.tmpdir: str | None = None  # theirs, when there is no worker to share its own
-        self.slots: list[tuple[ProcessPoolExecutor, int]] = []  # (pool, how many chunks it runs at once)
-        self.waiting: deque[tuple[Path, list[dict[str, Any]], SharedProps | None]] = deque()
-        self.running: dict[Future[None], tuple[ProcessPoolExecutor, int]] = {}
-        self.local: list[tuple[list[Environment], Path, SharedProps | None]] = []
-        self.parts: list[Path] = []
-
-    def start(self, todo: list[Environment], shared: SharedProps | None) -> None:
-        """Hand ``todo`` (and the shared charts of ``shared``, unless None) to the workers; returns at once."""
-        if not todo and shared is None:
-            return
-        chunks = _chunks(todo, self.jobs if len(todo) >= PARALLEL_MIN else 1) or [[]]
-        parts = [self.outdir / f".part-{len(self.parts) + i}" for i in range(len(chunks))]
-        self.parts += parts
-        if len(chunks) == 1 and self.worker is None:
-            self.local.append((chunks[0], parts[0], shared))  # rendered by finish(), in this process
-            return
-        for i, (chunk, part) in enumerate(zip(chunks, parts, strict=True)):
-            self.waiting.append((part, [e.model_dump(mode="json") for e in chunk], shared if i == 0 else None))
-        if not self.slots:
-            extra = min(self.jobs, len(chunks)) - (1 if self.worker is not None else 0)
-            if self.worker is not None:
-                self.slots.append((self.worker.pool, 1))
-            if extra > 0:
-                if self.worker is not None:
-                    tmpdir = self.worker.tmpdir
-                else:
-                    tmpdir = self.tmpdir = tempfile.mkdtemp(prefix="iotistica-k8s-worker-")
-                pool = _worker_pool(extra, tmpdir)
-                self.pools.append(pool)
-                self.slots.append((pool, extra))
-        self._feed()
-
-    def _feed(self) -> None:
-        with _spawning():
-            for pool, capacity in self.slots:
-                while self.waiting and sum(1 for p, _ in self.running.values() if p is pool) < capacity:
-                    part, chunk, shared = self.waiting.popleft()
-                    future = pool.submit(
-                        _render_part, chunk, str(part), self.labels or {}, shared, self.renderer, self.previous
-                    )
-                    self.running[future] = (pool, len(chunk))
-
-    def finish(self) -> None:
-        """Wait for every chunk handed out, then move the rendered folders into ``outdir``."""
-        for chunk, part, shared in self.local:
-            render(chunk, part, self.labels, shared, self.renderer, self.previous)
-            self.report(len(chunk))
-        self.local.clear()
-        while self.running:
-            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
-            for future in done:
-                _, count = self.running.pop(future)
-                if self.worker is not None and self.worker.ready.done():
-                    self.worker.ready.result()  # the worker could not start rendering: that is the cause
-                future.result()
-                self.report(count)
-            self._feed()
-        for part in self.parts:
-            _move_children(part, self.outdir)
-        self.parts.clear()
-
-    def abort(self) -> None:
-        """A failure or a signal: the other workers' results are worthless, end them now (with their
-        node children) instead of waiting for their chunks."""
-        for pool in [*self.pools, *([self.worker.pool] if self.worker is not None else [])]:
-            _end_workers(pool)
-
-    def close(self) -> None:
-        """End the pool's workers (see :meth:`RenderWorker.close`) and remove their temporary folder."""
-        try:
-            for pool in self.pools:
-                _end_workers(pool)
-                pool.shutdown(wait=True, cancel_futures=True)
-        finally:
-            if self.tmpdir is not None:
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-
-def build(
-    envs: Sequence[Environment],
-    outdir: Path,
-    labels: dict[str, str] | None = None,
-    all_envs: Sequence[Environment] | None = None,
-    *,
-    cache: SynthCache | None = None,
-    jobs: int = 1,
-    progress: bool = False,
-    renderer: str = "python",
-    worker: RenderWorker | None = None,
-    previous: Path | None = None,
-) -> Built:
-    """Synthesize ``envs`` (and the shared charts, from ``all_envs``) into ``outdir`` (must not exist).
-
-    Environments whose cache key hits are written from the cache; the rest are rendered, across
-    ``jobs`` worker processes when there are at least ``PARALLEL_MIN`` of them. With ``worker`` (see
-    :class:`RenderWorker`) the misses are handed to it first and the hits written while it renders;
-    without one, a small synth renders in this process. The marker file is written too, so ``outdir``
-    is a complete output folder, but for the parts kept (:class:`Built`). ``previous``: the output
-    folder ``outdir`` will replace, if any. A hit whose part there holds its files as the last synth
-    recorded them (synth_cache.Part) is not written: :func:`_promote` leaves it in place. Elsewhere a
-    file with the same bytes there is linked instead of written again (synth_cache.FolderWriter).
-    """
-    from synth_cache import code_fingerprint
-    from synth_cache import key as cache_key
-    from tiers.shared import shared_props
-
-    # What the shared charts read of the whole fleet (tiers/shared.py): their only input.
-    shared = shared_props(all_envs if all_envs is not None else envs)
-    outdir.mkdir(parents=True)
-    (outdir / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
-    total, done = len(envs), 0
-
-    def report(count: int) -> None:
-        nonlocal done
-        done += count
-        if progress and total > PROGRESS_MIN and count:
-            print(f"synth: {done}/{total} environments", file=sys.stderr)
-
-    rendering = _Rendering(outdir, labels, jobs, worker, report, renderer, previous)
-    built = Built()
-    try:
-        if cache is None:
-            rendering.start(list(envs), shared)
-            rendering.finish()
-            return built
-        code = code_fingerprint()
-        entries = [(env, cache_key(code, "release", env.model_dump_json())) for env in envs]
-        shared_entry = cache_key(code, "shared", shared.model_dump_json())
-        todo = [(env, entry) for env, entry in entries if not cache.probe(entry)]
-        shared_todo = not cache.probe(shared_entry)
-        rendering.start([env for env, _ in todo], shared if shared_todo else None)
-        # While the worker renders: the hits. An entry another run pruned since the probe (or one
-        # found damaged) is a miss after all, rendered in a second round.
-        missed = {entry for _, entry in todo}
-        built.entries = {env.release: entry for env, entry in entries} | {"": shared_entry}
-        built.recorded = cache.parts(previous) if previous is not None else {}
-
-        def kept(entry: str, base: str, folders: tuple[str, ...]) -> bool:
-            """Whether the hit ``entry`` is in the output being replaced as recorded (then it stays)."""
-            part = built.recorded.get(entry)
-            if previous is None or part is None or (part.base, part.folders) != (base, folders):
-                return False
-            stamp = part.unchanged(previous)
-            if stamp is not None:
-                cache.keep(entry)
-                built.kept.append((part, stamp))
-            return stamp is not None
-
-        late: list[tuple[Environment, str]] = []
-        for env, entry in entries:
-            if entry in missed or kept(entry, env.release, (env.release,)):
-                continue
-            if not cache.fetch(entry, outdir / env.release, previous / env.release if previous else None):
-                late.append((env, entry))
-        shared_late = False
-        if not shared_todo and not kept(shared_entry, "", SHARED_FOLDERS):
-            shared_late = not cache.fetch(shared_entry, outdir, previous)
-        done = total - len(todo) - len(late)
-        if progress and total > PROGRESS_MIN:
-            print(f"synth: {done}/{total} environments from the cache", file=sys.stderr)
-        rendering.finish()
-        if late or shared_late:
-            rendering.start([env for env, _ in late], shared if shared_late else None)
-            rendering.finish()
-        for env, entry in [*todo, *late]:
-            cache.store(entry, outdir / env.release)
-        if shared_todo or shared_late:
-            cache.store(shared_entry, outdir, SHARED_FOLDERS)
-        cache.prune()
-        return built
-    except BaseException:
-        rendering.abort()
-        raise
-    finally:
-        rendering.close()
-
-
-@dataclass
-class Built:
-    """What :func:`build` leaves for the promotion besides its folder."""
-
-    #: The cache entry of each part written or kept, by the folder its paths are relative to (a
-    #: release's; "" for the shared folders'); empty without a cache.
-    entries: dict[str, str] = field(default_factory=dict)
-    #: The parts of the output being replaced that hold a hit's files as recorded (synth_cache.Part),
-    #: with their folders' stamp when that was checked: not written, left in place unless the stamp
-    #: changed before the promotion.
-    kept: list[tuple[Part, Stamp]] = field(default_factory=list)
-    #: The output's record as read (SynthCache.parts), by entry.
-    recorded: dict[str, Part] = field(default_factory=dict)
-
-
-def _chunks(items: list[Environment], jobs: int) -> list[list[Environment]]:
-    """Contiguous chunks, a few per worker so progress moves and work balances."""
-    if not items:
-        return []
-    count = 1 if jobs <= 1 else min(len(items), jobs * 4)
-    size = -(-len(items) // count)
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _promote(
-    staging: Path,
-    outdir: Path,
-    envs: Sequence[Environment],
-    all_envs: Sequence[Environment],
-    partial: bool,
-    built: Built | None = None,
-    cache: SynthCache | None = None,
-) -> None:
-    """Move ``staging/out`` into ``outdir``; what it replaces goes to ``staging/old`` (removed later).
-
-    Runs under the lock with SIGINT/SIGTERM held, so it is never seen or left half done. A full synth
-    of all new folders is two renames. Otherwise each folder is renamed into place, and the folders
-    of releases that no longer exist are moved out (the output then holds exactly what a full synth
-    would, never an orphan). The parts ``built`` kept (see :func:`build`) stay where they are,
-    unless their folders' stamp changed since they were checked (another synth promoted one
-    meanwhile): those are first written anew from ``cache``. The parts of the promoted output are then recorded
-    in ``cache`` for the next synth (:meth:`SynthCache.record`), after ``staging`` is removed.
-    """
-
-    built = built or Built()
-    out, old = staging / "out", staging / "old"
-    old.mkdir()
-    check_owned(outdir)  # again, under the lock: another process may have changed it meanwhile
-    stay: dict[str, Part] = {}
-    for part, stamp in built.kept:
-        if part.stamp(outdir) == stamp:
-            stay[part.base] = part
-        elif cache is None or not cache.fetch(
-            part.entry, out / part.base if part.base else out, outdir / part.base if part.base else outdir
-        ):
-            raise RuntimeError(f"{outdir / part.folders[0]} changed during the synth and its cache entry is gone")
-    stay_folders = {folder for part in stay.values() for folder in part.folders}
-    created = not outdir.exists()
-    moves: list[tuple[Path, Path]] = []  # done so far, undone in reverse if one fails
-
-    def move(src: Path, dst: Path) -> None:
-        src.rename(dst)
-        moves.append((src, dst))
-
-    try:
-        if not partial and not stay:
-            if not created:
-                move(outdir, old / "previous")
-            move(out, outdir)
-        else:
-            outdir.mkdir(exist_ok=True)
-            keep = {e.release for e in all_envs} | set(SHARED_FOLDERS)
-            for folder in [*(env.release for env in envs), *SHARED_FOLDERS]:
-                if folder in stay_folders:
-                    continue
-                if (outdir / folder).exists():
-                    move(outdir / folder, old / folder)
-                if (out / folder).exists():
-                    move(out / folder, outdir / folder)
-            for child in sorted(outdir.iterdir()):
-                if child.is_dir() and child.name not in keep:  # an orphan: its environment file is gone
-                    move(child, old / child.name)
-            if not (outdir / MARKER).is_file():
-                move(out / MARKER, outdir / MARKER)
-    except BaseException:
-        for src, dst in reversed(moves):
-            dst.rename(src)
-        if created and outdir.is_dir():
-            outdir.rmdir()
-        raise
-    if cache is not None:
-        # The replaced output goes first: until then a file linked from it (FolderWriter) has two links,
-        # and removing one changes its ctime, which would make the record wrong at once.
-        _remove(staging)
-        cache.record(outdir, _parts(outdir, built, stay))
-
-
-def _parts(outdir: Path, built: Built, stay: dict[str, Part]) -> list[Part]:
-    """The parts of ``outdir`` just promoted: those that stayed, those written (as they are now), and
-    the parts of the output's record that this synth did not touch (a partial synth's other releases)."""
-    from synth_cache import Part
-
-    parts: list[Part] = []
-    for base, entry in built.entries.items():
-        part = stay.get(base) or Part.taken(outdir, entry, (base,) if base else SHARED_FOLDERS, base)
-        if part is not None:
-            parts.append(part)
-    for part in built.recorded.values():
-        if part.base not in built.entries and part.base and (outdir / part.base).is_dir():
-            parts.append(part)
-    return parts
-
-
-def synthesize(
-    envs: Sequence[Environment],
-    outdir: Path,
-    *,
-    partial: bool,
-    labels: dict[str, str] | None = None,
-    all_envs: Sequence[Environment] | None = None,
-    cache: SynthCache | None = None,
-    jobs: int = 1,
-    progress: bool = False,
-    mirror: Path | None = None,
-    renderer: str = "python",
-    worker: RenderWorker | None = None,
-) -> None:
-    """Build into a staging folder beside ``outdir``, then promote the result (whole, or per folder).
-
-    ``outdir`` must be absent, empty, or an output folder of this project (:func:`foreign_entry`);
-    otherwise :class:`OutputError` is raised before anything is written. ``mirror``, when given,
-    receives a copy of the promoted output (the cdk8s CLI's scratch folder). ``worker``: see
-    :func:`build`.
-    """
-    outdir = outdir.resolve()
-    check_owned(outdir)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth-{os.getpid()}-", dir=outdir.parent))
-    try:
-        built = build(
-            envs,
-            staging / "out",
-            labels,
-            all_envs,
-            cache=cache,
-            jobs=jobs,
-            progress=progress,
-            renderer=renderer,
-            worker=worker,
-            previous=outdir if outdir.is_dir() else None,
-        )
-        with _locked(outdir.parent), _signals_held():
-            _promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial, built, cache)
-            _finish_uninterrupted()
-        if mirror is not None:
-            shutil.rmtree(mirror, ignore_errors=True)
-            shutil.copytree(outdir, mirror)
-    finally:
-        _remove(staging)
-
-
-def _remove(staging: Path) -> None:
-    """Remove a staging folder: after a promotion it holds the replaced output (~10,000 files for a
-    large fleet), whose release folders are removed by two threads at once (unlink releases the GIL)."""
-    old = staging / "old"
-    top = old / "previous" if (old / "previous").is_dir() else old  # a full synth's, or a partial one's
-    releases = [e.path for e in os.scandir(top) if e.is_dir(follow_symlinks=False)] if top.is_dir() else []
-    if len(releases) > 1:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="remove") as pool:
-            list(pool.map(functools.partial(shutil.rmtree, ignore_errors=True), releases))
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Entry point: exit codes and one-line errors
-# --------------------------------------------------------------------------------------------------
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line for an internal or environment failure: what failed, never an environment file."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-    if len(detail) > 300:
-        detail = detail[:297] + "..."
-    if isinstance(exc, NodeMissing):
-        what = "the cdk8s renderer cannot start"
-    elif isinstance(exc, json.JSONDecodeError) or type(exc).__module__.startswith("jsii"):
-        what = "the cdk8s renderer (jsii's node process) failed"
-    elif isinstance(exc, BrokenProcessPool):
-        what = "a synth worker process died"
-    elif isinstance(exc, OSError):
-        what = "a file system operation failed"
-    else:
-        what = "internal error"
-    return f"{what} ({detail}); this is not a problem in the environment files"
-
-
-def _finish_uninterrupted() -> None:
-    """Once the output is promoted the synth has succeeded: a SIGINT/SIGTERM from now on is ignored
-    (also one held during the promotion), so the exit code and message never contradict the output."""
-    for s in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(s) is _on_signal:
-            signal.signal(s, signal.SIG_IGN)
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    # The first signal unwinds the synth (every `finally` removes its staging); later ones are
-    # ignored so that the clean-up itself is not cut short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
-def check_release_names(names: Sequence[str]) -> None:
-    for name in names:
-        if not _FOLDER.match(name):
-            raise ConfigError(
-                f"--env {name}", "", "not a release name (give the file name without folder or .yaml, e.g. client-acme)"
-            )
-
-
-def run(args: argparse.Namespace) -> None:
-    """The synth behind ``main`` (raises ConfigError, OutputError, or whatever failed).
-
-    After the checks of the options, the render worker starts (:class:`RenderWorker`), so that its
-    start overlaps everything before rendering; it is ended on every way out, unused when every
-    release and the shared charts hit the cache.
-    """
-    mirror = None
-    if args.cdk8s_cli:
-        cli_out = os.environ.get("CDK8S_OUTDIR")
-        if not cli_out:
-            raise OutputError("--cdk8s-cli: $CDK8S_OUTDIR is not set (the cdk8s CLI sets it)")
-        if resolve_outdir(cli_out) == CDK8S_STAGING.resolve():
-            outdir, mirror = resolve_outdir(args.outdir or "dist"), CDK8S_STAGING
-        else:  # `cdk8s synth --stdout` (a temporary folder) or `-o DIR`: that folder is the output
-            outdir = resolve_outdir(cli_out)
-    else:
-        outdir = resolve_outdir(args.outdir)
-    check_release_names(args.env)
-    worker: RenderWorker | None = None
-    try:
-        with _spawning():  # a signal now is taken inside the `try`, so the worker is always ended
-            worker = RenderWorker()
-        _synth(args, outdir, mirror, worker)
-    finally:
-        if worker is not None:
-            worker.close()
-
-
-def _synth(args: argparse.Namespace, outdir: Path, mirror: Path | None, worker: RenderWorker) -> None:
-    from synth_cache import SynthCache
-    from tiers.fleet import load_fleet
-    from tiers.loader import load_environments
-
-    env_dir: Path = args.environments
-    # Every environment is validated, also with --env: the shared charts describe all of them.
-    # One rule set with `validate`: tiers/fleet.py (namespaces, hosts, names, shared Argo CD settings).
-    all_envs, sources = load_fleet(env_dir, base=Path.cwd())
-    if args.env:
-        known = {e.release: e for e in all_envs}
-        missing = sorted(set(args.env) - set(known))
-        if missing:  # the release is the file name, so a name not among them has no file
-            load_environments(env_dir, missing, base=Path.cwd())  # raises "file not found"
-        envs = [known[name] for name in sorted(set(args.env))]
-    else:
-        envs = all_envs
-    labels = dict(sources.labels)
-    synthesize(
-        envs,
-        outdir,
-        partial=bool(args.env),
-        labels=labels,
-        all_envs=all_envs,
-        # The cache keys a folder by its inputs, not by who rendered it: the cdk8s renderer never uses it.
-        cache=None if args.no_cache or args.renderer != "python" else SynthCache(args.cache_dir),
-        jobs=max(1, args.jobs),
-        progress=True,
-        mirror=mirror,
-        renderer=args.renderer,
-        worker=worker,
-    )
+    if sys.flags.optimize or "PYTHONOPTIMIZE" in os.environ:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-O", str(ROOT / "app.py"), *argv])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a synth; every outcome is an exit code and at most one line on stderr (see the module doc)."""
+    from synth.output import OutputError
+    from synth.run import describe_failure, run
+    from synth.signals import Interrupted, handled
+    from tiers.errors import ConfigError
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-        handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        run(args)
-    except (ConfigError, OutputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except Interrupted as exc:
-        print(f"error: interrupted by {exc}; staging removed, the output folder is unchanged", file=sys.stderr)
-        return 128 + exc.signum
-    except Exception as exc:
-        print(f"error: {describe_failure(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        for s, previous in handlers.items():
-            signal.signal(s, previous)
+    with handled():  # SIGINT/SIGTERM unwind the synth: every `finally` removes what it made
+        try:
+            run(args)
+        except (ConfigError, OutputError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except Interrupted as exc:
+            print(f"error: interrupted by {exc}; staging removed, the output folder is unchanged", file=sys.stderr)
+            return 128 + exc.signum
+        except Exception as exc:
+            print(f"error: {describe_failure(exc)}", file=sys.stderr)
+            return EXIT_FAILED
     return EXIT_OK
 
 
 if __name__ == "__main__":
+    run_optimized(sys.argv[1:])
     sys.exit(main())

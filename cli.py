@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # As a console script, this file runs from the venv: put the repo root on sys.path before anything
 # imports the `constructs` library, so that our constructs/ folder merges into it.
@@ -26,12 +26,17 @@ if str(ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 import app  # noqa: E402
+from synth.output import OutputError  # noqa: E402
+from synth.pipeline import synthesize  # noqa: E402
+from synth.render import release_charts  # noqa: E402
+from synth.run import describe_failure  # noqa: E402
 from tiers import TIERS  # noqa: E402
-from tiers.capacity import capacity  # noqa: E402
-from tiers.fleet import Sources, check_directory, fleet_capacity, validate_fleet  # noqa: E402
-from tiers.images import LOCK_LABEL, unpinned  # noqa: E402
-from tiers.loader import ConfigError, load_environment, load_environments  # noqa: E402
-from tiers.models import Environment  # noqa: E402
+from tiers.errors import ConfigError  # noqa: E402
+
+# The models (pydantic, ~0.4 s) are imported by the commands that use them: `synth` re-runs itself
+# under `python -O` (app.py) before it pays for them.
+if TYPE_CHECKING:
+    from tiers.models import Environment
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 Manifest = dict[str, Any]
@@ -46,7 +51,7 @@ def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """Every environment's objects as plain dicts, built in one process, nothing written."""
     from constructs.api_objects import Root
 
-    charts = app.release_charts(Root(tempfile.gettempdir()), envs)
+    charts = release_charts(Root(tempfile.gettempdir()), envs)
     return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
 
 
@@ -61,6 +66,9 @@ def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
 
 
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
+    from tiers.fleet import check_directory
+    from tiers.loader import load_environments
+
     check_directory(env_dir, Path.cwd())
     return load_environments(env_dir, names, base=Path.cwd())
 
@@ -133,9 +141,12 @@ def identity_clashes(rendered: dict[str, list[Manifest]]) -> list[tuple[str, str
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from constructs.isolation.api_admission_policies import unguarded_warning
-
     """The synth's rules (models, fleet, shared charts), then policy, schema and capacity; errors on stderr."""
+    from constructs.isolation.api_admission_policies import unguarded_warning
+    from tiers.capacity import capacity
+    from tiers.fleet import Sources, fleet_capacity, validate_fleet
+    from tiers.images import LOCK_LABEL, unpinned
+
     all_envs = _load(args.environments, [])
     if args.env:
         _load(args.environments, args.env)  # a name without a file: "file not found"
@@ -374,6 +385,8 @@ def _committed_dist(dist: Path, into: Path) -> Path | None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from tiers.fleet import Sources, validate_fleet
+
     if len(args.env) == 2:
         by_name = {e.release: e for e in _load(args.environments, args.env)}
         a, b = by_name[args.env[0]], by_name[args.env[1]]
@@ -395,7 +408,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         errors = validate_fleet(envs, Sources.of(envs, args.environments, Path.cwd()))
         if errors:
             raise errors[0]
-        app.synthesize(envs, Path(tmp) / "dist", partial=False, all_envs=envs)
+        synthesize(envs, Path(tmp) / "dist", partial=False, all_envs=envs)
         fresh, fresh_texts = _read_tree(Path(tmp) / "dist")
     any_change = False
     for folder in sorted(set(committed) | set(fresh) | set(committed_texts) | set(fresh_texts)):
@@ -459,6 +472,7 @@ def _hosts(objs: list[Manifest]) -> list[str]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from constructs.isolation.api_admission_policies import unguarded_warning
+    from tiers.capacity import capacity
 
     (env,) = _load(args.environments, [args.env_name])
     objs = render([env])[env.release]
@@ -532,7 +546,7 @@ NEW_TEMPLATE = """\
 # yaml-language-server: $schema=../environment.schema.json
 # Environment {release}: tier {tier}, namespace {namespace}. Created by `iotistica-k8s new`.
 # Settings layer like Helm's -f: model defaults (the seed's demo values) < tiers/presets/{tier}.yaml < this file.
-# Every setting is listed in README.md ("Settings reference"); `iotistica-k8s explain {release}` shows the result.
+# Every setting is listed in docs/settings.md; `iotistica-k8s explain {release}` shows the result.
 release: {release}
 namespace: {namespace}
 tier: {tier}
@@ -560,7 +574,7 @@ dashboard:
 """
 
 #: What `new` writes beyond the template, per tier: the departures from the seed the tier needs to pass
-#: `validate --strict` (README "Where the seed and the code disagree").
+#: `validate --strict` (docs/environments.md, "Where the seed and the code disagree").
 NEW_TIER_OVERRIDES = {
     "standard": """
 api:
@@ -620,6 +634,9 @@ def _server_block(env_dir: Path, path: Path, tier: str) -> str:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from tiers.fleet import Sources, validate_fleet
+    from tiers.loader import load_environment
+
     path = args.environments / f"{args.env_name}.yaml"
     if path.exists() and not args.force:
         print(f"error: {path}: already exists (use --force to overwrite)", file=sys.stderr)
@@ -662,6 +679,8 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def environment_schema() -> dict[str, Any]:
+    from tiers.models import Environment
+
     schema = Environment.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Iotistica environment"
@@ -674,6 +693,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 SCHEMA_FILE = ROOT / "environment.schema.json"
+#: The generated settings reference (tiers/reference.py), between its markers.
+SETTINGS_PAGE = ROOT / "docs" / "settings.md"
 
 
 def schema_text() -> str:
@@ -681,12 +702,12 @@ def schema_text() -> str:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    """Regenerate the README's settings reference, environment.schema.json and the topology pages (or check)."""
-    from tiers.reference import update_readme
+    """Regenerate docs/settings.md (the settings reference), environment.schema.json, the topology pages (or check)."""
+    from tiers.reference import update_reference
 
     stale = []
-    if not update_readme(ROOT / "README.md", check=args.check):
-        stale.append("README.md (settings reference)")
+    if not update_reference(SETTINGS_PAGE, check=args.check):
+        stale.append("docs/settings.md (settings reference)")
     from ops.graph import topology_docs
 
     stale += topology_docs(ROOT / "dist", ROOT / "docs" / "topology", check=args.check)
@@ -754,8 +775,8 @@ def fleet_images(envs: Sequence[Environment]) -> list[str]:
 def cmd_images(args: argparse.Namespace) -> int:
     """List the fleet's images and their digests; with --resolve, ask each registry and record the digests."""
     from tiers import registry
-    from tiers.images import LOCK, lock_text
-    from tiers.loader import read_lock
+    from tiers.images import LOCK, LOCK_LABEL, lock_text
+    from tiers.loader import load_environments, read_lock
 
     lock_path = args.lock or LOCK
     label = str(args.lock) if args.lock else LOCK_LABEL
@@ -811,6 +832,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
     if args.outdir:
         argv += ["--outdir", args.outdir]
+    if args.from_command_line:  # as `python app.py`: under `python -O`, as fast as `make synth`
+        app.run_optimized(argv)
     return app.main(argv)
 
 
@@ -903,7 +926,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "docs",
-        help="regenerate the README settings reference and environment.schema.json",
+        help="regenerate the settings reference (docs/settings.md), environment.schema.json, docs/topology/",
         description="Regenerate generated docs from the models; --check only reports staleness (exit 1).",
     )
     s.add_argument("--check", action="store_true", help="change nothing; exit 1 when stale")
@@ -918,7 +941,12 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("env_name", metavar="ENV")
     s.add_argument(
-        "--from", dest="sources", type=Path, action="append", required=True, metavar="FILE",
+        "--from",
+        dest="sources",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="FILE",
         help="output of `helm get manifest` (repeatable)",
     )
     s.add_argument("--json", action="store_true", help="JSON instead of Markdown")
@@ -930,13 +958,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args.from_command_line = argv is None  # the console script or `python cli.py`, not a caller in process
     try:
         return int(args.func(args))
-    except (ConfigError, app.OutputError) as exc:
+    except (ConfigError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:  # internal or environment failure: one line, never blamed on a file
-        print(f"error: {app.describe_failure(exc)}", file=sys.stderr)
+        print(f"error: {describe_failure(exc)}", file=sys.stderr)
         return EXIT_FAILED
 
 

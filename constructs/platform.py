@@ -19,12 +19,8 @@ from cdk8s import ApiObject, ApiObjectMetadata
 from cdk8s_plus_27 import k8s
 from pydantic import BaseModel, ConfigDict
 
-from constructs import jsii_wire
 from constructs.api_objects import JsonPatch, KubeObject, Scope, api_object, union
 from tiers.models import Database, Hpa, Image, Resources, Scheduling
-
-# Struct arguments encoded from the fields that are set (same kernel messages, far less Python work).
-jsii_wire.install()
 
 PART_OF = "iotistica"
 #: ``app.kubernetes.io/name`` of every object of the old Helm chart (its chart name, platform-facts §12).

@@ -2,7 +2,7 @@
 
 This is the one place where constructs are wired to each other: each construct receives its slice
 of the environment plus the outputs (service names, ports, URLs, network endpoints) of the constructs
-it talks to. A release is four steps, one per concern (README, "Architecture"):
+it talks to. A release is four steps, one per concern (docs/architecture.md):
 
 1. core: Redis, the broker, the API, ingestion, the dashboard, Node-RED (optional);
 2. edge: Gateway API routes, the API rate limit, the broker certificate, monitoring;

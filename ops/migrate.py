@@ -8,7 +8,7 @@ the objects of ``dist/<release>/``. Objects are compared by kind, namespace and 
   ``volumeClaimTemplates`` and ``podManagementPolicy``, Service ``clusterIP``/``type``, Job template,
   PVC spec);
 - **left behind** (only in the Helm release): nothing deletes them (the generated Applications track
-  by annotation, README "Moving a live Helm release to Argo CD"), so the plan deletes them after the
+  by annotation, docs/operations.md "Moving a live Helm release to Argo CD"), so the plan deletes them after the
   cut-over, in a safe order; Secrets and OnePasswordItems that ``dist/`` still reads are kept;
 - **new** (only in ``dist/``);
 - **data at risk**: PVCs dropped or renamed (StatefulSet claims included), spool volumes, Redis
@@ -616,7 +616,7 @@ def build_plan(release: str, namespace: str, old: dict[Key, Manifest], new: dict
                         ),
                         action="after the sync nothing reads it: on the old pod, XINFO GROUPS of the ingestion "
                         "stream must show lag 0 and pending 0; otherwise copy the entries into the new Redis "
-                        "(README runbook) before deleting the StatefulSet, then the claim",
+                        "(docs/operations.md runbook) before deleting the StatefulSet, then the claim",
                     )
                 )
         if k[0] in WORKLOADS and k in left:

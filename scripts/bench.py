@@ -2,6 +2,7 @@
 """Wall-time, CPU and memory benchmark of the synth, relative to the cost of merely starting cdk8s.
 
 Usage: .venv/bin/python scripts/bench.py [--repeats N] [--sizes 10,50] [--markdown] [--check] [--no-optimize]
+       .venv/bin/python scripts/bench.py --entry-points [--repeats N] [--sizes 200]
 
 Cases (each run as a fresh process from the repo root, with ``python -O`` as ``make synth`` runs it
 unless --no-optimize; the median of --repeats runs is kept):
@@ -18,7 +19,14 @@ unless --no-optimize; the median of --repeats runs is kept):
   environment's namespace is set to a value never synthesized before (its release folder and the
   shared charts are rendered, the rest copied); once into a new folder, once over the output of
   the run before, as ``make synth`` replaces ``dist/`` (the goal's case: files with the same bytes
-  are linked from it, synth_cache.FolderWriter).
+  are linked from it, synth/files.py).
+
+``--entry-points`` measures the ways to run a synth instead, each from a copy of the project (code
+copied; .venv, node_modules and imports/ linked) whose environments/ is the shipped fleet or N
+generated ones, writing its dist/ over the previous run's, its cache removed before each run (every
+environment rendered): ``make synth``, ``cdk8s synth``, ``iotistica-k8s synth`` (``python cli.py
+synth``: what the console script runs), ``python app.py``, and ``PYTHONOPTIMIZE=0 python app.py``
+(jsii's runtime type checks on: how the last three ran before they ran themselves under ``-O``).
 
 Each run's CPU time is the child's rusage (its waited-for descendants, the jsii Node processes and
 the worker processes, included). Memory is sampled from /proc every 20 ms over the whole process
@@ -30,7 +38,7 @@ A case's previous output is moved aside before its next run and deleted after th
 
 Objects = YAML documents written under the outdir. Runs are interleaved (one round of every case per
 repeat), so machine noise hits all cases alike: compare ratios, not absolute times
-(docs/performance-notes.md). The goals (README, Performance) are checked at the end: shipped
+(docs/performance.md). The goals (docs/performance.md) are checked at the end: shipped
 environments cold <= 2x floor; N generated cold <= 60 ms per environment; peak memory <= 300 MiB per
 worker; one changed environment among N, warm, <= 1.5 s.
 """
@@ -41,6 +49,7 @@ import argparse
 import contextlib
 import copy
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -77,6 +86,8 @@ class Case:
     objects: int | None = None
     before: Callable[[int], None] | None = None  # called with the run number before each run
     in_place: bool = False  # the previous run's output stays, as `make synth` finds dist/
+    cwd: Path = ROOT
+    env: dict[str, str] = field(default_factory=dict)  # added to the children's environment
     times: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     peak_total: list[int] = field(default_factory=list)  # bytes
@@ -199,7 +210,12 @@ def run(case: Case, env: dict[str, str], python: list[str], number: int = 0) -> 
     peak_worker: dict[int, int] = {}
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [*python, *case.argv], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*python, *case.argv],
+        cwd=case.cwd,
+        env={**env, **case.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     out_chunks: list[str] = []
     err_chunks: list[str] = []
@@ -300,6 +316,72 @@ def goals(floor: Case, shipped: Case, big: Case, changed: Case, over: Case) -> t
     return "\n".join(lines), all(ok for *_, ok in rows)
 
 
+def project_copy(dest: Path, environments: Path) -> Path:
+    """A runnable copy of the project with ``environments`` as its environments/ (see the module doc)."""
+    dest.mkdir()
+    for name in ("app.py", "cli.py", "cdk8s.yaml", "Makefile", "requirements.lock", "pyproject.toml"):
+        shutil.copy2(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("constructs", "synth", "tiers"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    shutil.copytree(environments, dest / "environments")
+    for name in (".venv", "node_modules", "imports", "package.json", "package-lock.json"):
+        (dest / name).symlink_to(ROOT / name)
+    return dest
+
+
+def entry_points(args: argparse.Namespace, sizes: list[int]) -> int:
+    """The ``--entry-points`` table: every way to run a synth, on the shipped fleet and N generated."""
+    env = child_env()
+    env.pop("PYTHONOPTIMIZE", None)
+    shipped_dir = ROOT / "environments"
+    with tempfile.TemporaryDirectory(prefix="iotistica-bench-") as tmp_str:
+        tmp = Path(tmp_str)
+        TRASH[:] = [tmp / "trash"]
+        TRASH[0].mkdir()
+        cases: list[Case] = []
+        fleets = [("shipped", shipped_dir)]
+        for n in sizes:
+            generate_environments(shipped_dir, tmp / f"envs-{n}", n)
+            fleets.append((f"generated {n}", tmp / f"envs-{n}"))
+        for label, folder in fleets:
+            copy = project_copy(tmp / f"project-{label.replace(' ', '-')}", folder)
+            count = len(list(folder.glob("*.yaml")))
+
+            def cold(number: int, copy: Path = copy) -> None:
+                shutil.rmtree(copy / ".synth-cache", ignore_errors=True)
+
+            python = str(copy / ".venv" / "bin" / "python")
+            for name, argv, extra in (
+                # Setup taken as done (-o): the copy links the project's .venv and node_modules.
+                ("make synth", ["make", "-s", "-o", ".venv/.stamp", "-o", "node_modules/.stamp", "synth"], {}),
+                ("cdk8s synth", [str(copy / "node_modules" / ".bin" / "cdk8s"), "synth"], {}),
+                ("iotistica-k8s synth (python cli.py synth)", [python, "cli.py", "synth"], {}),
+                ("python app.py", [python, "app.py"], {}),
+                ("python app.py without -O (PYTHONOPTIMIZE=0: as before)", [python, "app.py"], {"PYTHONOPTIMIZE": "0"}),
+            ):
+                case = Case(f"{label}: {name}", argv, count, copy / "dist", before=cold, in_place=True)
+                case.cwd, case.env = copy, extra
+                cases.append(case)
+        for case in cases:
+            run(case, env, [])  # warm-up (page cache, .pyc files, dist/ written once); not counted
+        for case in cases:
+            for field_list in (case.cpus, case.peak_total, case.peak_worker):
+                field_list.clear()
+            case.workers = 0
+        for r in range(args.repeats):
+            if not args.markdown:
+                print(f"bench: round {r + 1}/{args.repeats}", file=sys.stderr)
+            for case in cases:
+                case.times.append(run(case, env, [], r + 1))
+    rows = ["| entry point | environments | objects | wall s (median) | CPU s |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {c.name} | {c.environments} | {c.objects} | {c.median:.2f} | {c.cpu:.2f} |" for c in cases]
+    if not args.markdown:
+        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.repeats} repeats, median, cold cache\n")
+    print("\n".join(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; the median is reported (default 3)")
@@ -308,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument(
         "--no-optimize", action="store_true", help="run the children without -O (with jsii's runtime type checks)"
+    )
+    parser.add_argument(
+        "--entry-points", action="store_true", help="compare make synth, cdk8s synth, iotistica-k8s synth, app.py"
     )
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -318,8 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes must be comma-separated integers")
     if any(n < 1 for n in sizes):
         parser.error("--sizes must be >= 1")
+    if args.entry_points:
+        return entry_points(args, sizes)
 
     env = child_env()
+    if args.no_optimize:  # app.py runs itself under -O unless PYTHONOPTIMIZE is set (even to 0)
+        env["PYTHONOPTIMIZE"] = "0"
     python = [sys.executable] if args.no_optimize else [sys.executable, "-O"]
     shipped_dir = ROOT / "environments"
     shipped_count = len(list(shipped_dir.glob("*.yaml")))

@@ -114,7 +114,7 @@ lines = [
     "",
     "`wire_tables.json` (scripts/wire_tables.py) records how each L1 class of these modules and of",
     "`cdk8s_plus_27.k8s` renders itself (its `toJson_*` functions, GVKs and enum values), read from",
-    "the bindings' JavaScript: constructs/api_objects.py renders the same objects in Python.",
+    "the bindings' JavaScript: synth/python_renderer.py renders the same objects in Python.",
     "",
     "| module | API group | kind: classes (versions; * = storage) | CRD files |",
     "|---|---|---|---|",
@@ -151,7 +151,7 @@ lines += [
 readme.write_text("\n".join(lines))
 PYEOF
 
-# 5. How every L1 binding renders itself (core types and these modules), for constructs/api_objects.py.
+# 5. How every L1 binding renders itself (core types and these modules), for synth/python_renderer.py.
 "$PY" "$ROOT/scripts/wire_tables.py" "$NEW" || die "wire_tables.py failed"
 
 # 6. Swap in the new tree.

@@ -6,7 +6,7 @@ generated ``toJson_<Type>(obj)`` functions: each lists the type's fields in outp
 jsii name to the Kubernetes name (``clusterIp`` -> ``clusterIP``, ``xKubernetesListType`` ->
 ``x-kubernetes-list-type``) and converts nested values in one of a few generated shapes. This script
 reads those functions, the classes' GVKs and the enums' values out of the jsii tarballs (the exact
-code the jsii kernel runs) into one JSON table, which ``constructs/api_objects.py`` uses to render the
+code the jsii kernel runs) into one JSON table, which ``synth/python_renderer.py`` uses to render the
 same objects in Python.
 
 Usage: scripts/wire_tables.py IMPORTS_DIR   (writes IMPORTS_DIR/wire_tables.json; run by `make imports`)

@@ -1,4 +1,4 @@
-"""The Python renderer (constructs/api_objects.py) gives exactly what cdk8s gives for every object.
+"""The Python renderer (synth/python_renderer.py) gives exactly what cdk8s gives for every object.
 
 Each object is built twice from the same constructs: once rendered in Python (what app.py ships), once
 as its real L1 object in the jsii kernel, rendered by cdk8s's own ``toJson()``. The JSON must be equal,
@@ -22,7 +22,6 @@ import pytest
 from cdk8s_plus_27 import k8s
 
 from constructs.api_objects import (
-    WIRE_TABLES,
     Component,
     JsonPatch,
     ObjectChart,
@@ -30,11 +29,11 @@ from constructs.api_objects import (
     api_object,
     current_renderer,
     renderer,
-    tables,
 )
 from constructs.platform import int_or_string, quantity
 from constructs.release_chart import ReleaseChart
 from constructs.shared_charts import ArgoCdChart, ClusterChart
+from synth.python_renderer import WIRE_TABLES, tables
 from tests.helpers import SHIPPED, env_from
 from tiers.models import Environment
 from tiers.shared import shared_props

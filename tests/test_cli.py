@@ -145,8 +145,8 @@ def test_schema_is_json_schema_and_committed_copy_is_current(capsys) -> None:
     assert (ROOT / "environment.schema.json").read_text() == out, "run `iotistica-k8s docs`"
 
 
-def test_readme_settings_reference_is_current() -> None:
-    text = (ROOT / "README.md").read_text()
+def test_settings_reference_page_is_current() -> None:
+    text = (ROOT / "docs" / "settings.md").read_text()
     section = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert section == settings_reference(), "run `iotistica-k8s docs`"
     assert "| `api.hpa.minReplicas` | int |" in section

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import app
 import cli
+from synth import output
 from tiers.models import Environment
 from tiers.reference import _rows
 
@@ -117,7 +118,7 @@ def test_bad_input_gives_one_line_or_a_valid_dist(case: tuple[str, str]) -> None
         (envs / file_name).write_text(text)
         # A previous synth's output: the marker and a generated release folder.
         (out / "previous").mkdir(parents=True)
-        (out / app.MARKER).write_text(app.MARKER_TEXT)
+        (out / output.MARKER).write_text(output.MARKER_TEXT)
         (out / "previous" / "Deployment.previous-api.k8s.yaml").write_text("kind: Deployment\n")
         before = _snapshot(out)
 

@@ -1,4 +1,4 @@
-"""constructs/jsii_wire.py sends the jsii kernel the same requests as jsii's own encoding.
+"""synth/jsii_wire.py sends the jsii kernel the same requests as jsii's own encoding.
 
 The manifests are compared byte for byte by test_dist.py and the snapshots; here the encoding itself:
 struct arguments (jsii sends every field, unset ones as null; ours only the set ones) and the
@@ -14,8 +14,8 @@ import jsii._kernel as kernel_module
 from cdk8s_plus_27 import k8s
 from jsii._kernel.types import CreateRequest, InvokeRequest, ObjRef, Override, StaticInvokeRequest
 
-from constructs import jsii_wire
 from constructs.platform import http_probe, quantity
+from synth import jsii_wire
 
 
 def without_nulls(value: Any) -> Any:

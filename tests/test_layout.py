@@ -6,7 +6,8 @@ unreachable. These tests fail with a message that says which.
 
 The folder is laid out by the README's concerns: `core/`, `edge/`, `lifecycle/`, `isolation/`
 (namespace packages: no `__init__.py` there either), beside a few shared building blocks and the
-in-cluster `scripts/`. A new module goes into the folder of its concern.
+in-cluster `scripts/`. A new module goes into the folder of its concern. The synth engine that
+renders them is the top-level package `synth/` (with an `__init__.py`: it merges into nothing).
 """
 
 from __future__ import annotations
@@ -18,17 +19,34 @@ ROOT = Path(__file__).resolve().parent.parent
 OURS = ROOT / "constructs"
 CONCERNS = ("core", "edge", "lifecycle", "isolation")
 #: Modules beside the concern folders: helpers every concern uses, and the charts that wire them.
-#: Shared building blocks beside the concerns; jsii_wire and manifest_writer are synth machinery (the jsii
-#: wire encoding of struct arguments and the Python YAML writer), used by every concern's output.
+#: ``api_objects`` is how every construct declares a manifest; rendering it is the synth engine's
+#: (synth/: the Python renderer, the jsii wire encoding, the YAML writer), not a construct.
 SHARED = {
     "platform",
     "secret_catalog",
     "release_chart",
     "shared_charts",
     "argocd_apps",
+    "api_objects",
+}
+#: The synth engine: a normal package at the top level, one module per stage (synth/__init__.py).
+ENGINE = ROOT / "synth"
+ENGINE_MODULES = {
+    "__init__",
+    "kernel",
+    "fleet",
+    "plan",
+    "cache",
+    "render",
+    "workers",
+    "python_renderer",
     "jsii_wire",
     "manifest_writer",
-    "api_objects",
+    "files",
+    "pipeline",
+    "output",
+    "signals",
+    "run",
 }
 #: Files run in the cluster (shipped in ConfigMaps), not imported by the app.
 SCRIPTS = "scripts"
@@ -99,6 +117,27 @@ def test_every_module_of_the_concern_folders_imports() -> None:
         name = f"constructs.{path.parent.name}.{path.stem}"
         mod = importlib.import_module(name)
         assert Path(mod.__file__ or "").resolve() == path.resolve(), f"{name} resolves to {mod.__file__}"
+
+
+def test_the_engine_is_a_package_of_its_own_with_a_docstring_per_stage() -> None:
+    """synth/ is a normal package (it has an __init__.py, unlike constructs/), not named after the
+    constructs library or cdk8s, and every module says what it takes and what it gives."""
+    import ast
+
+    import cdk8s
+
+    import constructs
+
+    assert (ENGINE / "__init__.py").is_file(), "synth/ is a normal package: it needs its __init__.py"
+    modules = {p.stem for p in ENGINE.glob("*.py")}
+    assert modules == ENGINE_MODULES, f"synth/ holds {sorted(modules)}; list each module in ENGINE_MODULES"
+    taken = {n.lower() for n in (*constructs.__all__, *dir(cdk8s))}
+    assert ENGINE.name not in taken, f"the engine package shadows a name of constructs or cdk8s: {ENGINE.name}"
+    for path in sorted(ENGINE.glob("*.py")):
+        assert ast.get_docstring(ast.parse(path.read_text())), f"synth/{path.name} has no module docstring"
+    assert not (OURS / "manifest_writer.py").exists() and not (OURS / "jsii_wire.py").exists(), (
+        "the renderer's internals live in synth/, constructs/ holds constructs and their building blocks"
+    )
 
 
 def test_the_models_package_re_exports_every_public_name() -> None:

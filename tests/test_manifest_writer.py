@@ -1,4 +1,4 @@
-"""The Python YAML writer (constructs/manifest_writer.py) writes what cdk8s's Node writer writes.
+"""The Python YAML writer (synth/manifest_writer.py) writes what cdk8s's Node writer writes.
 
 The whole of dist/ is compared byte for byte by test_dist.py (a fresh synth goes through the Python
 writer); here the scalars that decide quoting and block style are checked one by one against
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from constructs import manifest_writer as mw
+from synth import manifest_writer as mw
 
 TRICKY = [
     "",

@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 
 import app
-from synth_cache import OUTPUTS, SynthCache, code_fingerprint, key
+from synth import output, pipeline
+from synth.cache import OUTPUTS, SynthCache
+from synth.plan import code_fingerprint, key
 from tiers.loader import load_environments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,19 +23,19 @@ def tree(path: Path) -> dict[str, bytes]:
 
 
 def entry_files(cache_dir: Path) -> dict[str, bytes]:
-    """The cache's entries (its records of output folders, synth_cache.OUTPUTS, left out)."""
+    """The cache's entries (its records of output folders, synth/cache.py OUTPUTS, left out)."""
     return {k: v for k, v in tree(cache_dir).items() if not k.startswith(f"{OUTPUTS}/")}
 
 
 def test_cached_synth_equals_fresh_synth(tmp_path: Path) -> None:
     envs = load_environments(ROOT / "environments")
     fresh, cold, warm = tmp_path / "fresh", tmp_path / "cold", tmp_path / "warm"
-    app.synthesize(envs, fresh, partial=False, all_envs=envs)
+    pipeline.synthesize(envs, fresh, partial=False, all_envs=envs)
     cache = SynthCache(tmp_path / "cache")
-    app.synthesize(envs, cold, partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, cold, partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (0, len(envs) + 1)  # every release and the shared charts
     cache = SynthCache(tmp_path / "cache")
-    app.synthesize(envs, warm, partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, warm, partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1, 0)
     assert tree(fresh) == tree(cold) == tree(warm)
 
@@ -57,11 +59,11 @@ def test_changing_one_environment_misses_only_that_one(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     envs = load_environments(env_dir)
     cache = SynthCache(cache_dir)
-    app.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
     assert cache.misses == 1, "the changed release only: the shared charts read nothing of api (tiers/shared.py)"
     assert 'value: "21"' in (tmp_path / "b" / "client-demo" / "Deployment.client-demo-api.k8s.yaml").read_text()
     fresh = tmp_path / "c"
-    app.synthesize(envs, fresh, partial=False, all_envs=envs)
+    pipeline.synthesize(envs, fresh, partial=False, all_envs=envs)
     assert tree(fresh) == tree(tmp_path / "b")
 
 
@@ -73,22 +75,22 @@ def test_a_change_the_shared_charts_read_misses_them_too(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump(data))
     envs = load_environments(env_dir)
     cache = SynthCache(cache_dir)
-    app.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
     assert cache.misses == 2, "the changed release and the shared charts"
     argocd = (tmp_path / "b" / "argocd" / "Application.client-demo.k8s.yaml").read_text()
     assert "namespace: demo-moved" in argocd
     assert "demo-moved" in "".join(p.read_text() for p in (tmp_path / "b" / "cluster").glob("*.yaml"))
     fresh = tmp_path / "c"
-    app.synthesize(envs, fresh, partial=False, all_envs=envs)
+    pipeline.synthesize(envs, fresh, partial=False, all_envs=envs)
     assert tree(fresh) == tree(tmp_path / "b")
 
 
 def test_code_fingerprint_covers_code_presets_scripts_and_bindings(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     copy.mkdir()
-    for name in ("app.py", "synth_cache.py", "requirements.lock"):
+    for name in ("app.py", "requirements.lock"):
         shutil.copy(ROOT / name, copy / name)
-    for folder in ("constructs", "tiers", "imports"):
+    for folder in ("constructs", "synth", "tiers", "imports"):
         shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     base = code_fingerprint(copy)
     assert base == code_fingerprint(copy), "stable"
@@ -99,6 +101,8 @@ def test_code_fingerprint_covers_code_presets_scripts_and_bindings(tmp_path: Pat
         "tiers/models/base.py",
         "tiers/models/environment.py",
         "app.py",
+        "synth/render.py",
+        "synth/python_renderer.py",
         "requirements.lock",
         "imports/README.md",
     ):
@@ -215,11 +219,11 @@ def test_a_preset_is_parsed_once_and_every_environment_gets_its_own_copy(tmp_pat
 def test_editing_an_output_file_in_place_never_reaches_the_cache(tmp_path: Path) -> None:
     envs = load_environments(ROOT / "environments")
     cache_dir = tmp_path / "cache"
-    app.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    pipeline.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
     entries = entry_files(cache_dir)
     warm = tmp_path / "warm"
     cache = SynthCache(cache_dir)
-    app.synthesize(envs, warm, partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, warm, partial=False, all_envs=envs, cache=cache)
     assert cache.misses == 0
     # What an editor that writes in place does (vim with backupcopy=yes, `cat > file`): same inode.
     edited = sorted(warm.glob("*/*.k8s.yaml"))
@@ -229,14 +233,14 @@ def test_editing_an_output_file_in_place_never_reaches_the_cache(tmp_path: Path)
     assert all(p.stat().st_nlink == 1 for p in warm.rglob("*") if p.is_file()), "no file is linked"
     assert entry_files(cache_dir) == entries, "the cache's entries are untouched"
     again = tmp_path / "again"
-    app.synthesize(envs, again, partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    pipeline.synthesize(envs, again, partial=False, all_envs=envs, cache=SynthCache(cache_dir))
     assert tree(again) == tree(tmp_path / "cold")
 
 
 def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
     envs = load_environments(ROOT / "environments")
     cache_dir = tmp_path / "cache"
-    app.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    pipeline.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
     entries = sorted(p for p in cache_dir.iterdir() if p.name != OUTPUTS)
     assert len(entries) == len(envs) + 1 and all(p.is_file() for p in entries)
     # One byte changed, one entry cut short, one in an older version's layout (a folder).
@@ -248,21 +252,21 @@ def test_a_damaged_or_foreign_entry_is_a_miss_and_is_replaced(tmp_path: Path) ->
     entries[2].mkdir()
     (entries[2] / ".complete").write_text("")
     cache = SynthCache(cache_dir)
-    app.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1 - 3, 3)
     assert tree(tmp_path / "out") == tree(tmp_path / "fresh")
     assert sorted(p.name for p in cache_dir.iterdir() if p.name != OUTPUTS) == [p.name for p in entries], (
         "replaced, none left over"
     )
     cache = SynthCache(cache_dir)
-    app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1, 0)
 
 
 def test_an_entry_pruned_between_probe_and_fetch_is_rendered_after_all(tmp_path: Path) -> None:
     envs = load_environments(ROOT / "environments")
     cache_dir = tmp_path / "cache"
-    app.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    pipeline.synthesize(envs, tmp_path / "fresh", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
 
     class PrunedMeanwhile(SynthCache):
         def fetch(self, entry: str, dest: Path, previous: Path | None = None) -> bool:
@@ -270,11 +274,11 @@ def test_an_entry_pruned_between_probe_and_fetch_is_rendered_after_all(tmp_path:
             return super().fetch(entry, dest, previous)
 
     racing = PrunedMeanwhile(cache_dir)
-    app.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=racing)
+    pipeline.synthesize(envs, tmp_path / "out", partial=False, all_envs=envs, cache=racing)
     assert (racing.hits, racing.misses) == (0, len(envs) + 1)
     assert tree(tmp_path / "out") == tree(tmp_path / "fresh")
     cache = SynthCache(cache_dir)
-    app.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
+    pipeline.synthesize(envs, tmp_path / "again", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (len(envs) + 1, 0), "stored again"
 
 
@@ -310,16 +314,16 @@ def test_a_synth_over_its_previous_output_links_the_unchanged_files_and_shares_n
     assert app.main([*argv, "--no-cache"]) == 0
     again = inodes(out)
     new = sorted(name for name in again if after.get(name) != again[name])
-    assert all(name == app.MARKER or name.endswith("REQUIRED-SECRETS.md") for name in new), new
+    assert all(name == output.MARKER or name.endswith("REQUIRED-SECRETS.md") for name in new), new
     assert all(p.stat().st_nlink == 1 for p in out.rglob("*") if p.is_file())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "environments", "out"], "staging removed"
     fresh = tmp_path / "fresh"
-    app.synthesize(load_environments(env_dir), fresh, partial=False)
+    pipeline.synthesize(load_environments(env_dir), fresh, partial=False)
     assert tree(out) == tree(fresh)
 
 
 def test_a_previous_file_is_reused_only_when_it_is_exactly_what_would_be_written(tmp_path: Path) -> None:
-    from synth_cache import FolderWriter
+    from synth.files import FolderWriter
 
     previous, dest, elsewhere = tmp_path / "previous", tmp_path / "dest", tmp_path / "elsewhere"
     previous.mkdir()
@@ -417,14 +421,14 @@ def test_a_part_replaced_by_another_synth_before_the_promotion_is_written_again(
     cache = SynthCache(tmp_path / "cache")
     staging = tmp_path / "staging"
     staging.mkdir()
-    built = app.build(envs, staging / "out", all_envs=envs, cache=cache, previous=out)
+    built = pipeline.build(envs, staging / "out", all_envs=envs, cache=cache, previous=out)
     assert len(built.kept) == len(envs) + 1, "every part is kept"
     other = tmp_path / "other-synths-folder"
     shutil.copytree(out / "client-demo", other)
     (other / "Deployment.client-demo-api.k8s.yaml").write_text("another synth's output\n")
     shutil.rmtree(out / "client-demo")
     other.rename(out / "client-demo")
-    app._promote(staging, out, envs, envs, False, built, cache)
+    output.promote(staging, out, envs, envs, False, built, cache)
     assert tree(out) == tree(fresh)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import app
-from synth_cache import OUTPUTS
+from synth import output, pipeline, workers
+from synth.cache import OUTPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -67,7 +67,6 @@ def project_copy(dest: Path) -> Path:
     for name in (
         "app.py",
         "cli.py",
-        "synth_cache.py",
         "cdk8s.yaml",
         "Makefile",
         "requirements.lock",
@@ -76,7 +75,7 @@ def project_copy(dest: Path) -> Path:
         "package-lock.json",
     ):
         shutil.copy2(ROOT / name, dest / name)
-    for name in ("constructs", "tiers", "environments", "dist"):
+    for name in ("constructs", "synth", "tiers", "environments", "dist"):
         shutil.copytree(ROOT / name, dest / name)
     (ROOT / ".synth-cache").mkdir(exist_ok=True)
     for name in (".venv", "node_modules", "imports", ".synth-cache"):
@@ -85,7 +84,7 @@ def project_copy(dest: Path) -> Path:
 
 
 def environments(folder: Path, count: int) -> Path:
-    """``count`` valid demo-tier environments (parallel synths need at least ``app.PARALLEL_MIN``)."""
+    """``count`` valid demo-tier environments (parallel synths need at least ``workers.PARALLEL_MIN``)."""
     folder.mkdir()
     for i in range(count):
         name = f"client-{i:02d}"
@@ -140,7 +139,7 @@ def test_outdir_dot_refuses_the_checkout_and_touches_nothing(copy: Path) -> None
     before = tree(copy)
     proc = run("make", "-s", "synth", cwd=copy, env={**ENV, "CDK8S_OUTDIR": "."})
     assert proc.returncode != 0
-    assert f"error: {copy}: is not empty and has no {app.MARKER} marker" in proc.stderr
+    assert f"error: {copy}: is not empty and has no {output.MARKER} marker" in proc.stderr
     assert "Traceback" not in proc.stderr
     after = tree(copy)
     assert {k: v for k, v in after.items() if k in before} == before, "nothing may change"
@@ -152,7 +151,7 @@ def test_outdir_environments_is_refused(copy: Path) -> None:
     proc = run(PY, "app.py", "--outdir", "environments", cwd=copy)
     assert proc.returncode == 2
     line = one_line(proc.stderr)
-    assert line.startswith(f"error: {copy}/environments: is not empty and has no {app.MARKER} marker")
+    assert line.startswith(f"error: {copy}/environments: is not empty and has no {output.MARKER} marker")
     assert line.endswith("refusing to replace it, nothing was written")
     assert tree(copy / "environments") == before
 
@@ -192,7 +191,7 @@ def test_relative_outdir_is_relative_to_the_project_root(copy: Path, tmp_path: P
     (elsewhere / "environments").mkdir()
     proc = run(CONSOLE, "synth", "--outdir", "environments", cwd=elsewhere)
     assert proc.returncode == 2
-    assert one_line(proc.stderr).startswith(f"error: {ROOT}/environments: is not empty and has no {app.MARKER}")
+    assert one_line(proc.stderr).startswith(f"error: {ROOT}/environments: is not empty and has no {output.MARKER}")
     assert not any((elsewhere / "environments").iterdir())
 
 
@@ -241,7 +240,7 @@ def test_cdk8s_cli_promotes_dist_and_lists_the_manifests(copy: Path) -> None:
 
 def test_cdk8s_yaml_output_is_the_apps_scratch_folder() -> None:
     config = yaml.safe_load((ROOT / "cdk8s.yaml").read_text())
-    assert config["output"] == app.CDK8S_STAGING.name != "dist"
+    assert config["output"] == output.CDK8S_STAGING.name != "dist"
     assert "--cdk8s-cli" in config["app"].split()
 
 
@@ -303,7 +302,9 @@ def _worker_node(proc: subprocess.Popen[str]) -> int | None:
     return None
 
 
-def _parallel_synth(tmp_path: Path, renderer: str = "python", count: int = app.PARALLEL_MIN) -> subprocess.Popen[str]:
+def _parallel_synth(
+    tmp_path: Path, renderer: str = "python", count: int = workers.PARALLEL_MIN
+) -> subprocess.Popen[str]:
     envs = environments(tmp_path / "envs", count)
     argv = [PY, str(ROOT / "app.py"), "--environments", str(envs), "--outdir", str(tmp_path / "out")]
     return subprocess.Popen(
@@ -402,7 +403,7 @@ def test_duplicate_keys_and_alias_bombs_are_refused(tmp_path: Path) -> None:
     ("signum", "renderer"), [(signal.SIGTERM, "python"), (signal.SIGINT, "python"), (signal.SIGTERM, "cdk8s")]
 )
 def test_signal_during_parallel_synth_ends_everything(tmp_path: Path, signum: int, renderer: str) -> None:
-    proc = _parallel_synth(tmp_path, renderer, count=60 if renderer == "python" else app.PARALLEL_MIN)
+    proc = _parallel_synth(tmp_path, renderer, count=60 if renderer == "python" else workers.PARALLEL_MIN)
     try:
         wait_for(lambda: _workers_rendering(tmp_path), proc)
         if renderer == "cdk8s":
@@ -433,7 +434,7 @@ def test_two_cold_synths_race_on_one_cache_and_one_output(tmp_path: Path) -> Non
     results = [(p.wait(timeout=600), p.stderr.read() if p.stderr else "") for p in procs]
     assert results == [(0, ""), (0, "")], results
     assert tree(out / "client-demo") == tree(ROOT / "dist" / "client-demo")
-    assert sorted(p.name for p in out.iterdir()) == sorted([app.MARKER, "argocd", "client-demo", "cluster"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([output.MARKER, "argocd", "client-demo", "cluster"])
     assert not [p.name for p in cache.iterdir() if p.name.startswith(".")], "no temporary cache folder left"
     entries = [p for p in cache.iterdir() if p.name != OUTPUTS]
     assert len(entries) == 2  # the release and the shared charts, each stored once
@@ -456,7 +457,7 @@ def test_partial_synth_prunes_releases_whose_file_is_gone(tmp_path: Path) -> Non
     (envs / "iotistica-starter.yaml").unlink()
     proc = run(*argv, "--env", "client-demo")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted([app.MARKER, "argocd", "client-demo", "cluster"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([output.MARKER, "argocd", "client-demo", "cluster"])
     assert not [f for f in (out / "argocd").iterdir() if "iotistica-starter" in f.read_text()]
     assert tree(out / "client-demo") == tree(ROOT / "dist" / "client-demo")
 
@@ -481,8 +482,8 @@ def test_gitignore_covers_what_synth_creates_and_make_clean_removes_it(copy: Pat
 
 
 def test_committed_dist_carries_the_marker() -> None:
-    assert (ROOT / "dist" / app.MARKER).read_text() == app.MARKER_TEXT
-    assert app.foreign_entry(ROOT / "dist") is None
+    assert (ROOT / "dist" / output.MARKER).read_text() == output.MARKER_TEXT
+    assert output.foreign_entry(ROOT / "dist") is None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -511,15 +512,15 @@ def test_a_warm_synth_ends_its_unused_render_worker_and_leaves_nothing_behind(tm
 
 
 def test_a_render_worker_that_everything_hit_is_never_given_work(tmp_path: Path) -> None:
-    from synth_cache import SynthCache
+    from synth.cache import SynthCache
     from tiers.loader import load_environments
 
     envs = load_environments(ROOT / "environments")
-    app.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(tmp_path / "cache"))
-    worker = app.RenderWorker()
+    pipeline.synthesize(envs, tmp_path / "cold", partial=False, all_envs=envs, cache=SynthCache(tmp_path / "cache"))
+    worker = workers.RenderWorker()
     try:
         cache = SynthCache(tmp_path / "cache")
-        app.synthesize(envs, tmp_path / "warm", partial=False, all_envs=envs, cache=cache, worker=worker)
+        pipeline.synthesize(envs, tmp_path / "warm", partial=False, all_envs=envs, cache=cache, worker=worker)
         assert (cache.hits, cache.misses) == (len(envs) + 1, 0)
         pids = list(getattr(worker.pool, "_processes", {}))
         assert len(pids) == 1, "one worker was started at once"

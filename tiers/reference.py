@@ -1,9 +1,9 @@
-"""The settings reference of README.md, generated from the models so that it cannot drift.
+"""The settings reference (docs/settings.md), generated from the models so that it cannot drift.
 
 ``settings_reference()`` walks :class:`tiers.models.Environment` and renders one table row per leaf
 setting: its key path as written in YAML, its type, and its description (which states the default).
-``README.md`` holds the rendered table between two markers; ``iotistica-k8s docs`` rewrites it and
-``tests/test_cli.py`` fails when it is stale.
+``docs/settings.md`` holds the rendered table between two markers; ``iotistica-k8s docs`` rewrites it,
+and ``iotistica-k8s docs --check`` and ``tests/test_cli.py`` fail when it is stale.
 """
 
 from __future__ import annotations
@@ -66,19 +66,19 @@ def settings_reference() -> str:
     return "\n".join(lines)
 
 
-def render_readme(text: str) -> str:
-    """README text with the reference section replaced by the current one."""
+def render_page(text: str) -> str:
+    """The page's text with the reference section replaced by the current one."""
     if START not in text or END not in text:
-        raise ValueError("README.md lacks the settings-reference markers")
+        raise ValueError("the settings reference page lacks its markers")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{settings_reference()}\n{END}{tail}"
 
 
-def update_readme(path: Path, *, check: bool) -> bool:
-    """Rewrite the section (or, with check, only compare). Returns True when it was current."""
+def update_reference(path: Path, *, check: bool) -> bool:
+    """Rewrite the section of ``path`` (or, with check, only compare). Returns True when it was current."""
     text = path.read_text(encoding="utf-8")
-    new = render_readme(text)
+    new = render_page(text)
     if new == text:
         return True
     if not check:

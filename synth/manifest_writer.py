@@ -3,8 +3,8 @@
 ``App.synth()`` with ``FOLDER_PER_CHART_FILE_PER_RESOURCE`` resolves every object to JSON and then,
 still in Node, turns each one into YAML with the ``yaml`` package (v2: ``lineWidth: 0``,
 ``version: '1.1'``) and writes ``<outdir>/<chart>/<kind>.<name>.k8s.yaml``. That YAML step was the
-largest single item of a cold synth (performance notes). Here the JSON comes from each chart's
-``to_json()`` (constructs/api_objects.py) and the YAML is written by :func:`dump`, a port of the
+largest single item of a cold synth (docs/performance.md). Here the JSON comes from each chart's
+``to_json()`` (synth/python_renderer.py) and the YAML is written by :func:`dump`, a port of the
 parts of ``yaml``'s stringifier that plain JSON reaches (block maps and sequences, ``{}``/``[]``,
 plain / quoted / literal-block strings, the YAML 1.1 resolution checks that decide quoting).
 
@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from synth.files import write_tree
 
 #: cdk8s App defaults (node_modules/cdk8s/lib/app.js).
 EXTENSION = ".k8s.yaml"
@@ -322,9 +324,7 @@ def render_files(charts: Iterable[tuple[str, list[dict[str, Any]]]]) -> dict[Pat
 def write_files(outdir: Path, files: dict[Path, str], previous: Path | None = None) -> None:
     """Write each text as UTF-8 under ``outdir`` as new files (mode 0666 less the umask, as ``open()``
     makes files). ``previous``: the folder ``outdir`` will replace; its files with the same bytes are
-    linked instead (synth_cache.FolderWriter)."""
-    from synth_cache import write_tree
-
+    linked instead (synth/files.py)."""
     os.makedirs(outdir, exist_ok=True)
     write_tree(outdir, ((str(rel.parent), rel.name, text.encode("utf-8")) for rel, text in files.items()), previous)
 

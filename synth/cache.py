@@ -1,21 +1,14 @@
-"""Incremental synth: skip environments whose inputs and code are unchanged, keyed by content hash.
+"""The cache store: rendered output by cache key, and the records of the output folders synth promoted.
 
-A release folder of ``dist/`` is a pure function of (the environment's validated model, the code
-that renders it, the library versions). The cache key is the sha256 of exactly that:
-
-- the code fingerprint: every file under ``constructs/``, ``tiers/`` (presets included) and
-  ``imports/``, plus ``app.py``, ``synth_cache.py`` and ``requirements.lock``, by path and content;
-  the installed versions of the packages that render (cdk8s, cdk8s-plus-27, constructs, jsii,
-  pydantic, PyYAML) and the Python version;
-- the environment: ``Environment.model_dump_json()`` after the tier preset was merged in.
-
-Anything that can change a byte of output changes the key, so a hit is a copy of the output the same
-inputs produced before: never stale. ``tests/test_synth_cache.py`` proves it (a cached synth equals a
-fresh one byte for byte; changing code, a preset or an environment misses). An entry is one file,
-``.synth-cache/<key>`` (git-ignored): the folder's files and their bytes, checked against their
-sha256 when read, so a hit writes ~50 files from one read instead of copying them one by one. Entries
-are written atomically (safe for concurrent runs sharing one cache), and the least recently used
-beyond ``MAX_ENTRIES`` are pruned.
+Takes a release's (or the shared charts') rendered folder and its key (synth/plan.py); gives it back
+byte for byte on a later synth with the same key. A key covers everything that can change a byte of
+output (the code, the libraries, the validated environment: synth/plan.py), so a hit is a copy of
+the output the same inputs produced before: never stale. ``tests/test_synth_cache.py`` proves it (a
+cached synth equals a fresh one byte for byte; changing code, a preset or an environment misses). An
+entry is one file, ``.synth-cache/<key>`` (git-ignored): the folder's files and their bytes, checked
+against their sha256 when read, so a hit writes ~50 files from one read (through synth/files.py)
+instead of copying them one by one. Entries are written atomically (safe for concurrent runs sharing
+one cache), and the least recently used beyond ``MAX_ENTRIES`` are pruned.
 
 ``.synth-cache/outputs/`` holds one record per output folder: the cache entry and the ``lstat``
 signature of each part a synth promoted there (:class:`Part`). A hit whose part is still there as
@@ -33,169 +26,14 @@ import pickle
 import secrets
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-CODE_DIRS = ("constructs", "tiers", "imports")
-CODE_FILES = ("app.py", "synth_cache.py", "requirements.lock")
-PACKAGES = ("cdk8s", "cdk8s-plus-27", "constructs", "jsii", "pydantic", "pydantic-core", "PyYAML")
-SKIP_PARTS = {"__pycache__", ".mypy_cache", ".ruff_cache"}
+from synth.files import write_tree
+
 MAX_ENTRIES = 2000
-
-
-def _files(root: Path) -> Iterable[Path]:
-    for name in CODE_FILES:
-        path = root / name
-        if path.is_file():
-            yield path
-    for folder in CODE_DIRS:
-        for path in sorted((root / folder).rglob("*")):
-            if path.is_file() and not SKIP_PARTS.intersection(path.relative_to(root).parts):
-                yield path
-
-
-def code_fingerprint(root: Path = ROOT) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(_files(root), key=lambda p: p.relative_to(root).as_posix()):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    for package in PACKAGES:
-        try:
-            version = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            version = "absent"
-        digest.update(f"{package}=={version}\0".encode())
-    digest.update(f"python{sys.version_info.major}.{sys.version_info.minor}".encode())
-    return digest.hexdigest()
-
-
-def key(code: str, *parts: str) -> str:
-    digest = hashlib.sha256(code.encode())
-    for part in parts:
-        digest.update(b"\0")
-        digest.update(part.encode())
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------
-# Output files: created new, or linked from the output folder they will replace when it has the same bytes
-# --------------------------------------------------------------------------------------------------
-
-#: Flags of a file created whole in a fresh folder.
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _file_mode() -> int | None:
-    """The mode ``open()`` gives a new file here (0666 less the umask), read without changing the
-    umask (``os.umask`` is process-wide); None where the kernel does not tell it."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-class FolderWriter:
-    """Creates the files of one output folder (``dest``, fresh: a staging folder's).
-
-    With ``previous``, the same folder of the output that ``dest`` will replace when it is promoted
-    (app.py), a file whose bytes equal the file at the same path there is a hard link to that file
-    instead of a new file. Creating files is most of writing a large output (an inode each; ~0.2 ms
-    on this machine's ext4), a link is a tenth of it, and the promotion then removes the old folder
-    without freeing those inodes. The output is the same bytes either way, and the two never stay
-    shared: once promoted, the old folder is removed and each file has one link again (a failed
-    synth removes its staging folder instead). Only a regular file of this user, with one link and
-    a new file's mode, is reused, and only when its bytes are the same (read and compared, also after
-    the link is made, in case the path was replaced meanwhile); anything else is written new.
-    """
-
-    mode = _file_mode()
-
-    def __init__(self, dest: Path, previous: Path | None = None) -> None:
-        dest.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(dest, _FOLDER)
-        self.previous: int | None = None
-        self.linked = 0
-        if previous is not None and self.mode is not None:
-            with contextlib.suppress(OSError):
-                self.previous = os.open(previous, _FOLDER)
-
-    def write(self, name: str, data: bytes | memoryview) -> None:
-        if self.previous is not None:
-            data = bytes(data)  # bytes compare with memcmp; a memoryview compares byte by byte
-            if self._link(name, data):
-                return
-        fd = os.open(name, _CREATE, 0o666, dir_fd=self.fd)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-
-    def _link(self, name: str, data: bytes) -> bool:
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.previous)
-        except OSError:
-            return False
-        try:
-            st = os.fstat(fd)
-            if not (
-                stat.S_ISREG(st.st_mode)
-                and stat.S_IMODE(st.st_mode) == self.mode
-                and st.st_nlink == 1
-                and st.st_uid == os.geteuid()
-                and st.st_size == len(data)
-                and os.read(fd, len(data) + 1) == data
-            ):
-                return False
-            os.link(name, name, src_dir_fd=self.previous, dst_dir_fd=self.fd, follow_symlinks=False)
-            now = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-            if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev) and os.pread(fd, len(data) + 1, 0) == data:
-                self.linked += 1
-                return True
-            os.unlink(name, dir_fd=self.fd)  # the path was replaced or changed meanwhile: write it new
-            return False
-        except OSError:  # no hard links on this file system, or another error: write it new
-            return False
-        finally:
-            os.close(fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-        if self.previous is not None:
-            os.close(self.previous)
-
-    def __enter__(self) -> FolderWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def write_tree(dest: Path, files: Iterable[tuple[str, str, bytes | memoryview]], previous: Path | None) -> None:
-    """Create ``files`` (folder relative to ``dest``, name, bytes) under ``dest``, a :class:`FolderWriter`
-    per folder; ``previous``: the folder ``dest`` will replace (its files with the same bytes are linked)."""
-    writers: dict[str, FolderWriter] = {}
-    try:
-        for folder, name, data in files:
-            writer = writers.get(folder)
-            if writer is None:
-                writer = writers[folder] = FolderWriter(dest / folder, previous / folder if previous else None)
-            writer.write(name, data)
-    finally:
-        for writer in writers.values():
-            writer.close()
 
 
 #: What a folder tree looks like to ``lstat``: (relative path, mode, uid, links, inode, size, mtime_ns,

@@ -3,7 +3,7 @@
 jsii's Python runtime encodes every struct argument (``k8s.ObjectMeta``, ``k8s.Container``, ...) by
 reading *every* field of the struct through its generated property, and each property evaluates
 ``typing.cast(typing.Optional[...], ...)``: for a cold synth that was the largest Python-side item
-after the kernel waits (cProfile, README Performance). The struct already holds exactly the fields
+after the kernel waits (cProfile, docs/performance.md). The struct already holds exactly the fields
 that were set in ``_values``; :func:`install` encodes from there. The fields left out are the unset
 ones, which the original sends as ``null`` and the kernel treats as absent: the manifests are the
 same bytes (``tests/test_dist.py``, the snapshot tests).
