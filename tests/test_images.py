@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import app
 import cli
 from constructs.platform import checkov_skips
-from synth_cache import SynthCache
+from synth.cache import SynthCache
+from synth.pipeline import synthesize
 from tests.helpers import by, container
 from tests.realservers import free_port, need, running
 from tests.test_synth_safety import ENV, project_copy
@@ -150,17 +150,17 @@ def test_a_lock_change_misses_the_cache_and_equals_a_fresh_synth(tmp_path: Path)
     pinned = lock_file(tmp_path, {"redis:7.4.2-alpine": DIGEST}, "pinned.lock")
     cache_dir = tmp_path / "cache"
     envs = load_environments(ROOT / "environments", images_lock=empty)
-    app.synthesize(envs, tmp_path / "a", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
+    synthesize(envs, tmp_path / "a", partial=False, all_envs=envs, cache=SynthCache(cache_dir))
     envs = load_environments(ROOT / "environments", images_lock=pinned)
     cache = SynthCache(cache_dir)
-    app.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
+    synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
     assert (cache.hits, cache.misses) == (1, len(envs)), "every release runs redis; the shared charts read no image"
     for env in envs:
         out = manifests(tmp_path / "b" / env.release)
         images = [c["image"] for o in out.values() for c in cli._containers(o)]
         assert f"redis:7.4.2-alpine@{DIGEST}" in images and "redis:7.4.2-alpine" not in images
     fresh = tmp_path / "c"
-    app.synthesize(envs, fresh, partial=False, all_envs=envs)
+    synthesize(envs, fresh, partial=False, all_envs=envs)
     assert tree(fresh) == tree(tmp_path / "b")
 
 
