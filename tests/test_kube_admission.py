@@ -882,6 +882,10 @@ def test_hook_job_service_accounts_have_exactly_their_scripts_rights(cluster: Ku
 
 def test_tokens_come_from_the_token_request_api(cluster: KubeApiServer) -> None:
     token = cluster.token("iotistica", "iotistica-redis-auth-generator")
+    # Absent whatever ran before on this session's server (tests/test_secret_jobs.py's Jobs create it).
+    cluster.delete(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "iotistica-redis-auth", "namespace": "iotistica"}}
+    )
     status, _ = cluster.request("GET", "/api/v1/namespaces/iotistica/secrets/iotistica-redis-auth", token=token,
                                 check=False)  # fmt: skip
     assert status == 404  # authorised (get by name), absent
