@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 CDK8S  := node_modules/.bin/cdk8s
 # ENV: one or more environment names (space separated) for `make synth`; empty = all.
 ENV    ?=
+# TEST_JOBS: processes for `make test` (pytest-xdist); 0 = one process.
+TEST_JOBS ?= 2
 
 # No end-of-life / upgrade banners from jsii and the cdk8s CLI (every node/jsii call).
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -64,9 +66,11 @@ bytecode: setup $(VENV)/.opt-bytecode.stamp
 synth: bytecode ## synthesize manifests into dist/<release>/ (ENV='a b' for some environments)
 	$(PY) -O app.py $(if $(strip $(ENV)),$(foreach e,$(ENV),--env $(e)))
 
+# The suite runs in TEST_JOBS processes (pytest-xdist), a test module's tests in one of them: each process
+# starts its own real servers (own ports, own temporary folders). TEST_JOBS=0 runs it in one process.
 test: bytecode $(TOOLS_VENV)/.stamp ## run the test suite (installs missing Debian test services when root)
 	scripts/ensure-system-deps.sh
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadscope
 
 bench: bytecode ## measure synth wall time against the import floor
 	$(PY) scripts/bench.py
