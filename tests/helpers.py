@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from constructs.isolation.cluster_rbac import FLEET_NAMESPACE_MANAGER
 from tiers.loader import PRESETS, ConfigError, deep_merge, load_environment
 from tiers.models import Environment
 
@@ -93,3 +94,59 @@ def pod_specs(objs: list[Manifest]) -> list[tuple[Manifest, Manifest]]:
         elif o["kind"] == "CronJob":
             out.append((o, o["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
     return out
+
+
+#: A namespace the API itself made (platform-facts §11: fleet-<first 8 hex of the fleet uuid>).
+API_FLEET = "fleet-1a2b3c4d"
+
+
+def agent_deployment(namespace: str = API_FLEET, **pod: Any) -> dict[str, Any]:
+    """An agent Deployment as the deployer writes it (platform-facts §11): pod-level security only."""
+    container = {
+        "name": "agent",
+        "image": "docker.io/iotistic/agent:latest",
+        "env": [{"name": "AGENT_UUID", "value": "x"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/app/data"}],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+    }
+    spec = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "hostNetwork": False,
+        "containers": [container],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "dev-1-data"}}],
+        **pod,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "dev-1", "namespace": namespace, "labels": {"app": "dev-1"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "dev-1"}},
+            "template": {"metadata": {"labels": {"app": "dev-1"}}, "spec": spec},
+        },
+    }
+
+
+def binding(
+    namespace: str,
+    subjects: list[dict[str, Any]] | None = None,
+    role: str = FLEET_NAMESPACE_MANAGER,
+    kind: str = "ClusterRole",
+) -> dict[str, Any]:
+    """A RoleBinding as the deployer writes it in a fleet namespace (platform-facts §11), for the API of `demo`."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "fleet-manager-binding", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+        "subjects": subjects
+        if subjects is not None
+        else [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "demo"}],
+    }

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.realservers import free_port
+from tests.realservers import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT.parent / "shared" / "vendor"
@@ -122,16 +122,6 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
         )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _tail(log: Path, lines: int = 30) -> str:
@@ -469,7 +459,7 @@ def running_kube_apiserver(timeout: float = 60.0) -> Iterator[KubeApiServer]:
     finally:
         for name in ("kube-apiserver", "etcd"):
             if name in procs:
-                _stop(procs[name])
+                stop(procs[name])
         shutil.rmtree(d, ignore_errors=True)
 
 

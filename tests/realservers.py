@@ -52,9 +52,15 @@ def running(cmd: list[str], ports: list[int], cwd: Path | None = None) -> Iterat
             wait_port(port, proc)
         yield proc
     finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; always reaped."""
+    if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -31,7 +31,7 @@ import yaml
 from constructs.isolation.api_admission_policies import BASELINE_CAPABILITIES, unguarded_warning
 from constructs.isolation.cluster_rbac import ROLES, VIRTUAL_AGENT_MANAGER
 from constructs.shared_charts import ClusterChart
-from tests.helpers import BASE, by, env_from, error_of, kinds
+from tests.helpers import API_FLEET, BASE, agent_deployment, binding, by, env_from, error_of, kinds
 from tiers.loader import ConfigError
 from tiers.models import AdmissionPolicyVersion, Cluster, Environment
 
@@ -39,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / "dist" / "cluster"
 DEMO = "system:serviceaccount:demo:iotistic-api"  # release client-demo, namespace demo
 IOT = "system:serviceaccount:iotistica:iotistic-api"  # release iotistica, chart fleet fleet-iotistica-pilot
-API_FLEET = "fleet-1a2b3c4d"
 GROUPS = ["system:serviceaccounts", "system:serviceaccounts:demo", "system:authenticated"]
 Obj = dict[str, Any]
 
@@ -90,9 +89,9 @@ class Vap:
         (to prove each expression total), not only up to the first false one."""
         req = context["request"]
         decision = Decision(allowed=True)
-        for binding in self.bindings.values():
-            assert binding["spec"]["validationActions"] == ["Deny"]
-            policy = self.policies[binding["spec"]["policyName"]]
+        for bound in self.bindings.values():
+            assert bound["spec"]["validationActions"] == ["Deny"]
+            policy = self.policies[bound["spec"]["policyName"]]
             spec = policy["spec"]
             assert spec["failurePolicy"] == "Fail"
             rules = spec["matchConstraints"]["resourceRules"]
@@ -215,57 +214,6 @@ def quota(namespace: str, name: str = "fleet-quota") -> Obj:
         "kind": "ResourceQuota",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"hard": {"pods": "4", "requests.cpu": "1400m", "limits.memory": "2560Mi"}},
-    }
-
-
-def binding(
-    namespace: str,
-    subjects: list[Obj] | None = None,
-    role: str = "iotistic-fleet-namespace-manager",
-    kind: str = "ClusterRole",
-) -> Obj:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "fleet-manager-binding", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
-        "subjects": subjects
-        if subjects is not None
-        else [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "demo"}],
-    }
-
-
-def agent_deployment(namespace: str = API_FLEET, **pod: Any) -> Obj:
-    """An agent Deployment as the deployer writes it (platform-facts §11): pod-level security only."""
-    container = {
-        "name": "agent",
-        "image": "docker.io/iotistic/agent:latest",
-        "env": [{"name": "AGENT_UUID", "value": "x"}],
-        "volumeMounts": [{"name": "data", "mountPath": "/app/data"}],
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
-    }
-    spec = {
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "fsGroup": 1000,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "hostNetwork": False,
-        "containers": [container],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "dev-1-data"}}],
-        **pod,
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "dev-1", "namespace": namespace, "labels": {"app": "dev-1"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "dev-1"}},
-            "template": {"metadata": {"labels": {"app": "dev-1"}}, "spec": spec},
-        },
     }
 
 

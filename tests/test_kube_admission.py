@@ -31,8 +31,8 @@ import pytest
 import yaml
 
 from constructs.isolation.api_admission_policies import BASELINE_CAPABILITIES
-from constructs.isolation.cluster_rbac import FLEET_NAMESPACE_MANAGER, VIRTUAL_AGENT_MANAGER
-from tests.helpers import ROOT, kinds
+from constructs.isolation.cluster_rbac import VIRTUAL_AGENT_MANAGER
+from tests.helpers import API_FLEET, ROOT, agent_deployment, binding, kinds
 from tests.realkube import (
     CRD_LIMITS_1_28,
     DistInstall,
@@ -47,7 +47,6 @@ DEMO = "system:serviceaccount:demo:iotistic-api"  # release client-demo, namespa
 IOT = "system:serviceaccount:iotistica:iotistic-api"  # release iotistica, chart fleet fleet-iotistica-pilot
 #: A second granted release's API, given extra rights by the test (see ``overgranted``).
 STARTER = "system:serviceaccount:iotistica-starter:iotistic-api"
-API_FLEET = "fleet-1a2b3c4d"
 WORKLOADS = {"Deployment", "StatefulSet", "Job", "CronJob"}
 
 
@@ -109,59 +108,11 @@ def quota(namespace: str) -> Obj:
     }
 
 
-def binding(
-    namespace: str, subjects: list[Obj] | None = None, role: str = FLEET_NAMESPACE_MANAGER, kind: str = "ClusterRole"
-) -> Obj:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "fleet-manager-binding", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
-        "subjects": subjects
-        if subjects is not None
-        else [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "demo"}],
-    }
-
-
 def escape(**pod: Any) -> Obj:
     """An agent Deployment with a pod-level change, under a name of its own (refused ones are dry runs)."""
     dep = agent_deployment(**pod)
     dep["metadata"]["name"] = f"escape-{uuid.uuid4().hex[:8]}"
     return dep
-
-
-def agent_deployment(namespace: str = API_FLEET, **pod: Any) -> Obj:
-    """An agent Deployment as the deployer writes it: pod-level security only."""
-    container = {
-        "name": "agent",
-        "image": "docker.io/iotistic/agent:latest",
-        "env": [{"name": "AGENT_UUID", "value": "x"}],
-        "volumeMounts": [{"name": "data", "mountPath": "/app/data"}],
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
-    }
-    spec = {
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "fsGroup": 1000,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "hostNetwork": False,
-        "containers": [container],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "dev-1-data"}}],
-        **pod,
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "dev-1", "namespace": namespace, "labels": {"app": "dev-1"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "dev-1"}},
-            "template": {"metadata": {"labels": {"app": "dev-1"}}, "spec": spec},
-        },
-    }
 
 
 def labels_patch(**labels: str | None) -> Obj:
