@@ -4,14 +4,18 @@ The server is Debian's PostgreSQL 15, started by tests/realpostgres.py on a free
 scram-sha-256 password authentication (as CNPG serves it). The script runs under /bin/sh with the
 environment the synthesized Job gives it (Secrets resolved to test values).
 
-The mode is explicit (``realpostgres.TIMESCALEDB``, printed in the report header):
-- where TimescaleDB is installed, the server preloads it and the runs keep the Job's
-  REQUIRE_TIMESCALEDB=true: db-init creates the real extension;
-- where it is absent (Debian does not package it), the runs set REQUIRE_TIMESCALEDB=false, and a test
-  shows that with the Job's ``true`` the script stops before changing anything.
-Either way, a server in the state "installed but not preloaded" is started too (the real extension where
-installed, otherwise a stand-in extension that refuses to be created unless preloaded, as TimescaleDB
-does), and db-init must refuse it before any change, naming shared_preload_libraries.
+The mode is explicit (``realpostgres.TIMESCALEDB``, the report's ``timescaledb 2.28.3: ...`` line):
+- **real** (the vendored TimescaleDB 2.28.3 in ../shared/vendor): the server runs from a private copy of
+  the installation tree with the real extension, preloaded, and the runs keep the Job's
+  REQUIRE_TIMESCALEDB=true: db-init creates the real extension. The "installed but not preloaded" server
+  is the same real extension without shared_preload_libraries;
+- **skipped** (a fresh clone without ../shared, or a damaged tarball): the runs set
+  REQUIRE_TIMESCALEDB=false, a test shows that with the Job's ``true`` the script stops before changing
+  anything, and the "installed but not preloaded" state is a stand-in extension that refuses to be
+  created unless preloaded, as TimescaleDB does (db-init's preflight reads only pg_available_extensions
+  and shared_preload_libraries, which the stand-in makes true to that state).
+Either way, db-init must refuse a server that has the extension installed but not preloaded before any
+change, naming shared_preload_libraries.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ SCRIPT = ROOT / "constructs" / "scripts" / "db-init.sh"
 APP_USER, APP_DB = "iotistica-app", "iotistica"
 REQUIRE = "true" if TIMESCALEDB else "false"
 
-#: Where TimescaleDB is absent: extension files with its name whose script refuses, as TimescaleDB's loader
+#: Without the vendored TimescaleDB only: extension files with its name whose script refuses, as TimescaleDB's loader
 #: does, to be created unless the library is in shared_preload_libraries.
 NOT_PRELOADED_STAND_IN: dict[str, str | None] = {
     "timescaledb.control": "comment = 'test stand-in: refuses CREATE EXTENSION unless preloaded'\n"
@@ -52,8 +56,9 @@ def pg() -> Iterator[PgServer]:
 
 @pytest.fixture(scope="module")
 def pg_without_timescaledb(pg: PgServer) -> Iterator[PgServer]:
-    """A server whose PostgreSQL has no TimescaleDB files: the shared one where it is absent, else one
-    started from a private installation tree with the extension's control file hidden."""
+    """A server whose PostgreSQL has no TimescaleDB files: the shared one where the vendored extension
+    is absent, else one started from a private installation tree with any control file of that name
+    hidden."""
     if not TIMESCALEDB:
         yield pg
         return
@@ -64,8 +69,12 @@ def pg_without_timescaledb(pg: PgServer) -> Iterator[PgServer]:
 @pytest.fixture(scope="module")
 def pg_not_preloaded() -> Iterator[PgServer]:
     """A server where TimescaleDB is installed but not in shared_preload_libraries."""
-    with running_postgres(extensions={} if TIMESCALEDB else NOT_PRELOADED_STAND_IN) as server:
-        yield server
+    if TIMESCALEDB:
+        with running_postgres(timescaledb=True, preload=False) as server:
+            yield server
+    else:
+        with running_postgres(extensions=NOT_PRELOADED_STAND_IN) as server:
+            yield server
 
 
 def job_env(manifests, pg: PgServer, password: str, **extra: str) -> dict[str, str]:
