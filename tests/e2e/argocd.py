@@ -114,7 +114,9 @@ class ArgoCD:
 
     def sync(self, objects: list[Obj], wave_timeout: float = 180.0) -> SyncResult:
         res = SyncResult()
-        self.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
+        if self.kube.get(ns) is None:  # CreateNamespace=true: created when missing, never re-applied
+            self.kube.create(ns)
         tasks: dict[tuple[int, int, int], list[Obj]] = {}
         phases = {"PreSync": 0, "Sync": 1, "PostSync": 2}
         for obj in objects:
@@ -138,12 +140,20 @@ class ArgoCD:
             for obj in hooks:
                 policy = _ann(obj, DELETE_POLICY, "BeforeHookCreation")
                 if "BeforeHookCreation" in policy and self.kube.get(obj) is not None:
-                    self.kube.delete(obj)
+                    self.delete(obj)
                     self._wait_gone(obj)
                 self.kube.apply(obj)
             self._wait_healthy(resources, hooks, res, wave_timeout)
             res.waves.append(([k for k, v in phases.items() if v == phase][0], wave, time.monotonic() - t0))
         return res
+
+    def delete(self, obj: Obj) -> None:
+        """Delete as Argo CD deletes a hook: background propagation (the default for a batch/v1 Job, orphan,
+        would leave it waiting for the garbage collector's finalizer)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        status, out = self.kube.request("DELETE", self.kube.path(obj), body, check=False)
+        if status not in (200, 202, 404):
+            raise SyncFailed(f"DELETE {obj['kind']}/{obj['metadata']['name']}: {status} {out.get('message')}")
 
     def _wait_gone(self, obj: Obj, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -175,10 +185,10 @@ class ArgoCD:
                 res.hooks[name] = "Succeeded" if st["done"] == "Complete" else st["done"]
                 del pending_hooks[name]
                 if st["done"] == "Complete" and "HookSucceeded" in policy:
-                    self.kube.delete(obj)
+                    self.delete(obj)
                 if st["done"] != "Complete":
                     if "HookFailed" in policy:
-                        self.kube.delete(obj)
+                        self.delete(obj)
                     raise SyncFailed(f"hook Job {name}: {st['done']}\n{kl.report()}")
             unready = []
             for d in deployments:

@@ -213,7 +213,7 @@ def running_release(release: str, built: Built) -> Iterator[Release]:
             openssl("pkey", "-in", "license.key", "-pubout", "-out", "license.pub", cwd=work)
             jwt = license_jwt(work / "license.key")
             pub = (work / "license.pub").read_text()
-            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
             values: dict[str, dict[str, str]] = {}
             for name, keys in required_secrets(rdir).items():
                 values[name] = _secret_values(name, keys, pg, jwt, pub, release)
