@@ -3,7 +3,8 @@
 #   redis-server (redis-server), mosquitto (mosquitto), prometheus (promtool),
 #   postgresql (/usr/lib/postgresql/*/bin/initdb), busybox (runs the Redis cluster bootstrap
 #   script the way the Alpine image does), etcd-server (etcd, the store of the vendored
-#   kube-apiserver in tests/realkube.py), openssl (test certificates).
+#   kube-apiserver in tests/realkube.py), openssl (test certificates), mosquitto-clients
+#   (mosquitto_sub/mosquitto_pub: the seed's operational checks in tests/e2e).
 # Silent when everything is present. Installs only the missing packages when run as
 # root; otherwise prints what to install and exits 1.
 set -euo pipefail
@@ -25,6 +26,7 @@ have_cmd busybox || missing+=(busybox)
 have_cmd dot || missing+=(graphviz)
 have_cmd etcd || missing+=(etcd-server)
 have_cmd openssl || missing+=(openssl)
+have_cmd mosquitto_sub || missing+=(mosquitto-clients)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
