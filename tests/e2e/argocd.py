@@ -202,6 +202,7 @@ class ArgoCD:
                 return
             if time.monotonic() > deadline:
                 raise SyncFailed(
-                    f"not healthy within {timeout:g} s: hooks {sorted(pending_hooks)}, workloads {unready}\n{kl.report()}"
+                    f"not healthy within {timeout:g} s: hooks {sorted(pending_hooks)}, workloads {unready}\n"
+                    + kl.report()
                 )
             time.sleep(0.2)

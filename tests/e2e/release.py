@@ -61,8 +61,10 @@ def license_jwt(key: Path, tenant: str = TENANT, plan: str = "professional") -> 
         "features": {"maxDevices": 1000, **{f: True for f in features}},
         "limits": {"maxJobTemplates": 100, "maxAlertRules": 100, "maxUsers": 50},
         "trial": {"isTrialMode": False, "gracePeriodDays": 14},
-        "subscription": {"status": "active", "currentPeriodEndsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                 time.gmtime(now + 365 * 86400))},
+        "subscription": {
+            "status": "active",
+            "currentPeriodEndsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 365 * 86400)),
+        },
         "issuedAt": now,
         "expiresAt": now + 365 * 86400,
         "iat": now,
@@ -224,15 +226,16 @@ def running_release(release: str, built: Built) -> Iterator[Release]:
             if not has_db_init:
                 # The DBA's part where the release has no db-init Job (platform-facts §17).
                 pg.psql(f"CREATE ROLE \"{sql['username']}\" LOGIN PASSWORD '{sql['password']}'")
-                pg.psql(f"CREATE DATABASE {sql['dbname']} OWNER \"{sql['username']}\"")
+                pg.psql(f'CREATE DATABASE {sql["dbname"]} OWNER "{sql["username"]}"')
                 pg.psql("CREATE EXTENSION IF NOT EXISTS timescaledb; CREATE EXTENSION IF NOT EXISTS pgcrypto",
                         db=sql["dbname"])  # fmt: skip
             cert = next(o for o in objs if o["kind"] == "Certificate")
             hosts = list(cert["spec"].get("dnsNames") or [cert["spec"]["commonName"]])
             crt, key, ca = _tls(work, hosts)
             kube.apply(
-                _secret(ns, cert["spec"]["secretName"], {"tls.crt": crt, "tls.key": key, "ca.crt": ca},
-                        "kubernetes.io/tls")  # fmt: skip
+                _secret(
+                    ns, cert["spec"]["secretName"], {"tls.crt": crt, "tls.key": key, "ca.crt": ca}, "kubernetes.io/tls"
+                )  # fmt: skip
             )
             (work / "mqtt-ca.crt").write_bytes(ca)
             kubelet = Kubelet(kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns])

@@ -4,8 +4,12 @@ the hook Jobs' scripts). See docs/e2e.md. Marked ``e2e`` (``make e2e``; ``-m "no
 
 from __future__ import annotations
 
+import http.client
 import json
+import secrets
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,7 +100,10 @@ def test_every_workload_ready_and_every_hook_succeeds(synced: tuple[Release, Any
     assert ready == [w for w in workloads if w not in result.not_run], r.kubelet.report()
     # Hooks with HookSucceeded are gone from the server after they succeeded.
     for h in hooks:
-        assert r.kube.get({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": h, "namespace": r.namespace}}) is None
+        assert (
+            r.kube.get({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": h, "namespace": r.namespace}})
+            is None
+        )
 
 
 def test_a_second_sync_changes_nothing(synced: tuple[Release, Any]) -> None:
@@ -122,3 +129,161 @@ def test_services_resolve_to_addresses_of_their_own(synced: tuple[Release, Any])
     for n, ip in got.items():
         assert ip == r.svc_ip(n.split(".")[0].removeprefix(f"{r.name}-")), (n, ip)
     assert len({r.svc_ip("redis"), r.svc_ip("mosquitto"), r.svc_ip("api")}) == 3
+
+
+# ---- the platform's HTTP API, as a client outside the cluster reaches it (the Service; the Gateway is not run)
+
+
+def _api(r: Release, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(r.svc_ip("api"), 3002, timeout=30)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        hdrs = {"Content-Type": "application/json", **headers} if data else dict(headers)
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return resp.status, raw.decode(errors="replace")
+
+
+ADMIN_PASSWORD = "e2e-Admin-password-1"
+
+
+def _bootstrap_and_login(r: Release) -> str:
+    """The operator's documented first login (docs/e2e.md, README): bootstrap-admin with the token, then login."""
+    token = r.values["api-bootstrap-token-master"]["token"]
+    status, body = _api(
+        r, "POST", "/api/v1/auth/bootstrap-admin", {"password": ADMIN_PASSWORD}, **{"x-bootstrap-token": token}
+    )
+    assert status == 200, body
+    status, body = _api(r, "POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+    assert status == 200, body
+    return str(body["data"]["accessToken"])
+
+
+# ---- scenario 2 ----------------------------------------------------------------------------------
+
+
+def test_first_login_by_the_documented_steps(synced: tuple[Release, Any]) -> None:
+    r, _ = synced
+    # Before the bootstrap call nobody can log in as admin (the platform-config hook created it without a password).
+    status, _ = _api(r, "POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+    assert status == 401
+    # A wrong token is refused.
+    status, _ = _api(
+        r, "POST", "/api/v1/auth/bootstrap-admin", {"password": ADMIN_PASSWORD}, **{"x-bootstrap-token": "x"}
+    )
+    assert status == 401
+    access = _bootstrap_and_login(r)
+    status, me = _api(r, "GET", "/api/v1/auth/me", Authorization=f"Bearer {access}")
+    assert status == 200, me
+    assert "admin" in json.dumps(me)
+    # What the token can do afterwards (docs/e2e.md): while INITIAL_ADMIN_BOOTSTRAP_TOKEN is set, it resets the
+    # admin password again and revokes the admin's refresh tokens (api/src/services/auth/auth.ts).
+    token = r.values["api-bootstrap-token-master"]["token"]
+    status, _ = _api(
+        r, "POST", "/api/v1/auth/bootstrap-admin", {"password": ADMIN_PASSWORD + "x"}, **{"x-bootstrap-token": token}
+    )
+    assert status == 200
+    status, _ = _api(r, "POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+    assert status == 401
+
+
+# ---- scenario 3 ----------------------------------------------------------------------------------
+
+
+def _outside(r: Release, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """A program outside the cluster that resolves the public names (the broker's host) as DNS would: in a private
+    mount namespace with the node's hosts file over /etc/hosts (the machine's own file is never changed)."""
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(r.kubelet.hosts), *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_an_agent_is_provisioned_connects_through_go_auth_and_its_reading_lands(synced: tuple[Release, Any]) -> None:
+    r, _ = synced
+    access = _bootstrap_and_login(r)
+    auth = {"Authorization": f"Bearer {access}"}
+    status, fleet = _api(r, "POST", "/api/v1/fleets", {"fleet_name": f"e2e-{r.name}"}, **auth)
+    assert status in (200, 201), fleet
+    fleet_uuid = fleet.get("fleet_uuid")
+    assert fleet_uuid, json.dumps(fleet)
+    status, key = _api(r, "POST", "/api/v1/provisioning-keys", {"fleetUuid": fleet_uuid, "maxDevices": 5}, **auth)
+    assert status in (200, 201), key
+    prov_key = (key.get("data") or key).get("key") or (key.get("data") or key).get("provisioningKey")
+    assert prov_key, json.dumps(key)
+    agent = str(uuid.uuid4())
+    # The agent's key pair (proof of possession): its public key in PEM, as the agent sends it.
+    key_pem = subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    pub_pem = subprocess.run(["openssl", "pkey", "-pubout"], input=key_pem, capture_output=True, check=True).stdout
+    reg = {"uuid": agent, "deviceName": "e2e-agent", "deviceType": "standalone", "deviceApiKey": secrets.token_hex(16),
+           "devicePublicKey": pub_pem.decode()}  # fmt: skip
+    status, answer = _api(r, "POST", "/api/v1/agent/register", reg, **{"x-provisioning-key": prov_key})
+    assert status in (200, 201), answer
+    answer = answer.get("data") or answer
+    mqtt = answer["mqtt"]
+    broker = mqtt["brokerConfig"]
+    # The broker address an agent is handed is the public MQTT host over TLS (platform-config hook), not localhost.
+    assert (broker["protocol"], broker["host"], broker["port"], broker["useTls"]) == ("mqtts", r.mqtt_host, 8883, True)
+    topic = mqtt["topics"]["publish"][0].removesuffix("#") + "endpoints/e2e"
+    db = r.values[next(n for n in r.values if n.startswith("sql-credentials-"))]["dbname"]
+    # The agent publishes a reading every second, as agents do, until the first lands in `readings` (the API
+    # subscribes MQTT_STARTUP_DELAY_MS, 15 s, after it started; a reading sent before has no subscriber).
+    deadline = time.monotonic() + 60
+    rows: list[list[str]] = []
+    sent = 0
+    while time.monotonic() < deadline and not rows:
+        sent += 1
+        reading = {
+            "deviceName": "e2e-sensor",
+            "protocol": "modbus",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "data": {"readings": [{"metric": "e2e_temperature", "value": 21.5, "unit": "C"}]},
+        }
+        pub = _outside(
+            r,
+            ["mosquitto_pub", "-h", broker["host"], "-p", str(broker["port"]), "--cafile", str(r.mqtt_ca),
+             "-u", mqtt["username"], "-P", mqtt["password"], "-i", f"agent-{agent[:8]}", "-q", "1",
+             "-t", topic, "-m", json.dumps(reading)],
+        )  # fmt: skip
+        assert pub.returncode == 0, pub.stderr
+        time.sleep(1.0)
+        rows = r.pg.psql(f"SELECT DISTINCT metric_name, value FROM readings WHERE agent_uuid = '{agent}'", db=db)
+    assert rows == [["e2e_temperature", "21.5"]], r.kubelet.report()
+    # A wrong password is refused by go-auth (the API's /mosquitto-auth/user answers 4xx).
+    bad = _outside(
+        r,
+        ["mosquitto_pub", "-h", broker["host"], "-p", "8883", "--cafile", str(r.mqtt_ca), "-u", mqtt["username"],
+         "-P", "wrong", "-t", topic, "-m", "{}"],
+    )  # fmt: skip
+    assert bad.returncode != 0
+
+
+def test_the_seeds_operational_checks(synced: tuple[Release, Any]) -> None:
+    """Stream depth with XLEN on the stream key (in the Redis pod) and mosquitto_sub on $SYS (with credentials)."""
+    r, _ = synced
+    runtime = r.kube.get(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{r.name}-ingestion-runtime-env", "namespace": r.namespace},
+        }
+    )
+    import base64
+
+    key = base64.b64decode(runtime["data"]["REDIS_INGESTION_STREAM_KEY"]).decode()
+    redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
+    out = r.kubelet.exec(redis, ["redis-cli", "XLEN", key])
+    assert out.returncode == 0 and out.stdout.strip().isdigit(), (out.stdout, out.stderr)
+    creds = r.values[next(n for n in r.values if n.startswith("mqtt-credentials-"))]
+    sub = _outside(
+        r,
+        ["mosquitto_sub", "-h", r.svc_ip("mosquitto"), "-p", "1883", "-u", creds["username"], "-P", creds["password"],
+         "-t", "$SYS/broker/version", "-C", "1", "-W", "20"],
+    )  # fmt: skip
+    assert sub.returncode == 0 and sub.stdout.startswith("mosquitto version"), (sub.stdout, sub.stderr)
