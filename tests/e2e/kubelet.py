@@ -9,10 +9,11 @@ liveness) on their schedule. A failed liveness probe or an exit restarts the con
 back-off (10 s, doubling, at most 300 s); a Job's pod is not restarted (``restartPolicy: Never``), the Job
 makes a new one until ``backoffLimit``.
 
-Networking: every Service gets an address of its own in 127.0.0.0/8 and every pod another; the shared
-hosts file maps ``<svc>``, ``<svc>.<ns>``, ``<svc>.<ns>.svc`` and ``<svc>.<ns>.svc.cluster.local`` to the
-Service's address. The programs listen on all addresses (0.0.0.0), so a pod's ports answer on its
-Service's address. Service port and target port must be equal here (there is no kube-proxy to translate).
+Networking: every Service gets an address of its own in 127.0.0.0/8 and every pod another. The hosts file of
+a pod's namespace maps ``<svc>.<ns>``, ``<svc>.<ns>.svc`` and ``<svc>.<ns>.svc.cluster.local`` to the
+Service's address, and the short ``<svc>`` only in the Service's own namespace (``hosts_for``), as cluster
+DNS with the pod's search path resolves them. The programs listen on all addresses (0.0.0.0), so a pod's
+ports answer on its Service's address. Service port and target port must be equal here (no kube-proxy).
 """
 
 from __future__ import annotations
@@ -227,7 +228,6 @@ class Kubelet:
         self.root = root
         self.apps = apps
         self.namespaces = namespaces
-        self.hosts = root / "hosts"
         self.extra_hosts: dict[str, str] = {}
         self.service_ips: dict[tuple[str, str], str] = {}
         self.pods: dict[tuple[str, str], Pod] = {}
@@ -252,20 +252,50 @@ class Kubelet:
             self.service_ips[key] = f"127.10.{n // 250}.{n % 250 + 1}"
         return self.service_ips[key]
 
-    def write_hosts(self) -> None:
-        lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-        for name, ip in sorted(self.extra_hosts.items()):
-            lines.append(f"{ip} {name}")
-        for (ns, name), ip in sorted(self.service_ips.items()):
-            lines.append(f"{ip} {name}.{ns}.svc.cluster.local {name}.{ns}.svc {name}.{ns} {name}")
-        text = "\n".join(lines) + "\n"
-        # In place (the containers' bind mounts hold the inode).
-        with open(self.hosts, "a+", encoding="utf-8") as f:
-            f.seek(0)
-            if f.read() != text:
+    def hosts_for(self, namespace: str | None) -> Path:
+        """The hosts file of a pod in ``namespace`` (None: outside the cluster). Like cluster DNS with the pod's
+        search path (``<ns>.svc.cluster.local``, ``svc.cluster.local``, ``cluster.local``): ``<svc>.<ns>``,
+        ``<svc>.<ns>.svc`` and the full name resolve from every namespace, the short ``<svc>`` only from the
+        Service's own; from outside only the names in ``extra_hosts`` (public hosts, the database) resolve."""
+        return self.root / f"hosts.{namespace or '_outside'}"
+
+    def write_hosts(self, namespaces: list[str] | None = None) -> None:
+        for ns in {*(namespaces or []), *self.namespaces, *[n for n, _ in self.service_ips], None}:
+            lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+            for name, ip in sorted(self.extra_hosts.items()):
+                lines.append(f"{ip} {name}")
+            if ns is not None:
+                for (sns, name), ip in sorted(self.service_ips.items()):
+                    short = f" {name}" if sns == ns else ""
+                    lines.append(f"{ip} {name}.{sns}.svc.cluster.local {name}.{sns}.svc {name}.{sns}{short}")
+            text = "\n".join(lines) + "\n"
+            # In place (the containers' bind mounts hold the inode).
+            with open(self.hosts_for(ns), "a+", encoding="utf-8") as f:
                 f.seek(0)
-                f.truncate()
-                f.write(text)
+                if f.read() != text:
+                    f.seek(0)
+                    f.truncate()
+                    f.write(text)
+
+    @staticmethod
+    def ports_in_use(objects: list[Obj]) -> list[str]:
+        """Container ports of the workloads that something on this machine already holds (the programs bind
+        0.0.0.0, so a port in use would crash-loop a container): "<port> (<workload>)" each."""
+        busy = []
+        for obj in objects:
+            if obj.get("kind") not in ("Deployment", "StatefulSet"):
+                continue
+            for c in obj["spec"]["template"]["spec"]["containers"]:
+                if program_for(c["image"]).skip:
+                    continue
+                for p in c.get("ports", []):
+                    with socket.socket() as s:
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        try:
+                            s.bind(("0.0.0.0", int(p["containerPort"])))
+                        except OSError:
+                            busy.append(f"{p['containerPort']} ({obj['metadata']['name']})")
+        return busy
 
     def sync_services(self) -> None:
         changed = False
@@ -469,7 +499,7 @@ class Kubelet:
             json.dumps(
                 {
                     "work": str(work),
-                    "hosts": str(self.hosts),
+                    "hosts": str(self.hosts_for(pod.namespace)),
                     "mounts": mounts,
                     "readonly_root": bool(sc.get("readOnlyRootFilesystem")),
                     "cwd": spec.get("workingDir") or prog.workdir,

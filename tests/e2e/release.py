@@ -205,6 +205,11 @@ def running_release(release: str, built: Built) -> Iterator[Release]:
 
     app = yaml.safe_load((ROOT / "dist" / "argocd" / f"Application.{release}.k8s.yaml").read_text())
     ns = app["spec"]["destination"]["namespace"]
+    busy = Kubelet.ports_in_use(argocd.load(rdir))
+    if busy:
+        raise AssertionError(
+            f"e2e {release}: ports in use on this machine: {', '.join(busy)} (the programs bind 0.0.0.0)"
+        )
     work = Path(tempfile.mkdtemp(prefix=f"e2e-{release}-"))
     work.chmod(0o755)
     kubelet = None

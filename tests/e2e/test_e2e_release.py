@@ -196,11 +196,15 @@ def test_first_login_by_the_documented_steps(synced: tuple[Release, Any]) -> Non
 # ---- scenario 3 ----------------------------------------------------------------------------------
 
 
-def _outside(r: Release, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """A program outside the cluster that resolves the public names (the broker's host) as DNS would: in a private
-    mount namespace with the node's hosts file over /etc/hosts (the machine's own file is never changed)."""
+def _outside(
+    r: Release, argv: list[str], timeout: float = 30, namespace: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A program outside the cluster (``namespace`` None: only public names resolve, as public DNS has them), or
+    resolving as a pod of ``namespace`` does: in a private mount namespace with that hosts file over /etc/hosts
+    (the machine's own file is never changed)."""
     script = 'mount --bind "$0" /etc/hosts && exec "$@"'
-    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(r.kubelet.hosts), *argv]
+    hosts = str(r.kubelet.hosts_for(namespace))
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, hosts, *argv]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -287,3 +291,31 @@ def test_the_seeds_operational_checks(synced: tuple[Release, Any]) -> None:
          "-t", "$SYS/broker/version", "-C", "1", "-W", "20"],
     )  # fmt: skip
     assert sub.returncode == 0 and sub.stdout.startswith("mosquitto version"), (sub.stdout, sub.stderr)
+
+
+# ---- scenario 4 ----------------------------------------------------------------------------------
+
+
+def test_a_virtual_agents_configuration_names_resolve_from_the_agents_namespace(synced: tuple[Release, Any]) -> None:
+    """The API deploys a virtual agent with IOTISTICA_API = its CLOUD_API_URL and MQTT_BROKER_URL = its own
+    MQTT_BROKER_URL (``getDefaultBrokerConfig``: the env wins over the database, virtual-agent-deployer.ts). Both
+    names must resolve from the virtual agents' namespace and reach the API and the broker there."""
+    from urllib.parse import urlsplit
+
+    r, _ = synced
+    api = next(o for o in r.objects() if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{r.name}-api")
+    env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    agents_ns = env.get("VIRTUAL_AGENT_NAMESPACE") or "virtual-agents"
+    r.kubelet.write_hosts([agents_ns])
+    for var, svc in (("CLOUD_API_URL", "api"), ("MQTT_BROKER_URL", "mosquitto")):
+        host = urlsplit(env[var]).hostname
+        got = _outside(r, ["getent", "ahostsv4", host], namespace=agents_ns)
+        assert got.returncode == 0, f"{var}={env[var]}: {host} does not resolve from namespace {agents_ns}"
+        assert got.stdout.split()[0] == r.svc_ip(svc), (var, got.stdout)
+    # The short name, which the API passed before (platform-facts §17), does not resolve there.
+    assert _outside(r, ["getent", "ahostsv4", f"{r.name}-mosquitto"], namespace=agents_ns).returncode != 0
+    # And the API answers at the URL the agent gets (its /health), from the agents' namespace.
+    url = env["CLOUD_API_URL"].rstrip("/") + "/health"
+    got = _outside(r, ["python3", "-c", f"import urllib.request;print(urllib.request.urlopen({url!r}).status)"],
+                   namespace=agents_ns)  # fmt: skip
+    assert got.stdout.strip() == "200", got.stderr
