@@ -196,7 +196,8 @@ class ArgoCD:
                 if ref in res.not_run:
                     continue
                 pods = kl.pods_of(ref, self.namespace)
-                if len(pods) != int(d["spec"].get("replicas", 1)) or not all(p.ready for p in pods):
+                live = self.kube.get(d) or d  # replicas as the HPA left them
+                if len(pods) != int(live["spec"].get("replicas", 1)) or not all(p.ready for p in pods):
                     unready.append(ref)
             if not pending_hooks and not unready:
                 return
