@@ -13,6 +13,7 @@ complete, so an interrupted build is never reused.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -55,6 +56,7 @@ def platform_tarball() -> Path | None:
     return found[-1] if found else None
 
 
+@functools.cache
 def missing() -> str | None:
     """One line naming what the e2e tests need and do not find (None: all present and intact)."""
     if not VENDOR.is_dir():
@@ -73,6 +75,14 @@ def missing() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} missing (not on PATH)"
     return None
+
+
+def mode() -> str:
+    """One line for the test report: whether the end-to-end tests run."""
+    why = missing()
+    if why is None:
+        return "e2e: real (dist/ on kube-apiserver; api/, ingestion/ from ../shared/vendor, built in .e2e-cache)"
+    return f"e2e: skipped: {why}"
 
 
 @dataclass(frozen=True)
