@@ -319,3 +319,61 @@ def test_a_virtual_agents_configuration_names_resolve_from_the_agents_namespace(
     got = _outside(r, ["python3", "-c", f"import urllib.request;print(urllib.request.urlopen({url!r}).status)"],
                    namespace=agents_ns)  # fmt: skip
     assert got.stdout.strip() == "200", got.stderr
+
+
+# ---- scenario 7 (a first slice) ------------------------------------------------------------------
+
+
+def _container_env(r: Release, workload: str) -> dict[str, str]:
+    dep = next(o for o in r.objects() if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{r.name}-{workload}")
+    return {e["name"]: str(e.get("value")) for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+
+
+def test_settings_take_effect_in_the_running_programs(synced: tuple[Release, Any]) -> None:
+    """Checked from outside each program: the database sees TLS connections named as the manifests name them;
+    Redis runs with the ConfigMap's memory settings and refuses a client without the password; the broker
+    refuses an anonymous client; ingestion's pool is the size DB_POOL_SIZE says (its /metrics)."""
+    r, _ = synced
+    db = r.values[next(n for n in r.values if n.startswith("sql-credentials-"))]["dbname"]
+    rows = r.pg.psql(
+        "SELECT a.application_name, bool_and(s.ssl), count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)"
+        f" WHERE a.datname = '{db}' AND a.application_name LIKE 'iotistic-%' GROUP BY 1 ORDER BY 1"
+    )
+    by_app = {name: (ssl, int(n)) for name, ssl, n in rows}
+    # DB_SSL=true: every connection of the API (and of ingestion, which connects when it writes and lets idle
+    # connections go) is encrypted, under the application names the programs default to.
+    assert "iotistic-api" in by_app and set(by_app) <= {"iotistic-api", "iotistic-ingestion"}, rows
+    assert all(ssl == "t" for ssl, _ in by_app.values()), rows
+    # DB_POOL_SIZE bounds each program's connections.
+    for app, workload in (("iotistic-api", "api"), ("iotistic-ingestion", "ingestion")):
+        assert by_app.get(app, ("t", 0))[1] <= int(_container_env(r, workload)["DB_POOL_SIZE"]), rows
+
+    redis_conf = next(o for o in r.objects() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{r.name}-redis")
+    conf = dict(
+        line.split(None, 1) for line in redis_conf["data"]["redis.conf"].splitlines() if line and line[0] != "#"
+    )
+    redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
+    for key in ("maxmemory-policy", "maxmemory"):
+        out = r.kubelet.exec(redis, ["redis-cli", "CONFIG", "GET", key]).stdout.split()
+        want = conf[key].strip()
+        if key == "maxmemory":  # redis.conf says 1536mb; CONFIG GET answers bytes
+            want = str(int(want.removesuffix("mb")) * 2**20) if want.endswith("mb") else want
+        assert out[-1] == want, (key, out)
+    noauth = subprocess.run(
+        ["redis-cli", "-h", r.svc_ip("redis"), "-p", "6379", "--no-auth-warning", "PING"],
+        capture_output=True, text=True, timeout=10, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert "NOAUTH" in noauth.stdout + noauth.stderr, noauth.stdout
+
+    anon = subprocess.run(
+        ["mosquitto_sub", "-h", r.svc_ip("mosquitto"), "-p", "1883", "-t", "$SYS/#", "-C", "1", "-W", "5"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert anon.returncode != 0  # allow_anonymous false
+
+    conn = http.client.HTTPConnection(r.svc_ip("ingestion"), 3003, timeout=10)
+    conn.request("GET", "/metrics")
+    metrics = conn.getresponse().read().decode()
+    conn.close()
+    line = next(x for x in metrics.splitlines() if x.startswith("iotistic_ingestion_db_pool_configured_max"))
+    assert float(line.split()[-1]) == float(_container_env(r, "ingestion")["DB_POOL_SIZE"]), line
