@@ -208,11 +208,12 @@ def _outside(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_an_agent_is_provisioned_connects_through_go_auth_and_its_reading_lands(synced: tuple[Release, Any]) -> None:
-    r, _ = synced
+def _provision_agent(r: Release, name: str) -> tuple[str, dict[str, Any]]:
+    """An agent provisioned as agents and their operator do it: admin login, a fleet, a provisioning key, then
+    ``POST /api/v1/agent/register`` with the key and the agent's public key. Returns (agent uuid, mqtt answer)."""
     access = _bootstrap_and_login(r)
     auth = {"Authorization": f"Bearer {access}"}
-    status, fleet = _api(r, "POST", "/api/v1/fleets", {"fleet_name": f"e2e-{r.name}"}, **auth)
+    status, fleet = _api(r, "POST", "/api/v1/fleets", {"fleet_name": f"e2e-{name}"}, **auth)
     assert status in (200, 201), fleet
     fleet_uuid = fleet.get("fleet_uuid")
     assert fleet_uuid, json.dumps(fleet)
@@ -225,12 +226,17 @@ def test_an_agent_is_provisioned_connects_through_go_auth_and_its_reading_lands(
     key_pem = subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
                              capture_output=True, check=True).stdout  # fmt: skip
     pub_pem = subprocess.run(["openssl", "pkey", "-pubout"], input=key_pem, capture_output=True, check=True).stdout
-    reg = {"uuid": agent, "deviceName": "e2e-agent", "deviceType": "standalone", "deviceApiKey": secrets.token_hex(16),
+    reg = {"uuid": agent, "deviceName": name, "deviceType": "standalone", "deviceApiKey": secrets.token_hex(16),
            "devicePublicKey": pub_pem.decode()}  # fmt: skip
     status, answer = _api(r, "POST", "/api/v1/agent/register", reg, **{"x-provisioning-key": prov_key})
     assert status in (200, 201), answer
     answer = answer.get("data") or answer
-    mqtt = answer["mqtt"]
+    return agent, answer["mqtt"]
+
+
+def test_an_agent_is_provisioned_connects_through_go_auth_and_its_reading_lands(synced: tuple[Release, Any]) -> None:
+    r, _ = synced
+    agent, mqtt = _provision_agent(r, "e2e-agent")
     broker = mqtt["brokerConfig"]
     # The broker address an agent is handed is the public MQTT host over TLS (platform-config hook), not localhost.
     assert (broker["protocol"], broker["host"], broker["port"], broker["useTls"]) == ("mqtts", r.mqtt_host, 8883, True)
