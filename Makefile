@@ -16,7 +16,7 @@ export CDK8S_CHECK_UPGRADE := false
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help setup checkov-venv bytecode synth test bench imports lint clean
+.PHONY: help setup checkov-venv bytecode synth test e2e bench imports lint clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -72,6 +72,12 @@ test: bytecode $(TOOLS_VENV)/.stamp ## run the test suite (installs missing Debi
 	scripts/ensure-system-deps.sh
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadscope
 
+# The end-to-end run (tests/e2e/, docs/e2e.md): each release of dist/ synced to a real kube-apiserver and run
+# by the real programs from ../shared/vendor. `make test` runs it too (it skips, with one line, without the vendor folder).
+e2e: bytecode ## run the end-to-end tests only (real API, ingestion, broker, Redis, TimescaleDB; docs/e2e.md)
+	scripts/ensure-system-deps.sh
+	$(PY) -m pytest -m e2e tests/e2e
+
 bench: bytecode ## measure synth wall time against the import floor
 	$(PY) scripts/bench.py
 
@@ -85,6 +91,6 @@ lint: setup ## ruff + mypy
 # dist/ is committed (ArgoCD deploys it), so clean leaves it alone; `make synth` refreshes it.
 # Staging left by a killed synth (SIGKILL; other signals clean up): .dist.synth-*; the cdk8s CLI's
 # scratch folder .cdk8s-staging; names older versions created (.old-dist-*, dist/.old-*).
-clean: ## remove caches and leftover synth staging folders (keeps dist/, imports/, .venv, node_modules)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .synth-cache .cdk8s-staging .dist.synth-* .old-dist-* dist/.old-*
+clean: ## remove caches (also the e2e build, .e2e-cache) and leftover synth staging folders (keeps dist/, imports/, .venv, node_modules)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .synth-cache .e2e-cache .cdk8s-staging .dist.synth-* .old-dist-* dist/.old-*
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +

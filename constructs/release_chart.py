@@ -30,6 +30,7 @@ from constructs.isolation.fleet_namespace import FleetNamespace, FleetNamespaceP
 from constructs.isolation.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
 from constructs.isolation.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
 from constructs.lifecycle.db_init_job import DbInitJob, DbInitJobProps
+from constructs.lifecycle.platform_config_job import PlatformConfigJob, PlatformConfigJobProps
 from constructs.lifecycle.secrets_provider import SecretsProvider, SecretsProviderProps
 from constructs.lifecycle.stream_key_resolver import StreamKeyResolverJob, StreamKeyResolverProps
 from constructs.lifecycle.timescale_policy_job import TimescalePolicyJob, TimescalePolicyJobProps
@@ -249,6 +250,23 @@ class ReleaseChart(ObjectChart):
                     scheduling=env.scheduling,
                 ),
             )
+        # Settings the platform keeps in its database (platform-facts §17): the broker agents are handed, the admin.
+        agents_mqtt = (
+            env.edge.host("mqtt", env.release) if env.edge.routes.mqtt_tls and self.mosquitto.tls_secret_name else None
+        )
+        self.platform_config = PlatformConfigJob(
+            self,
+            "PlatformConfig",
+            props=PlatformConfigJobProps(
+                release=rel,
+                database=env.database,
+                image=env.timescaledb.image,
+                resources=env.timescaledb.resources,
+                scheduling=env.scheduling,
+                mqtt_host=agents_mqtt,
+                admin_email=f"admin@{env.edge.domain or 'example.invalid'}",
+            ),
+        )
 
     def _endpoints(self) -> list[Endpoint]:
         """Every pod group of the release, as its construct publishes it (labels and container ports)."""
@@ -260,6 +278,7 @@ class ReleaseChart(ObjectChart):
             self.secrets.generator_endpoint,
             self.db_init.network_endpoint if self.db_init else None,
             self.timescale_policy.network_endpoint if self.timescale_policy else None,
+            self.platform_config.network_endpoint,
         )
         return [
             self.api.network_endpoint,

@@ -5,7 +5,8 @@
 #   script the way the Alpine image does), etcd-server (etcd, the store of the vendored
 #   kube-apiserver in tests/realkube.py), openssl (test certificates), docker-registry (a real
 #   OCI registry on loopback) and skopeo (pushes an image into it) for the images-lock resolver
-#   (docs/hardening.md).
+#   (docs/hardening.md), mosquitto-clients (mosquitto_sub/mosquitto_pub: the seed's operational
+#   checks in tests/e2e).
 # Silent when everything is present. Installs only the missing packages when run as
 # root; otherwise prints what to install and exits 1.
 set -euo pipefail
@@ -29,6 +30,7 @@ have_cmd etcd || missing+=(etcd-server)
 have_cmd openssl || missing+=(openssl)
 have_cmd docker-registry || missing+=(docker-registry)
 have_cmd skopeo || missing+=(skopeo)
+have_cmd mosquitto_sub || missing+=(mosquitto-clients)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

@@ -65,8 +65,13 @@ def kube_dist(kube_api):
 def mode_lines() -> list[str]:
     """One line per real component: which ran for real, which skipped and why."""
     from tests import realkube, realpostgres
+    from tests.e2e import platform_build
 
-    return [realpostgres.mode(), realkube.mode()]
+    return [realpostgres.mode(), realkube.mode(), platform_build.mode()]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: a release of dist/ run end to end on the real programs (tests/e2e/)")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

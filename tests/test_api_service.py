@@ -58,7 +58,8 @@ def test_env_table_values_set_where_code_defaults_differ(manifests) -> None:
 
 def test_broker_url_points_at_this_release(manifests) -> None:
     env = env_map(container(by(manifests["iotistica"], "Deployment", "iotistica-api")))
-    assert env["MQTT_BROKER_URL"] == "mqtt://iotistica-mosquitto:1883"
+    # The full name: the API hands it to virtual agents in fleet namespaces (platform-facts §17).
+    assert env["MQTT_BROKER_URL"] == "mqtt://iotistica-mosquitto.iotistica.svc.cluster.local:1883"
     by(manifests["iotistica"], "Service", "iotistica-mosquitto")
 
 

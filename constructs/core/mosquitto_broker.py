@@ -130,7 +130,9 @@ class MosquittoBroker(Component):
         self.name = rel.name("mosquitto")
         self.service_name = self.name
         self.mqtt_port, self.mqtts_port, self.ws_port = MQTT_PORT, MQTTS_PORT, WS_PORT
-        self.mqtt_url = f"mqtt://{self.name}:{MQTT_PORT}"
+        # The full Service name: the API hands its MQTT_BROKER_URL to the virtual agents it deploys in fleet
+        # namespaces, where the short name does not resolve (platform-facts §17, virtual-agent-deployer.ts).
+        self.mqtt_url = f"mqtt://{self.name}.{rel.namespace}.svc.cluster.local:{MQTT_PORT}"
         self.auth_host, self.auth_port = props.auth_host, props.auth_port
         self.tls_secret_name = (v.tls.secret_name or rel.name("mosquitto-tls")) if v.tls.enabled else None
         broker_ports = {"mqtt": MQTT_PORT, "websockets": WS_PORT} | ({"mqtts": MQTTS_PORT} if v.tls.enabled else {})

@@ -10,7 +10,8 @@ wave  what
  -2   ServiceAccounts, Roles, RoleBindings and script ConfigMaps of the hook Jobs (plain resources)
  -1   Sync hook Jobs: redis-auth generator, stream key resolver, db-init
   0   the workloads (API, ingestion, Redis, broker, dashboard, Node-RED): no annotation
-  1   Sync hook Job timescaledb-policy (seed: wave "1"), once the API (and its migrations) is healthy
+  1   Sync hook Jobs timescaledb-policy (seed: wave "1") and platform-config (the agents' broker row and
+      the admin user, platform-facts §17), once the API (and its migrations) is healthy
 ====  ==========================================================================================
 
 Why not PreSync: a PreSync hook runs before any Sync-phase resource exists, so on a first sync its
