@@ -29,8 +29,15 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.db_init_job import ssl_mode
-from constructs.lifecycle.sync_hooks import POSTGRES_UID, SCRIPTS_DIR, WAVE_POLICY, hook_job, scripts_config_map
-from constructs.platform import Props, Release, env, env_secret
+from constructs.lifecycle.sync_hooks import (
+    POSTGRES_UID,
+    PSQL_SECRET_ENV,
+    SCRIPTS_DIR,
+    WAVE_POLICY,
+    hook_job,
+    scripts_config_map,
+)
+from constructs.platform import CKV_SECRET_ENV, Props, Release, env, env_secret
 from tiers.models import Database, Image, Resources, Scheduling
 
 APP = "platform-config"
@@ -158,5 +165,6 @@ class PlatformConfigJob(Component):
             scheduling=props.scheduling,
             scripts=self.name,
             backoff_limit=2,
+            skips={CKV_SECRET_ENV: PSQL_SECRET_ENV},
             deadline_seconds=WAIT_FOR_TABLES_SECONDS + 300,
         )
