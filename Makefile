@@ -66,11 +66,11 @@ bytecode: setup $(VENV)/.opt-bytecode.stamp
 synth: bytecode ## synthesize manifests into dist/<release>/ (ENV='a b' for some environments)
 	$(PY) -O app.py $(if $(strip $(ENV)),$(foreach e,$(ENV),--env $(e)))
 
-# The suite runs in TEST_JOBS processes (pytest-xdist), a test module's tests in one of them: each process
+# The suite runs in TEST_JOBS processes (pytest-xdist; pyproject's --dist loadscope keeps a test module's tests in one of them): each process
 # starts its own real servers (own ports, own temporary folders). TEST_JOBS=0 runs it in one process.
 test: bytecode $(TOOLS_VENV)/.stamp ## run the test suite (installs missing Debian test services when root)
 	scripts/ensure-system-deps.sh
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_JOBS)
 
 # The end-to-end run (tests/e2e/, docs/e2e.md): each release of dist/ synced to a real kube-apiserver and run
 # by the real programs from ../shared/vendor. `make test` runs it too (it skips, with one line, without the vendor folder).
