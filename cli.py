@@ -753,7 +753,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     except graph.DistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    data = graph.render(topology, fmt, dpi=args.dpi)
+    try:
+        data = graph.render(topology, fmt, dpi=args.dpi)
+    except graph.GraphvizMissing as exc:
+        print(f"error: graph --format {fmt}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.output is None:
         sys.stdout.buffer.write(data)
         return EXIT_OK

@@ -1098,16 +1098,40 @@ def to_dot(t: Topology) -> Any:
     return g
 
 
+class GraphvizMissing(Exception):
+    """Graphviz (the ``dot`` program, or the Python binding ``graphviz``) is not installed here."""
+
+
 def render(t: Topology, fmt: str, dpi: int | None = None) -> bytes:
-    """Render through Graphviz's ``dot`` (svg, png) or return the DOT source / Mermaid text."""
+    """Render through Graphviz's ``dot`` (svg, png) or return the DOT source / Mermaid text.
+
+    Raises :class:`GraphvizMissing` (saying how to install it and what works without it) when the
+    format needs what is not installed: svg and png the ``dot`` program, dot the Python binding."""
     if fmt == "mermaid":
         return to_mermaid(t).encode()
-    g = to_dot(t)
+    try:
+        g = to_dot(t)
+    except ModuleNotFoundError as exc:
+        if exc.name != "graphviz":
+            raise
+        raise GraphvizMissing(
+            "needs the Python package graphviz (pinned in requirements.lock): run `make setup`; "
+            "--format mermaid works without it"
+        ) from None
     if dpi:
         g.graph_attr["dpi"] = str(dpi)
     if fmt == "dot":
         return str(g.source).encode()
-    data: bytes = g.pipe(format=fmt, engine="dot")
+    import graphviz
+
+    try:
+        data: bytes = g.pipe(format=fmt, engine="dot")
+    except graphviz.ExecutableNotFound:
+        raise GraphvizMissing(
+            "needs Graphviz's `dot` program, which is not on PATH: install Debian's graphviz package "
+            "(`apt-get install graphviz`, or scripts/ensure-system-deps.sh as root); "
+            "--format mermaid and --format dot work without it"
+        ) from None
     return data
 
 

@@ -151,3 +151,33 @@ def test_settings_reference_page_is_current() -> None:
     section = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert section == settings_reference(), "run `iotistica-k8s docs`"
     assert "| `api.hpa.minReplicas` | int |" in section
+
+
+@pytest.mark.parametrize("fmt", ["svg", "png"])
+def test_graph_without_graphviz_says_how_to_install_it(tmp_path: Path, fmt: str) -> None:
+    """No `dot` on PATH (a machine without Debian's graphviz): one line naming the package and the
+    formats that work without it, exit 1, nothing written; mermaid and dot still work."""
+    env = {"PATH": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "HOME": str(tmp_path)}
+    out = tmp_path / f"demo.{fmt}"
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), str(ROOT / "cli.py"), "graph", "client-demo", "-o", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert (proc.returncode, proc.stdout, out.exists()) == (1, "", False)
+    assert proc.stderr == (
+        f"error: graph --format {fmt}: needs Graphviz's `dot` program, which is not on PATH: install Debian's "
+        "graphviz package (`apt-get install graphviz`, or scripts/ensure-system-deps.sh as root); "
+        "--format mermaid and --format dot work without it\n"
+    )
+    for other in ("mermaid", "dot"):
+        proc = subprocess.run(
+            [str(ROOT / ".venv/bin/python"), str(ROOT / "cli.py"), "graph", "client-demo", "--format", other],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0 and proc.stderr == "" and "client-demo" in proc.stdout, (other, proc.stderr)
