@@ -674,7 +674,9 @@ def cmd_new(args: argparse.Namespace) -> int:
         if errors:
             raise errors[0]
         draft.replace(path)
-    print(f"wrote {path}; next: make synth ENV={args.env_name}")
+    print(
+        f"wrote {path}; next: make synth ENV={args.env_name}, then commit this file and dist/ (README: Adding a client)"
+    )
     return EXIT_OK
 
 

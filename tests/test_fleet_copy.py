@@ -74,6 +74,9 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> Path:
         name = f"tenant-{tier}"
         proc = run(project, py, "cli.py", "new", name, "--tier", tier)
         assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.endswith(
+            f"; next: make synth ENV={name}, then commit this file and dist/ (README: Adding a client)\n"
+        )
         # The seed's fleet fills most of its database server (320 of 490 connections): the new clients
         # go on a server of their own (README: "Anything the tier sets can be overridden").
         path = project / "environments" / f"{name}.yaml"
