@@ -634,7 +634,7 @@ def _server_block(env_dir: Path, path: Path, tier: str) -> str:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from tiers.fleet import Sources, validate_fleet
+    from tiers.fleet import Sources, fleet_capacity, validate_fleet
     from tiers.loader import load_environment
 
     path = args.environments / f"{args.env_name}.yaml"
@@ -670,11 +670,18 @@ def cmd_new(args: argparse.Namespace) -> int:
         )
         labels = {e.release: f"{args.environments / e.release}.yaml" for e in others} | {new_env.release: str(path)}
         status = {e.release: "unchanged" for e in others} | {new_env.release: "new"}
-        errors = validate_fleet([*others, new_env], Sources(labels=labels, status=status))
+        sources = Sources(labels=labels, status=status)
+        errors = validate_fleet([*others, new_env], sources)
         if errors:
             raise errors[0]
         draft.replace(path)
-    print(f"wrote {path}; next: make synth ENV={args.env_name}")
+    # Capacity across the fleet is a warning, as in `validate` (an error under --strict, which `make test`
+    # runs): the file is written, and the line says what to change before it is committed.
+    for shared in fleet_capacity([*others, new_env], sources):
+        print(f"warning: {shared}", file=sys.stderr)
+    print(
+        f"wrote {path}; next: make synth ENV={args.env_name}, then commit this file and dist/ (README: Adding a client)"
+    )
     return EXIT_OK
 
 
@@ -753,7 +760,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     except graph.DistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    data = graph.render(topology, fmt, dpi=args.dpi)
+    try:
+        data = graph.render(topology, fmt, dpi=args.dpi)
+    except graph.GraphvizMissing as exc:
+        print(f"error: graph --format {fmt}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.output is None:
         sys.stdout.buffer.write(data)
         return EXIT_OK

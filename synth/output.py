@@ -21,6 +21,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,53 @@ def locked(folder: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+@dataclass
+class Summary:
+    """What a promotion did to the output folder, by folder (releases, ``cluster``, ``argocd``)."""
+
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def line(self, outdir: Path) -> str:
+        """``synth: dist: 2 written (argocd, client-acme), 4 unchanged, 1 removed (iotistica-starter)``."""
+
+        def named(names: list[str]) -> str:
+            shown = ", ".join(sorted(names)[:SUMMARY_NAMES])
+            more = f", and {len(names) - SUMMARY_NAMES} more" if len(names) > SUMMARY_NAMES else ""
+            return f" ({shown}{more})" if names else ""
+
+        where = outdir.relative_to(ROOT) if outdir.is_relative_to(ROOT) else outdir
+        return (
+            f"synth: {where}: {len(self.written)} written{named(self.written)}, {len(self.unchanged)} unchanged, "
+            f"{len(self.removed)} removed{named(self.removed)}"
+        )
+
+
+#: How many folder names the summary line gives for each count.
+SUMMARY_NAMES = 8
+
+
+def _same_folder(new: Path, old: Path) -> bool:
+    """Whether two output folders hold the same files with the same bytes (a file linked from the old
+    one, as synth/files.py does for equal bytes, is compared by its inode alone)."""
+    if not old.is_dir():
+        return False
+    with os.scandir(new) as it:
+        files = {e.name: e.stat(follow_symlinks=False) for e in it}
+    with os.scandir(old) as it:
+        before = {e.name: e.stat(follow_symlinks=False) for e in it}
+    if files.keys() != before.keys():
+        return False
+    for name, st in files.items():
+        was = before[name]
+        if os.path.samestat(st, was):
+            continue
+        if st.st_size != was.st_size or (new / name).read_bytes() != (old / name).read_bytes():
+            return False
+    return True
+
+
 def promote(
     staging: Path,
     outdir: Path,
@@ -117,7 +165,7 @@ def promote(
     partial: bool,
     built: Built | None = None,
     cache: SynthCache | None = None,
-) -> None:
+) -> Summary:
     """Move ``staging/out`` into ``outdir``; what it replaces goes to ``staging/old`` (removed later).
 
     Runs under the lock with SIGINT/SIGTERM held, so it is never seen or left half done. A full synth
@@ -127,6 +175,7 @@ def promote(
     unless their folders' stamp changed since they were checked (another synth promoted one
     meanwhile): those are first written anew from ``cache``. The parts of the promoted output are then recorded
     in ``cache`` for the next synth (:meth:`SynthCache.record`), after ``staging`` is removed.
+    Returns which folders were written (new or changed), left unchanged, and removed.
     """
 
     built = built or Built()
@@ -143,6 +192,11 @@ def promote(
             raise RuntimeError(f"{outdir / part.folders[0]} changed during the synth and its cache entry is gone")
     stay_folders = {folder for part in stay.values() for folder in part.folders}
     created = not outdir.exists()
+    summary = Summary(unchanged=sorted(stay_folders))
+    for folder in sorted(p.name for p in out.iterdir() if p.is_dir()):
+        if folder not in stay_folders:
+            same = _same_folder(out / folder, outdir / folder)
+            (summary.unchanged if same else summary.written).append(folder)
     moves: list[tuple[Path, Path]] = []  # done so far, undone in reverse if one fails
 
     def move(src: Path, dst: Path) -> None:
@@ -152,6 +206,7 @@ def promote(
     try:
         if not partial and not stay:
             if not created:
+                summary.removed = sorted(p.name for p in outdir.iterdir() if p.is_dir() and not (out / p.name).is_dir())
                 move(outdir, old / "previous")
             move(out, outdir)
         else:
@@ -167,6 +222,7 @@ def promote(
             for child in sorted(outdir.iterdir()):
                 if child.is_dir() and child.name not in keep:  # an orphan: its environment file is gone
                     move(child, old / child.name)
+                    summary.removed.append(child.name)
             if not (outdir / MARKER).is_file():
                 move(out / MARKER, outdir / MARKER)
     except BaseException:
@@ -180,6 +236,7 @@ def promote(
         # and removing one changes its ctime, which would make the record wrong at once.
         remove_staging(staging)
         cache.record(outdir, _parts(outdir, built, stay))
+    return summary
 
 
 def _parts(outdir: Path, built: Built, stay: dict[str, Part]) -> list[Part]:

@@ -18,11 +18,20 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from synth.output import MARKER, MARKER_TEXT, SHARED_FOLDERS, check_owned, locked, promote, remove_staging
+from synth.output import (
+    MARKER,
+    MARKER_TEXT,
+    SHARED_FOLDERS,
+    Summary,
+    check_owned,
+    locked,
+    promote,
+    remove_staging,
+)
 from synth.plan import Built, plan
 from synth.signals import finish_uninterrupted, held
 from synth.workers import Rendering, RenderWorker
@@ -47,6 +56,7 @@ def build(
     renderer: str = "python",
     worker: RenderWorker | None = None,
     previous: Path | None = None,
+    folders: Collection[str] | None = None,
 ) -> Built:
     """Synthesize ``envs`` (and the shared charts, from ``all_envs``) into ``outdir`` (must not exist).
 
@@ -58,12 +68,13 @@ def build(
     folder ``outdir`` will replace, if any. A hit whose part there holds its files as the last synth
     recorded them (synth/cache.py ``Part``) is not written: the promotion (synth/output.py) leaves it
     in place. Elsewhere a file with the same bytes there is linked instead of written again
-    (synth/files.py).
+    (synth/files.py). ``folders``: the releases whose folders the output will hold, when not all of
+    them (a partial synth): only those get an Argo CD Application (tiers/shared.py ``shared_props``).
     """
     from tiers.shared import shared_props
 
     # What the shared charts read of the whole fleet (tiers/shared.py): their only input.
-    shared = shared_props(all_envs if all_envs is not None else envs)
+    shared = shared_props(all_envs if all_envs is not None else envs, folders)
     outdir.mkdir(parents=True)
     (outdir / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     total, done = len(envs), 0
@@ -141,18 +152,23 @@ def synthesize(
     mirror: Path | None = None,
     renderer: str = "python",
     worker: RenderWorker | None = None,
-) -> None:
+) -> Summary:
     """Build into a staging folder beside ``outdir``, then promote the result (whole, or per folder).
 
     ``outdir`` must be absent, empty, or an output folder of this project (synth/output.py ``foreign_entry``);
     otherwise :class:`OutputError` is raised before anything is written. ``mirror``, when given,
     shows the promoted output (the cdk8s CLI's scratch folder, :func:`show`). ``worker``: see
-    :func:`build`.
+    :func:`build`. Returns what the promotion did, by folder (synth/output.py :class:`Summary`).
     """
     outdir = outdir.resolve()
     check_owned(outdir)
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.synth-{os.getpid()}-", dir=outdir.parent))
+    # A partial synth writes the Applications of the folders the output will hold: those it writes and
+    # those already there; an environment file whose folder neither writes nor holds gets none.
+    folders = None
+    if partial:
+        folders = {e.release for e in envs} | {e.release for e in (all_envs or envs) if (outdir / e.release).is_dir()}
     try:
         built = build(
             envs,
@@ -165,14 +181,16 @@ def synthesize(
             renderer=renderer,
             worker=worker,
             previous=outdir if outdir.is_dir() else None,
+            folders=folders,
         )
         with locked(outdir.parent), held():
-            promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial, built, cache)
+            summary = promote(staging, outdir, envs, all_envs if all_envs is not None else envs, partial, built, cache)
             finish_uninterrupted()
         if mirror is not None:
             show(outdir, mirror)
     finally:
         remove_staging(staging)
+    return summary
 
 
 def show(outdir: Path, mirror: Path) -> None:

@@ -61,7 +61,7 @@ def _synth(args: argparse.Namespace, outdir: Path, mirror: Path | None, worker: 
     from synth.cache import SynthCache
 
     loaded = fleet.load(args.environments, args.env)
-    synthesize(
+    summary = synthesize(
         loaded.envs,
         outdir,
         partial=loaded.partial,
@@ -75,6 +75,8 @@ def _synth(args: argparse.Namespace, outdir: Path, mirror: Path | None, worker: 
         renderer=args.renderer,
         worker=worker,
     )
+    # One line on stdout: a folder removed because its environment file is gone is seen, not silent.
+    print(summary.line(outdir), flush=True)
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -34,7 +34,11 @@ def test_dist_equals_a_fresh_synth(tmp_path: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "" and proc.stderr == "", "a normal synth prints nothing alarming"
+    # A normal synth prints nothing alarming: its one summary line, every folder written into the new one.
+    folders = sorted(p.name for p in (ROOT / "dist").iterdir() if p.is_dir())
+    assert proc.stderr == "" and proc.stdout.count("\n") == 1, proc.stdout
+    assert proc.stdout.startswith(f"synth: {out}: {len(folders)} written (")
+    assert proc.stdout.endswith(", 0 unchanged, 0 removed\n")
     fresh, committed = tree(out), tree(ROOT / "dist")
     assert sorted(fresh) == sorted(committed), "run `make synth` and commit dist/"
     changed = [name for name in fresh if fresh[name] != committed[name]]

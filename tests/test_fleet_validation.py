@@ -3,8 +3,10 @@ never break clients 1..N. Also what Kubernetes or the services would refuse, and
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,25 @@ from tiers.models import Api, Environment
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def seed_files(d: Path) -> Path:
+    """The seed's example fleet (the shipped files of helpers.SHIPPED, whatever else environments/ holds)
+    copied into ``d``: the tests of behaviour below own their fleet, so a client the operator adds to
+    environments/ changes none of their numbers or orderings."""
+    d.mkdir(parents=True)
+    for name in SHIPPED:
+        shutil.copy(ENV_DIR / f"{name}.yaml", d / f"{name}.yaml")
+    return d
+
+
+@functools.cache
+def seed_fleet() -> tuple[Environment, ...]:
+    """The seed's example fleet, loaded from a temporary copy (see :func:`seed_files`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return tuple(load_environments(seed_files(Path(tmp) / "environments")))
+
+
 def fleet_dir(tmp_path: Path, git: bool = False) -> Path:
-    d = tmp_path / "environments"
-    d.mkdir()
-    for f in ENV_DIR.glob("*.yaml"):
-        shutil.copy(f, d / f.name)
+    d = seed_files(tmp_path / "environments")
     if git:
         run = {"cwd": d, "check": True, "capture_output": True}
         subprocess.run(["git", "init", "-q"], **run)  # type: ignore[call-overload]
@@ -107,7 +123,7 @@ def test_shared_application_names_are_the_charts(environments: dict[str, Environ
 def test_validate_builds_the_shared_charts(capsys: pytest.CaptureFixture[str]) -> None:
     rendered = cli.render_shared(load_environments(ENV_DIR))
     names = {o["metadata"]["name"] for o in rendered["argocd"]}
-    assert {"iotistica-apps", "iotistica-cluster", *SHIPPED} == names
+    assert {"iotistica-apps", "iotistica-cluster", *(p.stem for p in ENV_DIR.glob("*.yaml"))} == names
     assert {o["kind"] for o in rendered["cluster"]} == {
         "ClusterRole",
         "ValidatingAdmissionPolicy",
@@ -170,7 +186,7 @@ def test_blame_degrades_without_git(tmp_path: Path) -> None:
 
 
 def _fleet_errors(*extra: Environment) -> list[str]:
-    envs = [*load_environments(ENV_DIR), *extra]
+    envs = [*seed_fleet(), *extra]
     status = {e.release: "unchanged" for e in envs} | {e.release: "new" for e in extra}
     return [str(e) for e in validate_fleet(envs, Sources(labels={}, status=status))]
 
@@ -457,7 +473,7 @@ def test_external_pooler_needs_a_host_and_emits_nothing(tmp_path: Path) -> None:
 
 
 def test_budgets_on_one_server_must_fit_it() -> None:
-    envs = load_environments(ENV_DIR)
+    envs = list(seed_fleet())
     assert not fleet_capacity(envs, Sources(labels={}, status={}))  # 40 + 80 + 160 + 40 = 320 of 490
     big = _client(
         tier="enterprise",
@@ -474,17 +490,32 @@ def test_new_files_pass_strict_alone_and_in_the_fleet(tmp_path: Path, capsys: py
         alone = tmp_path / f"alone-{tier}"
         assert cli.main(["--environments", str(alone), "new", "client-acme", "--tier", tier]) == 0
         assert cli.main(["--environments", str(alone), "validate", "--strict"]) == 0, capsys.readouterr().err
-        fleet = tmp_path / f"fleet-{tier}"
-        shutil.copytree(ENV_DIR, fleet)
+        fleet = seed_files(tmp_path / f"fleet-{tier}")
         assert cli.main(["--environments", str(fleet), "new", "client-acme", "--tier", tier]) == 0
         assert "maxConnections: 500" in (fleet / "client-acme.yaml").read_text()
         assert cli.main(["--environments", str(fleet), "validate", "--strict"]) == 0, capsys.readouterr().err
     capsys.readouterr()
 
 
+def test_new_warns_when_the_server_cannot_hold_the_new_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The seed's fleet holds 320 of the 490 connections of its server: a standard client (80) fits, an
+    enterprise one (160) after it does not. `new` writes the file and says so, as `validate` does."""
+    fleet = seed_files(tmp_path / "env")
+    assert cli.main(["--environments", str(fleet), "new", "client-std", "--tier", "standard"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli.main(["--environments", str(fleet), "new", "client-big", "--tier", "enterprise"]) == 0
+    warned = capsys.readouterr().err
+    assert warned.startswith(f"warning: {fleet / 'client-big'}.yaml: database.connectionBudget: ")
+    assert "hold 560 connections together" in warned and warned.count("\n") == 1
+    assert cli.main(["--environments", str(fleet), "validate", "--strict"]) == 1
+    # The same finding (without git, validate blames the last file by name: see test_blame_degrades_without_git).
+    assert warned.split(": database.connectionBudget: ")[1] in capsys.readouterr().err
+
+
 def test_new_refuses_a_file_that_breaks_the_fleet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fleet = tmp_path / "env"
-    shutil.copytree(ENV_DIR, fleet)
+    fleet = seed_files(tmp_path / "env")
     rc = cli.main(["--environments", str(fleet), "new", "client-acme", "--tier", "demo", "--namespace", "iotistica"])
     assert rc == 2 and not (fleet / "client-acme.yaml").exists()
     assert "namespace 'iotistica' is already used by" in capsys.readouterr().err

@@ -344,6 +344,19 @@ def test_docs_pages_are_current_and_check_catches_staleness(tmp_path) -> None:
     assert "```mermaid\nflowchart LR\n" in page.read_text()
 
 
+def test_a_release_owns_its_page_and_the_index_names_none(tmp_path) -> None:
+    """Adding a client (`new`, `make synth`) leaves docs --check green: a release without a page is not
+    stale, the index is the same for every fleet; `iotistica-k8s docs` then adds the new page."""
+    out = tmp_path / "docs" / "topology"
+    graph.topology_docs(DIST, out)
+    assert (out / "README.md").read_text() == graph.TOPOLOGY_INDEX
+    assert not any(f"({release}.md)" in graph.TOPOLOGY_INDEX for release in RELEASES)  # links to no page
+    (out / f"{ENTERPRISE}.md").unlink()  # as for a client added since the pages were written
+    assert graph.topology_docs(DIST, out, check=True) == []
+    assert graph.topology_docs(DIST, out) == [str(out.relative_to(tmp_path) / f"{ENTERPRISE}.md")]
+    assert (out / f"{ENTERPRISE}.md").read_text() == graph.mermaid_doc(graph.build(DIST, ENTERPRISE))
+
+
 # --------------------------------------------------------------------------------------------------
 # Generic over kinds; the rights view with admission policies
 # --------------------------------------------------------------------------------------------------

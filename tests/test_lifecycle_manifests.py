@@ -17,7 +17,7 @@ import yaml
 
 from constructs.lifecycle.required_secrets import FILENAME, render, write_required_secrets
 from constructs.lifecycle.secrets_provider import secret_plan
-from tests.helpers import SHIPPED, by, container, env_from, env_map, kinds, pod_specs, synth_env
+from tests.helpers import ENV_DIR, SHIPPED, by, container, env_from, env_map, kinds, pod_specs, synth_env
 from tests.test_crd_schemas import crds
 from tiers.loader import ConfigError, load_environment
 
@@ -430,7 +430,8 @@ def argocd_objects(envs: list[Any]) -> list[dict[str, Any]]:
 def test_one_application_per_environment_plus_cluster_and_app_of_apps(environments) -> None:
     objs = argocd_objects(list(environments.values()))
     apps = {o["metadata"]["name"]: o for o in objs}
-    assert set(apps) == {*SHIPPED, "iotistica-cluster", "iotistica-apps"}
+    files = {p.stem for p in ENV_DIR.glob("*.yaml")}  # the fleet as environments/ holds it, not as shipped
+    assert set(apps) == {*files, "iotistica-cluster", "iotistica-apps"}
     for release, env in environments.items():
         app = apps[release]
         assert app["metadata"]["namespace"] == "argocd"

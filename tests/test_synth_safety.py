@@ -457,9 +457,36 @@ def test_partial_synth_prunes_releases_whose_file_is_gone(tmp_path: Path) -> Non
     (envs / "iotistica-starter.yaml").unlink()
     proc = run(*argv, "--env", "client-demo")
     assert proc.returncode == 0, proc.stderr
+    # The one summary line shows the folder removed with its file (the shared charts lose its objects).
+    assert proc.stdout == f"synth: {out}: 2 written (argocd, cluster), 1 unchanged, 1 removed (iotistica-starter)\n"
     assert sorted(p.name for p in out.iterdir()) == sorted([output.MARKER, "argocd", "client-demo", "cluster"])
     assert not [f for f in (out / "argocd").iterdir() if "iotistica-starter" in f.read_text()]
     assert tree(out / "client-demo") == tree(ROOT / "dist" / "client-demo")
+
+
+def test_partial_synth_writes_no_application_for_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    """An environment file added but not synthesized (`make synth ENV=other`) gets no Application whose
+    `path: dist/<release>` would not exist; its own synth adds it (app.py, what `make synth` runs)."""
+    envs, out = tmp_path / "environments", tmp_path / "out"
+    envs.mkdir()
+    shutil.copy2(ROOT / "environments" / "client-demo.yaml", envs)
+    argv = [PY, "app.py", "--environments", str(envs), "--outdir", str(out)]
+    proc = run(*argv)
+    assert proc.stdout == f"synth: {out}: 3 written (argocd, client-demo, cluster), 0 unchanged, 0 removed\n"
+    assert run(PY, "cli.py", "--environments", str(envs), "new", "beta", "--tier", "standard").returncode == 0
+    proc = run(*argv, "--env", "client-demo")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"synth: {out}: 1 written (cluster), 2 unchanged, 0 removed\n"
+    assert not (out / "beta").exists()
+    assert sorted(p.name for p in (out / "argocd").iterdir()) == [
+        "Application.client-demo.k8s.yaml",
+        "Application.iotistica-apps.k8s.yaml",
+        "Application.iotistica-cluster.k8s.yaml",
+    ]
+    assert not [f.name for f in (out / "argocd").iterdir() if "dist/beta" in f.read_text()]
+    proc = run(*argv, "--env", "beta")
+    assert proc.stdout == f"synth: {out}: 2 written (argocd, beta), 1 unchanged, 0 removed\n"
+    assert "path: dist/beta\n" in (out / "argocd" / "Application.beta.k8s.yaml").read_text()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ source).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -88,9 +88,14 @@ class SharedProps(_Slice):
     argocd: ArgoCdProps
 
 
-def shared_props(envs: Sequence[Environment]) -> SharedProps:
-    """The slice of ``envs`` (every environment of the fleet) the shared charts are built from."""
-    return SharedProps(admission=policies_props(envs), argocd=argocd_props(envs))
+def shared_props(envs: Sequence[Environment], folders: Collection[str] | None = None) -> SharedProps:
+    """The slice of ``envs`` (every environment of the fleet) the shared charts are built from.
+
+    ``folders``: when given, the releases whose folder the output will hold (a partial synth's: those
+    it writes and those already there); only they get an Argo CD Application, never one whose
+    ``path: dist/<release>`` does not exist. The rest of the slice still covers every environment.
+    """
+    return SharedProps(admission=policies_props(envs), argocd=argocd_props(envs, folders))
 
 
 def admission_setting(envs: Sequence[Environment]) -> AdmissionPolicyVersion:
@@ -167,12 +172,14 @@ def common_settings(envs: Sequence[Environment]) -> ArgoCd:
     return first.argocd
 
 
-def argocd_props(envs: Sequence[Environment]) -> ArgoCdProps:
-    """The Applications of ``envs``: one per release, and the shared settings."""
+def argocd_props(envs: Sequence[Environment], folders: Collection[str] | None = None) -> ArgoCdProps:
+    """The Applications of ``envs`` (only of the releases in ``folders``, when given: see
+    :func:`shared_props`), and the shared settings every environment agrees on."""
     return ArgoCdProps(
         shared=common_settings(envs),
         releases=tuple(
             ArgoCdRelease(release=e.release, namespace=e.namespace, settings=e.argocd)
             for e in sorted(envs, key=lambda e: e.release)
+            if folders is None or e.release in folders
         ),
     )
