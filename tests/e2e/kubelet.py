@@ -380,21 +380,21 @@ class Kubelet:
             st = {"uid": uid, "succeeded": 0, "failed": 0, "attempt": 0, "start": time.monotonic(), "done": ""}
             self.jobs[(ns, name)] = st
         if st["done"]:
-            for key, pod in self.pods.items():  # a finished Job keeps its pods (and their logs) until deleted
-                if key[0] == ns and pod.owner == f"Job/{name}":
-                    want[key] = (pod.owner, pod.spec_template, pod.template_hash)  # type: ignore[attr-defined]
+            for key, kept in self.pods.items():  # a finished Job keeps its pods (and their logs) until deleted
+                if key[0] == ns and kept.owner == f"Job/{name}":
+                    want[key] = (kept.owner, kept.spec_template, kept.template_hash)  # type: ignore[attr-defined]
             return
         deadline = job["spec"].get("activeDeadlineSeconds")
         if deadline and time.monotonic() - st["start"] > deadline:
             st["done"] = "Failed: DeadlineExceeded"
             return
         pod_name = f"{name}-{uid[:5]}-{st['attempt']}"
-        pod = self.pods.get((ns, pod_name))
-        if pod is not None and pod.phase == "Succeeded":
+        current = self.pods.get((ns, pod_name))
+        if current is not None and current.phase == "Succeeded":
             st["succeeded"] += 1
             st["done"] = "Complete"
             return
-        if pod is not None and pod.phase == "Failed":
+        if current is not None and current.phase == "Failed":
             st["failed"] += 1
             if st["failed"] > int(job["spec"].get("backoffLimit", 6)):
                 st["done"] = "Failed: BackoffLimitExceeded"
@@ -403,9 +403,9 @@ class Kubelet:
             pod_name = f"{name}-{uid[:5]}-{st['attempt']}"
         want[(ns, pod_name)] = (f"Job/{name}", job["spec"]["template"], _hash(job["spec"]["template"]))
         # Finished pods of earlier attempts stay (as a Job's pods do) until the Job is deleted.
-        for key, pod in self.pods.items():
-            if pod.owner == f"Job/{name}" and key not in want and pod.phase in ("Succeeded", "Failed"):
-                want[key] = (pod.owner, pod.spec_template, pod.template_hash)  # type: ignore[attr-defined]
+        for key, done in self.pods.items():
+            if done.owner == f"Job/{name}" and key not in want and done.phase in ("Succeeded", "Failed"):
+                want[key] = (done.owner, done.spec_template, done.template_hash)  # type: ignore[attr-defined]
 
     # ---- pods ---------------------------------------------------------------------------------
 
@@ -678,8 +678,8 @@ class Kubelet:
         mounts: list[dict[str, Any]] = []
         for key, path in c.program.files:
             kind, _, which = key.partition(":")
-            src = self.apps[which] if kind == "app" else self.apps[kind]
-            mounts.append({"src": str(src), "dst": path, "ro": True})
+            app_dir = self.apps[which] if kind == "app" else self.apps[kind]
+            mounts.append({"src": str(app_dir), "dst": path, "ro": True})
         vols = {v["name"]: v for v in pod.spec.get("volumes", [])}
         for vm in spec.get("volumeMounts", []):
             vol = vols[vm["name"]]

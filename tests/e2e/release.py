@@ -51,8 +51,8 @@ def license_jwt(key: Path, tenant: str = TENANT, plan: str = "professional") -> 
     """A license with the claims the API reads (``LicenseData``, api/src/services/auth/license-validator.ts;
     platform-facts §4), signed RS256 with ``key``."""
     now = int(time.time())
-    features = ("canExecuteJobs", "canScheduleJobs", "canRemoteAccess", "canOtaUpdates", "canExportData")
-    features += ("hasAdvancedAlerts", "hasCustomDashboards")
+    features: tuple[str, ...] = ("canExecuteJobs", "canScheduleJobs", "canRemoteAccess", "canOtaUpdates")
+    features += ("canExportData", "hasAdvancedAlerts", "hasCustomDashboards")
     claims = {
         "tenantId": tenant,
         "clientId": tenant,
