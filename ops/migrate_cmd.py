@@ -15,7 +15,7 @@ from tiers.errors import ConfigError
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """What the first Argo CD sync does to a live Helm release: ops/migrate.py."""
+    """What the first Argo CD sync does to a live Helm release: ops/migrate/."""
     from ops.migrate import plan_for, render_markdown
 
     (env,) = _load(args.environments, [args.env_name])
