@@ -322,7 +322,7 @@ def project_copy(dest: Path, environments: Path) -> Path:
     for name in ("app.py", "cli.py", "cdk8s.yaml", "Makefile", "requirements.lock", "pyproject.toml"):
         shutil.copy2(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("constructs", "synth", "tiers"):
+    for name in ("constructs", "synth", "tiers", "ops"):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
     shutil.copytree(environments, dest / "environments")
     for name in (".venv", "node_modules", "imports", "package.json", "package-lock.json"):

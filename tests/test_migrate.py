@@ -1,4 +1,4 @@
-"""Moving a live Helm release to Argo CD: the migration plan (ops/migrate.py), the compatibility setting
+"""Moving a live Helm release to Argo CD: the migration plan (ops/migrate/), the compatibility setting
 ``migration.selectorLabels: helm``, and the `migrate` command.
 
 The live releases are hand-written `helm get manifest` outputs in tests/fixtures/helm/ following the

@@ -75,7 +75,7 @@ def project_copy(dest: Path) -> Path:
         "package-lock.json",
     ):
         shutil.copy2(ROOT / name, dest / name)
-    for name in ("constructs", "synth", "tiers", "environments", "dist"):
+    for name in ("constructs", "synth", "tiers", "ops", "environments", "dist"):
         shutil.copytree(ROOT / name, dest / name)
     (ROOT / ".synth-cache").mkdir(exist_ok=True)
     for name in (".venv", "node_modules", "imports", ".synth-cache"):

@@ -1,0 +1,161 @@
+"""``iotistica-k8s new``: writes a commented environments/ENV.yaml for a tier (validated with the fleet
+before it is kept); takes the argparse namespace, gives an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from ops.fleet_render import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    _load,
+)
+from tiers.errors import ConfigError
+
+NEW_TEMPLATE = """\
+# yaml-language-server: $schema=../environment.schema.json
+# Environment {release}: tier {tier}, namespace {namespace}. Created by `iotistica-k8s new`.
+# Settings layer like Helm's -f: model defaults (the seed's demo values) < tiers/presets/{tier}.yaml < this file.
+# Every setting is listed in docs/settings.md; `iotistica-k8s explain {release}` shows the result.
+release: {release}
+namespace: {namespace}
+tier: {tier}
+
+edge:
+  hosts:                       # public hostnames; CORS_ORIGINS is derived from the dashboard host
+    api: api-{release}.iotistica.com
+    dashboard: {release}.iotistica.com
+    mqtt: mqtt-{release}.iotistica.com
+
+dashboard:
+  config:                      # window.env of the dashboard's config.js
+    apiUrl: https://api-{release}.iotistica.com
+    auth0CallbackUrl: https://{release}.iotistica.com/auth/callback
+{extra}
+# Examples of overrides (uncomment to use):
+# api:
+#   hpa: {{maxReplicas: 6}}       # pools are sized for HPA max: raise database.connectionBudget with it
+# monitoring:
+#   enabled: true
+# database:
+#   pooler: {{enabled: true}}     # PgBouncer (a CNPG Pooler) in front of the server
+# secrets:
+#   provider: onepassword
+"""
+
+#: What `new` writes beyond the template, per tier: the departures from the seed the tier needs to pass
+#: `validate --strict` (docs/environments.md, "Where the seed and the code disagree").
+NEW_TIER_OVERRIDES = {
+    "standard": """
+api:
+  # The seed's DB_POOL_SIZE 20 opens 4 x 20 = 80 connections at HPA max, the whole budget, leaving none for
+  # ingestion: derive it from database.connectionBudget instead.
+  dbPoolSize: null
+""",
+    "enterprise": """
+api:
+  # The seed's DB_POOL_SIZE 20 opens 10 x 20 = 200 connections at HPA max, above the budget of 160:
+  # derive it from database.connectionBudget instead.
+  dbPoolSize: null
+ingestion:
+  # The seed's MAXLEN 1,200,000 holds 24 s at the rated 50,000 readings/s: size the stream for 60 s.
+  streamMaxlen: null
+  streamBufferSeconds: 60
+""",
+}
+
+
+def _preset_budget(tier: str) -> int:
+    from tiers.loader import PRESETS
+
+    preset = yaml.safe_load((PRESETS / f"{tier}.yaml").read_text()) or {}
+    return int(preset.get("database", {}).get("connectionBudget", 40))
+
+
+def _server_block(env_dir: Path, path: Path, tier: str) -> str:
+    """The database server's max_connections as the other environments on it declare it."""
+    from tiers.models import Database
+
+    default = Database.model_validate({})
+    try:
+        others = [e for e in _load(env_dir, []) if e.release != path.stem] if any(env_dir.glob("*.yaml")) else []
+    except ConfigError:
+        others = []
+    same = [e for e in others if e.database.server == default.server]
+    if not same:
+        # Alone on the server: it must hold at least the tier's budget and the reserved connections.
+        from tiers.fleet import RESERVED_CONNECTIONS
+
+        need = _preset_budget(tier) + RESERVED_CONNECTIONS
+        if need <= default.max_connections:
+            return ""
+        return (
+            f"\ndatabase:\n  # The server {default.server} must allow at least the tier's connection budget plus "
+            f"{RESERVED_CONNECTIONS} reserved:\n  # write its real max_connections here.\n  maxConnections: {need}\n"
+        )
+    if same[0].database.max_connections == default.max_connections:
+        return ""
+    first = same[0]
+    return (
+        f"\ndatabase:\n  # The server {default.server}'s max_connections, as environments/{first.release}.yaml "
+        f"declares it\n  # (every environment on one server declares the same).\n"
+        f"  maxConnections: {first.database.max_connections}\n"
+    )
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from tiers.fleet import Sources, fleet_capacity, validate_fleet
+    from tiers.loader import load_environment
+
+    path = args.environments / f"{args.env_name}.yaml"
+    if path.exists() and not args.force:
+        print(f"error: {path}: already exists (use --force to overwrite)", file=sys.stderr)
+        return EXIT_CONFIG
+    from pydantic import TypeAdapter, ValidationError
+
+    from tiers.models import DnsLabel, ReleaseName
+
+    for key, value, kind in (("release", args.env_name, ReleaseName), ("namespace", args.namespace, DnsLabel)):
+        try:
+            if value is not None:
+                TypeAdapter(kind).validate_python(value)
+        except ValidationError as exc:
+            raise ConfigError(str(path), key, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    extra = NEW_TIER_OVERRIDES.get(args.tier, "")
+    extra += _server_block(args.environments, path, args.tier)
+    text = NEW_TEMPLATE.format(
+        release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier, extra=extra
+    )
+    args.environments.mkdir(parents=True, exist_ok=True)
+    # Validate under the final file name (the release must match it), alone and with the fleet's rules,
+    # before anything is written there.
+    with tempfile.TemporaryDirectory(dir=args.environments) as tmp:
+        draft = Path(tmp) / path.name
+        draft.write_text(text)
+        new_env = load_environment(draft, str(path))
+        others = (
+            [e for e in _load(args.environments, []) if e.release != new_env.release]
+            if any(args.environments.glob("*.yaml"))
+            else []
+        )
+        labels = {e.release: f"{args.environments / e.release}.yaml" for e in others} | {new_env.release: str(path)}
+        status = {e.release: "unchanged" for e in others} | {new_env.release: "new"}
+        sources = Sources(labels=labels, status=status)
+        errors = validate_fleet([*others, new_env], sources)
+        if errors:
+            raise errors[0]
+        draft.replace(path)
+    # Capacity across the fleet is a warning, as in `validate` (an error under --strict, which `make test`
+    # runs): the file is written, and the line says what to change before it is committed.
+    for shared in fleet_capacity([*others, new_env], sources):
+        print(f"warning: {shared}", file=sys.stderr)
+    print(
+        f"wrote {path}; next: make synth ENV={args.env_name}, then commit this file and dist/ (README: Adding a client)"
+    )
+    return EXIT_OK
