@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import cli
-from constructs.platform import checkov_skips
+from constructs.scan_skips import checkov_skips
 from synth.cache import SynthCache
 from synth.pipeline import synthesize
 from tests.helpers import by, container

@@ -21,8 +21,10 @@ CONCERNS = ("core", "edge", "lifecycle", "isolation")
 #: Modules beside the concern folders: helpers every concern uses, and the charts that wire them.
 #: ``api_objects`` is how every construct declares a manifest; rendering it is the synth engine's
 #: (synth/: the Python renderer, the jsii wire encoding, the YAML writer), not a construct.
+#: ``scan_skips`` annotates every workload, whichever concern makes it (core and lifecycle have workloads).
 SHARED = {
     "platform",
+    "scan_skips",
     "secret_catalog",
     "release_chart",
     "shared_charts",

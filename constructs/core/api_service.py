@@ -17,15 +17,11 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
-    CKV_SA_TOKEN,
-    CKV_SECRET_ENV,
-    REASON_CALLS_KUBE_API,
     Props,
     RedisEndpoint,
     Release,
     add_hpa,
     add_pdb,
-    checkov_skips,
     container_security,
     database_env,
     deployment,
@@ -44,6 +40,7 @@ from constructs.platform import (
     service,
     sorted_env,
 )
+from constructs.scan_skips import CKV_SA_TOKEN, CKV_SECRET_ENV, REASON_CALLS_KUBE_API, checkov_skips
 from tiers.errors import SettingError
 from tiers.models import Api, Database, Scheduling
 

@@ -21,7 +21,6 @@ from constructs.platform import (
     Props,
     Release,
     add_pdb,
-    checkov_skips,
     checksum,
     config_map,
     config_map_volume,
@@ -36,6 +35,7 @@ from constructs.platform import (
     resources,
     service,
 )
+from constructs.scan_skips import checkov_skips
 from tiers.models import Dashboard as DashboardValues
 from tiers.models import Scheduling
 

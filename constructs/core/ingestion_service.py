@@ -17,14 +17,12 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, KubeObject, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
-    CKV_SECRET_ENV,
     Props,
     RedisEndpoint,
     Release,
     add_hpa,
     add_pdb,
     apply_affinity,
-    checkov_skips,
     container_security,
     database_env,
     deployment,
@@ -43,6 +41,7 @@ from constructs.platform import (
     service,
     sorted_env,
 )
+from constructs.scan_skips import CKV_SECRET_ENV, checkov_skips
 from tiers.models import Database, Ingestion, Scheduling
 
 APP = "ingestion"

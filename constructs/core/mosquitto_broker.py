@@ -19,7 +19,6 @@ from constructs.platform import (
     CHECKSUM_ANNOTATION,
     Props,
     Release,
-    checkov_skips,
     checksum,
     config_map,
     config_map_volume,
@@ -34,6 +33,7 @@ from constructs.platform import (
     service,
     tcp_probe,
 )
+from constructs.scan_skips import checkov_skips
 from tiers.models import Mosquitto, Scheduling
 
 APP = "mosquitto"

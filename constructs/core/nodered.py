@@ -15,12 +15,8 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
-    CKV_HIGH_UID,
-    CKV_READ_ONLY_ROOT,
-    CKV_SECRET_ENV,
     Props,
     Release,
-    checkov_skips,
     container_security,
     deployment,
     empty_dir,
@@ -35,6 +31,7 @@ from constructs.platform import (
     service,
     sorted_env,
 )
+from constructs.scan_skips import CKV_HIGH_UID, CKV_READ_ONLY_ROOT, CKV_SECRET_ENV, checkov_skips
 from tiers.models import NodeRed as NodeRedValues
 from tiers.models import Scheduling
 

@@ -32,13 +32,11 @@ from constructs.api_objects import Component, KubeObject, Scope, api_object
 from constructs.isolation.network_policies import Endpoint
 from constructs.platform import (
     CHECKSUM_ANNOTATION,
-    CKV_SECRET_ENV,
     Props,
     RedisEndpoint,
     Release,
     add_pdb,
     apply_affinity,
-    checkov_skips,
     checksum,
     config_map,
     config_map_volume,
@@ -58,6 +56,7 @@ from constructs.platform import (
     service,
     sorted_env,
 )
+from constructs.scan_skips import CKV_SECRET_ENV, checkov_skips
 from tiers.models import Image, Redis, Resources, Scheduling
 
 APP = "redis"

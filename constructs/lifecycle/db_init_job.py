@@ -31,7 +31,8 @@ from constructs.lifecycle.sync_hooks import (
     hook_job,
     scripts_config_map,
 )
-from constructs.platform import CKV_SECRET_ENV, Props, Release, env, env_secret
+from constructs.platform import Props, Release, env, env_secret
+from constructs.scan_skips import CKV_SECRET_ENV
 from tiers.models import Database, DbInit, Scheduling
 
 APP = "db-init"

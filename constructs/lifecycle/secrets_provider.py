@@ -39,7 +39,8 @@ from constructs.lifecycle.sync_hooks import (
     secret_rule,
     wave,
 )
-from constructs.platform import CKV_SA_TOKEN, REASON_CALLS_KUBE_API, Props, Release, env, env_field
+from constructs.platform import Props, Release, env, env_field
+from constructs.scan_skips import CKV_SA_TOKEN, REASON_CALLS_KUBE_API
 from tiers.errors import SettingError
 from tiers.models import Environment
 

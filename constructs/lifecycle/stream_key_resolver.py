@@ -33,7 +33,8 @@ from constructs.lifecycle.sync_hooks import (
     scripts_config_map,
     secret_rule,
 )
-from constructs.platform import CKV_SA_TOKEN, REASON_CALLS_KUBE_API, Props, Release, env, env_field
+from constructs.platform import Props, Release, env, env_field
+from constructs.scan_skips import CKV_SA_TOKEN, REASON_CALLS_KUBE_API
 from tiers.models import Scheduling, StreamKeyResolver
 
 APP = "stream-key-resolver"

@@ -27,7 +27,6 @@ from cdk8s_plus_27 import k8s
 from constructs.api_objects import KubeObject, Scope, api_object
 from constructs.platform import (
     Release,
-    checkov_skips,
     config_map_volume,
     container_security,
     empty_dir,
@@ -38,6 +37,7 @@ from constructs.platform import (
     resources,
     sorted_env,
 )
+from constructs.scan_skips import checkov_skips
 from tiers.models import Image, Resources, Scheduling
 
 HOOK = "argocd.argoproj.io/hook"
@@ -131,7 +131,7 @@ def hook_job(
 ) -> KubeObject:
     """A Sync hook Job at ``job_wave`` running ``command`` from the ``scripts`` ConfigMap (read-only root,
     restricted profile, no token unless ``service_account`` is given). ``skips``: the Checkov checks that do
-    not apply to it, with their reasons (constructs/platform.py checkov_skips)."""
+    not apply to it, with their reasons (constructs/scan_skips.py checkov_skips)."""
     return api_object(
         k8s.KubeJob,
         scope,
