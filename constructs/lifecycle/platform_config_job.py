@@ -31,6 +31,7 @@ from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.db_init_job import ssl_mode
 from constructs.lifecycle.sync_hooks import (
     POSTGRES_UID,
+    PSQL_HOOK,
     PSQL_SECRET_ENV,
     SCRIPTS_DIR,
     WAVE_POLICY,
@@ -140,7 +141,12 @@ class PlatformConfigJob(Component):
             name=self.name,
             app=APP,
             component=COMPONENT,
-            files={"platform-config.sh": SCRIPT.read_text(), "wait.sql": wait_sql(), "config.sql": self.sql},
+            files={
+                "platform-config.sh": SCRIPT.read_text(),
+                "psql-hook.sh": PSQL_HOOK.read_text(),
+                "wait.sql": wait_sql(),
+                "config.sql": self.sql,
+            },
         )
         hook_job(
             self,

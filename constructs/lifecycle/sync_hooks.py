@@ -22,6 +22,8 @@ and a failed one stays for ``kubectl logs`` until the next sync.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cdk8s_plus_27 import k8s
 
 from constructs.api_objects import KubeObject, Scope, api_object
@@ -52,6 +54,9 @@ WAVE_WORKLOADS = 0
 WAVE_POLICY = 1
 
 SCRIPTS_DIR = "/scripts"
+#: What the psql hook Jobs share (log, die, the bounded wait, one SQL file in one transaction): each of their
+#: ConfigMaps carries it beside the hook's own script, which sources it.
+PSQL_HOOK = Path(__file__).resolve().parents[1] / "scripts" / "psql-hook.sh"
 #: uid of `nobody` in the python alpine image (the image itself runs as root).
 PYTHON_UID = 65534
 #: 10000 + the uid of `postgres` in the postgres alpine image (70): psql needs no file of its own

@@ -36,6 +36,7 @@ from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.db_init_job import pg_env
 from constructs.lifecycle.sync_hooks import (
     POSTGRES_UID,
+    PSQL_HOOK,
     PSQL_SECRET_ENV,
     SCRIPTS_DIR,
     WAVE_POLICY,
@@ -246,7 +247,12 @@ class TimescalePolicyJob(Component):
             name=self.name,
             app=APP,
             component=COMPONENT,
-            files={"timescaledb-policy.sh": SCRIPT.read_text(), "wait.sql": wait_sql(), "policy.sql": self.sql},
+            files={
+                "timescaledb-policy.sh": SCRIPT.read_text(),
+                "psql-hook.sh": PSQL_HOOK.read_text(),
+                "wait.sql": wait_sql(),
+                "policy.sql": self.sql,
+            },
         )
         hook_job(
             self,
