@@ -29,17 +29,8 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.db_init_job import ssl_mode
-from constructs.lifecycle.sync_hooks import (
-    POSTGRES_UID,
-    PSQL_HOOK,
-    PSQL_SECRET_ENV,
-    SCRIPTS_DIR,
-    WAVE_POLICY,
-    hook_job,
-    scripts_config_map,
-)
+from constructs.lifecycle.sync_hooks import psql_hook
 from constructs.platform import Props, Release, env, env_secret
-from constructs.scan_skips import CKV_SECRET_ENV
 from tiers.models import Database, Image, Resources, Scheduling
 
 APP = "platform-config"
@@ -135,29 +126,18 @@ class PlatformConfigJob(Component):
         self.sql = config_sql(rel, props.mqtt_host, props.admin_email)
         self.network_endpoint = Endpoint(key=APP, app=APP, component=COMPONENT)
         sql = sc.sql_credentials(rel.namespace).name
-        scripts_config_map(
+        psql_hook(
             self,
             rel,
             name=self.name,
             app=APP,
             component=COMPONENT,
-            files={
-                "platform-config.sh": SCRIPT.read_text(),
-                "psql-hook.sh": PSQL_HOOK.read_text(),
-                "wait.sql": wait_sql(),
-                "config.sql": self.sql,
-            },
-        )
-        hook_job(
-            self,
-            rel,
-            name=self.name,
-            app=APP,
-            component=COMPONENT,
-            job_wave=WAVE_POLICY,
+            script=SCRIPT,
+            sql_file="config.sql",
+            sql=self.sql,
+            wait_sql=wait_sql(),
             image=props.image,
             res=props.resources,
-            command=["sh", f"{SCRIPTS_DIR}/platform-config.sh"],
             env=[
                 env_secret("PGHOST", sql, "server"),
                 env_secret("PGPORT", sql, "port"),
@@ -168,10 +148,6 @@ class PlatformConfigJob(Component):
                 env("PGAPPNAME", "iotistica-platform-config"),
                 env("WAIT_FOR_TABLES_SECONDS", WAIT_FOR_TABLES_SECONDS),
             ],
-            uid=POSTGRES_UID,
             scheduling=props.scheduling,
-            scripts=self.name,
-            backoff_limit=2,
-            skips={CKV_SECRET_ENV: PSQL_SECRET_ENV},
             deadline_seconds=WAIT_FOR_TABLES_SECONDS + 300,
         )

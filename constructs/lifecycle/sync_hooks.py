@@ -39,7 +39,7 @@ from constructs.platform import (
     resources,
     sorted_env,
 )
-from constructs.scan_skips import checkov_skips
+from constructs.scan_skips import CKV_SECRET_ENV, checkov_skips
 from tiers.models import Image, Resources, Scheduling
 
 HOOK = "argocd.argoproj.io/hook"
@@ -170,4 +170,56 @@ def hook_job(
                 ),
             ),
         ),
+    )
+
+
+def psql_hook(
+    scope: Scope,
+    rel: Release,
+    *,
+    name: str,
+    app: str,
+    component: str,
+    script: Path,
+    sql_file: str,
+    sql: str,
+    wait_sql: str,
+    image: Image,
+    res: Resources,
+    env: list[k8s.EnvVar],
+    scheduling: Scheduling,
+    deadline_seconds: int,
+) -> KubeObject:
+    """A psql Sync hook at the policy wave: its ConfigMap (``script``, psql-hook.sh, ``wait.sql`` and
+    ``sql_file``) and its Job, which runs ``script`` as the postgres image's user with ``env``."""
+    scripts_config_map(
+        scope,
+        rel,
+        name=name,
+        app=app,
+        component=component,
+        files={
+            script.name: script.read_text(),
+            "psql-hook.sh": PSQL_HOOK.read_text(),
+            "wait.sql": wait_sql,
+            sql_file: sql,
+        },
+    )
+    return hook_job(
+        scope,
+        rel,
+        name=name,
+        app=app,
+        component=component,
+        job_wave=WAVE_POLICY,
+        image=image,
+        res=res,
+        command=["sh", f"{SCRIPTS_DIR}/{script.name}"],
+        env=env,
+        uid=POSTGRES_UID,
+        scheduling=scheduling,
+        scripts=name,
+        backoff_limit=2,
+        deadline_seconds=deadline_seconds,
+        skips={CKV_SECRET_ENV: PSQL_SECRET_ENV},
     )

@@ -34,17 +34,8 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.db_init_job import pg_env
-from constructs.lifecycle.sync_hooks import (
-    POSTGRES_UID,
-    PSQL_HOOK,
-    PSQL_SECRET_ENV,
-    SCRIPTS_DIR,
-    WAVE_POLICY,
-    hook_job,
-    scripts_config_map,
-)
+from constructs.lifecycle.sync_hooks import psql_hook
 from constructs.platform import Props, Release, env, env_secret
-from constructs.scan_skips import CKV_SECRET_ENV
 from tiers.models import Database, Scheduling, TimescaleDb, pg_interval
 
 APP = "timescaledb-policy"
@@ -241,38 +232,23 @@ class TimescalePolicyJob(Component):
         self.sql = policy_sql(rel, v)
         self.network_endpoint = Endpoint(key=APP, app=APP, component=COMPONENT)
         sql = sc.sql_credentials(rel.namespace).name
-        scripts_config_map(
+        psql_hook(
             self,
             rel,
             name=self.name,
             app=APP,
             component=COMPONENT,
-            files={
-                "timescaledb-policy.sh": SCRIPT.read_text(),
-                "psql-hook.sh": PSQL_HOOK.read_text(),
-                "wait.sql": wait_sql(),
-                "policy.sql": self.sql,
-            },
-        )
-        hook_job(
-            self,
-            rel,
-            name=self.name,
-            app=APP,
-            component=COMPONENT,
-            job_wave=WAVE_POLICY,
+            script=SCRIPT,
+            sql_file="policy.sql",
+            sql=self.sql,
+            wait_sql=wait_sql(),
             image=v.image,
             res=v.resources,
-            command=["sh", f"{SCRIPTS_DIR}/timescaledb-policy.sh"],
             env=[
                 *pg_env(rel, props.credentials_secret, props.database, "iotistica-timescaledb-policy"),
                 env_secret("PGDATABASE", sql, "dbname"),
                 env("WAIT_FOR_TABLES_SECONDS", v.wait_for_tables_seconds),
             ],
-            uid=POSTGRES_UID,
             scheduling=props.scheduling,
-            scripts=self.name,
-            backoff_limit=2,
             deadline_seconds=v.wait_for_tables_seconds + 900,
-            skips={CKV_SECRET_ENV: PSQL_SECRET_ENV},
         )
