@@ -255,6 +255,22 @@ def run(case: Case, env: dict[str, str], python: list[str], number: int = 0) -> 
     return elapsed
 
 
+def forget_warm_up(case: Case) -> None:
+    """Drop what a run that is not counted recorded (CPU, peak memory, workers); its time was never kept."""
+    for field_list in (case.cpus, case.peak_total, case.peak_worker):
+        field_list.clear()
+    case.workers = 0
+
+
+def rounds(cases: list[Case], env: dict[str, str], python: list[str], repeats: int, *, quiet: bool) -> None:
+    """``repeats`` rounds of every case, interleaved (machine noise hits all cases alike)."""
+    for r in range(repeats):
+        if not quiet:
+            print(f"bench: round {r + 1}/{repeats}", file=sys.stderr)
+        for case in cases:
+            case.times.append(run(case, env, python, r + 1))
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:.0f}"
 
@@ -366,14 +382,8 @@ def entry_points(args: argparse.Namespace, sizes: list[int]) -> int:
         for case in cases:
             run(case, env, [])  # warm-up (page cache, .pyc files, dist/ written once); not counted
         for case in cases:
-            for field_list in (case.cpus, case.peak_total, case.peak_worker):
-                field_list.clear()
-            case.workers = 0
-        for r in range(args.repeats):
-            if not args.markdown:
-                print(f"bench: round {r + 1}/{args.repeats}", file=sys.stderr)
-            for case in cases:
-                case.times.append(run(case, env, [], r + 1))
+            forget_warm_up(case)
+        rounds(cases, env, [], args.repeats, quiet=args.markdown)
     rows = ["| entry point | environments | objects | wall s (median) | CPU s |", "|---|---:|---:|---:|---:|"]
     rows += [f"| {c.name} | {c.environments} | {c.objects} | {c.median:.2f} | {c.cpu:.2f} |" for c in cases]
     if not args.markdown:
@@ -475,14 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             if "warm cache" in case.name:
                 run(case, env, python)  # primes the cache; not counted
-                for field_list in (case.cpus, case.peak_total, case.peak_worker):
-                    field_list.clear()
-                case.workers = 0
-        for r in range(args.repeats):
-            if not args.markdown:
-                print(f"bench: round {r + 1}/{args.repeats}", file=sys.stderr)
-            for case in cases:
-                case.times.append(run(case, env, python, r + 1))
+                forget_warm_up(case)
+        rounds(cases, env, python, args.repeats, quiet=args.markdown)
 
     big = next(c for c in cases if c.name == f"generated {big_n}, cold")
     shipped = next(c for c in cases if c.name == "shipped environments, cold")
