@@ -31,7 +31,7 @@ import yaml
 from constructs.isolation.api_admission_policies import BASELINE_CAPABILITIES, unguarded_warning
 from constructs.isolation.cluster_rbac import ROLES, VIRTUAL_AGENT_MANAGER
 from constructs.shared_charts import ClusterChart
-from tests.helpers import API_FLEET, BASE, agent_deployment, binding, by, env_from, error_of, kinds
+from tests.helpers import API_FLEET, BASE, agent_deployment, binding, env_from, error_of, kinds
 from tiers.loader import ConfigError
 from tiers.models import AdmissionPolicyVersion, Cluster, Environment
 
@@ -52,9 +52,19 @@ class EvalError(Exception):
     pass
 
 
+def _split(value: str, separator: str) -> list[str]:
+    """Kubernetes' CEL ``<string>.split(<string>)`` (cel-go's strings extension, served by 1.28: the policies'
+    matchCondition and variables use it, tests/test_kube_admission.py runs them there); this library has no
+    strings extension, so it gets the same function (Go's strings.Split for a non-empty separator)."""
+    return value.split(separator)
+
+
 def run(expression: str, context: dict[str, Any]) -> Any:
+    ctx = cel.Context()
+    ctx.update(context)
+    ctx.add_function("split", _split)
     try:
-        return cel.evaluate(expression, context)
+        return cel.evaluate(expression, ctx)
     except Exception as exc:  # the engine's error types: evaluation failed
         raise EvalError(f"{expression[:80]}...: {type(exc).__name__}: {exc}") from None
 
@@ -430,12 +440,28 @@ def test_policy_fields_that_matter(vap: Vap, environments) -> None:
             assert v["message"].startswith(f"{name}/"), v["message"]  # every message names its rule
             assert v["reason"] == "Forbidden"
         assert vap.bindings[name]["spec"] == {"policyName": name, "validationActions": ["Deny"]}
-    assert (
-        "'virtual-agents'"
-        in by(load(CLUSTER_DIR), "ValidatingAdmissionPolicy", "iotistic-api-namespaces")["spec"]["variables"][3][
-            "expression"
-        ]
-    )
+    # only the API's ServiceAccount, in any namespace, is evaluated (no list of tenants)
+    match = next(iter(vap.policies.values()))["spec"]["matchConditions"][0]["expression"]
+    for user, matched in [
+        ("system:serviceaccount:a-b:iotistic-api", True),
+        ("system:serviceaccount:tenant-not-in-this-fleet:iotistic-api", True),
+        ("system:serviceaccount:demo:iotistic-api-x", False),
+        ("system:serviceaccount:demo:default", False),
+        ("system:serviceaccount:a:b:iotistic-api", False),
+        ("iotistic-api", False),
+        ("system:admin", False),
+    ]:
+        assert run(match, {"request": {"userInfo": {"username": user}}}) is matched, user
+
+
+def test_no_policy_names_a_tenant(environments) -> None:
+    """dist/cluster/'s policies hold no release, release namespace or fleet namespace of the fleet: they key on
+    the request (the ServiceAccount's namespace, the target's tenant labels), so a tenant added changes none."""
+    text = "\n".join(p.read_text() for p in sorted(CLUSTER_DIR.glob("ValidatingAdmissionPolicy*.yaml")))
+    for env in environments.values():
+        names = {env.release, env.namespace, *(env.fleet_namespace(f.name) for f in env.fleet_namespaces.fleets)}
+        for name in names:
+            assert f"'{name}'" not in text and f":{name}:" not in text, name
 
 
 def test_setting_none_emits_nothing_and_warns(environments) -> None:
@@ -509,17 +535,45 @@ def test_release_grants_are_namespaced_and_minimal(manifests) -> None:
 
 
 def test_agent_namespace_setting(tmp_path: Path, environments) -> None:
-    """The agent namespace the policy lets the API create follows api.extraEnv.VIRTUAL_AGENT_NAMESPACE."""
+    """The agent namespaces the policy lets an API create: virtual-agents, or virtual-agents-<its namespace>
+    (api.extraEnv.VIRTUAL_AGENT_NAMESPACE of a granted release must be one of them), labelled as the API's
+    ensureNamespace labels it; never another tenant's."""
     for bad in ("kube-system", "default", "Agents", "x" * 64):
         data = {**BASE, "api": {"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": bad}}}
         assert error_of(tmp_path, data).startswith(
             "environments/acme.yaml: api.extraEnv.VIRTUAL_AGENT_NAMESPACE: must be a DNS-1123 label other than"
         )
-    env = env_from("client-demo", api={"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": "demo-agents"}})
+    granted = {**BASE, "fleetNamespaces": {"virtualAgentManager": True}}
+    for bad in ("acme-agents", "virtual-agents-other"):
+        data = {**granted, "api": {"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": bad}}}
+        assert error_of(tmp_path, data) == (
+            "environments/acme.yaml: api.extraEnv.VIRTUAL_AGENT_NAMESPACE: must be virtual-agents or "
+            "virtual-agents-acme, the agent namespaces the admission guardrail lets this release's API create "
+            f"(docs/guardrail.md), got {bad!r}"
+        )
+    env = env_from("client-demo", api={"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": "virtual-agents-demo"}})
     envs = [env, *(e for e in environments.values() if e.release != "client-demo")]
     objs = [o for o in shared_objects(envs) if "Admission" in o["kind"]]
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    committed = [o for o in load(CLUSTER_DIR) if "Admission" in o["kind"]]
+    assert sorted(objs, key=key) == sorted(committed, key=key)  # the setting changes no policy
     v = Vap(objs)
-    assert_allowed(v, request(DEMO, "CREATE", ns("demo-agents")))
-    assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents")), "iotistic-api-namespaces/create-fleet-or-agent")
-    assert_allowed(v, request(IOT, "CREATE", ns("virtual-agents")))
-    assert_denied(v, request(IOT, "CREATE", ns("demo-agents")), "iotistic-api-namespaces/create-fleet-or-agent")
+    agents = {"app.kubernetes.io/managed-by": "iotistic-api", "iotistica.com/namespace-type": "virtual-agents"}
+    create_agents = "iotistic-api-namespaces/create-fleet-or-agent"
+    for user, name in ((DEMO, "virtual-agents-demo"), (DEMO, "virtual-agents"), (IOT, "virtual-agents-iotistica")):
+        assert_allowed(v, request(user, "CREATE", ns(name, agents)))
+    assert_denied(v, request(IOT, "CREATE", ns("virtual-agents-demo", agents)), create_agents)
+    assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents-demo")), create_agents)  # unlabelled
+    for key in ("iotistica.com/tenant", "iotistica.com/release-namespace", "iotistica.com/fleet-namespace"):
+        assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents-demo", {**agents, key: "demo"})), create_agents)
+
+
+@pytest.mark.parametrize("namespace", ["fleet-acme", "fleet-0a1b2c3d", "virtual-agents-acme"])
+def test_a_release_namespace_is_no_name_an_api_may_create(tmp_path: Path, namespace: str) -> None:
+    """A release namespace named like a fleet or agent namespace could be created first by a tenant's API."""
+    prefix = "fleet-" if namespace.startswith("fleet-") else "virtual-agents-"
+    assert error_of(tmp_path, {**BASE, "namespace": namespace}) == (
+        f"environments/acme.yaml: namespace: {namespace!r} starts with {prefix!r}, a name the tenants' APIs may "
+        "create themselves (the "
+        "admission guardrail, docs/guardrail.md); choose another namespace"
+    )

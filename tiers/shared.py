@@ -36,26 +36,13 @@ class _Slice(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ApiAccount(_Slice):
-    """One release's API ServiceAccount that holds the cluster-wide grant (platform-facts §11)."""
-
-    #: The release namespace, where the ServiceAccount lives (two releases there share it).
-    namespace: str
-    #: The fleet namespaces of the releases in that namespace, sorted.
-    fleet_namespaces: tuple[str, ...]
-    #: The namespace of the API's virtual agents (``api.extraEnv.VIRTUAL_AGENT_NAMESPACE``).
-    agent_namespace: str
-
-
 class ApiAdmissionPoliciesProps(_Slice):
-    """The guardrail of the API's cluster-wide grant (platform-facts §16)."""
+    """The guardrail of the API's cluster-wide grant (platform-facts §16). It names no tenant: the policies
+    key on the requesting ServiceAccount's namespace and the tenant labels of the target namespace
+    (constructs/isolation/api_admission_policies.py), so a tenant added or removed changes nothing here."""
 
     #: ``admissionregistration.k8s.io`` version of the policies (``cluster.admissionPolicies``).
     api_version: Literal["v1", "v1beta1"]
-    #: Every ServiceAccount that holds the grant, by namespace.
-    accounts: tuple[ApiAccount, ...]
-    #: Every release namespace, granted or not: never a fleet namespace.
-    release_namespaces: tuple[str, ...]
 
 
 class ArgoCdRelease(_Slice):
@@ -124,30 +111,9 @@ def granted(env: Environment) -> bool:
 def policies_props(envs: Sequence[Environment]) -> ApiAdmissionPoliciesProps | None:
     """The props for all environments, or None when the setting is ``none`` or no release holds the grant."""
     version = admission_setting(envs)
-    accounts: dict[str, ApiAccount] = {}
-    for e in sorted(envs, key=lambda e: e.release):
-        if not granted(e):
-            continue
-        fleets = {e.fleet_namespace(f.name) for f in e.fleet_namespaces.fleets} if e.fleet_namespaces.enabled else set()
-        prev = accounts.get(e.namespace)
-        if prev is not None:  # two releases in one namespace share the ServiceAccount
-            fleets |= set(prev.fleet_namespaces)
-            if prev.agent_namespace != e.api.agent_namespace:
-                raise ConfigError(
-                    f"environments/{e.release}.yaml",
-                    "api.extraEnv.VIRTUAL_AGENT_NAMESPACE",
-                    f"releases in namespace {e.namespace} share the API ServiceAccount and must agree on it",
-                )
-        accounts[e.namespace] = ApiAccount(
-            namespace=e.namespace, fleet_namespaces=tuple(sorted(fleets)), agent_namespace=e.api.agent_namespace
-        )
-    if version == "none" or not accounts:
+    if version == "none" or not any(granted(e) for e in envs):
         return None
-    return ApiAdmissionPoliciesProps(
-        api_version=version,
-        accounts=tuple(accounts[k] for k in sorted(accounts)),
-        release_namespaces=tuple(sorted({e.namespace for e in envs})),
-    )
+    return ApiAdmissionPoliciesProps(api_version=version)
 
 
 def common_settings(envs: Sequence[Environment]) -> ArgoCd:

@@ -8,24 +8,43 @@ namespaces`` it could create any namespace or relabel one to ``pod-security...=p
 platform closed this with Kyverno (platform-facts §11, "Kyverno policies assumed"); these policies do
 it with the API server's own admission (``failurePolicy: Fail``, binding ``validationActions: [Deny]``).
 
-Who: ``matchConditions`` match only ``system:serviceaccount:<ns>:iotistic-api`` of every release whose
-``fleetNamespaces.virtualAgentManager`` grants the cluster-wide role, so no other user is ever
-evaluated. The list is built from *all* environments (like the rest of dist/cluster/).
+No policy lists a tenant: each keys on what the request carries, so adding, changing or removing a
+tenant changes no file of dist/cluster/ (tests/test_kube_admission.py synthesises a fleet with one more
+tenant and compares).
+
+Who: ``matchConditions`` match only ``system:serviceaccount:<namespace>:iotistic-api`` (the API's
+hard-coded ServiceAccount, platform-facts §11) in any namespace, so no other user is ever evaluated. The
+*requester's namespace* is the third field of that username (``split(':')``, which the 1.28 CEL
+environment has). A release whose API holds no cluster-wide grant is evaluated too: RBAC already gives it
+nothing the policies would allow elsewhere.
+
+The tenant labels (set by dist/ only: constructs/isolation/release_namespace.py, fleet_namespace.py):
+``iotistica.com/tenant=<release namespace>`` on a release namespace and its chart-provisioned fleet
+namespaces, ``iotistica.com/release-namespace=true`` on a release namespace. The API may never add, change
+or remove them (``fleet-identity-unchanged``), nor create a namespace that carries them other than as
+below, so it cannot forge them.
 
 A *fleet namespace of the requester* is, for a namespace object N (``object``, ``oldObject`` or
-``namespaceObject``), never a release namespace and either
+``namespaceObject``), never a release namespace (label ``iotistica.com/release-namespace``) and either
 - one the API makes itself (platform-facts §11): named ``fleet-<8 hex>``, labelled
-  ``app.kubernetes.io/managed-by=iotistic-api``, without ``iotistica.com/fleet-namespace``; or
-- one of the requester's own release's chart-provisioned fleet namespaces (seed "Fleet Namespaces":
-  ``fleet-{release namespace}-{name}``, exact names), labelled ``iotistica.com/fleet-namespace=true``
-  and ``iotistica.com/customer-id=<its release namespace>``.
-Name alone is not enough: ``fleet-default``/``fleet-local`` are other products' namespaces, and the
+  ``app.kubernetes.io/managed-by=iotistic-api``, without ``iotistica.com/fleet-namespace``, and without
+  ``iotistica.com/tenant`` or with the requester's namespace there. The deployer's own labels name no
+  release (its ``customer-id`` is the platform's customer UUID), so an unlabelled one is any API's:
+  docs/guardrail.md, "Limits"; or
+- a chart-provisioned one of the requester's release (seed "Fleet Namespaces"), labelled
+  ``iotistica.com/fleet-namespace=true``, ``iotistica.com/tenant`` and ``iotistica.com/customer-id`` both
+  the requester's namespace, and named ``fleet-<that namespace>-…``. The labels decide, not the name: a
+  tenant ``a`` with fleet ``b-c`` (``fleet-a-b-c``) is ``a``'s, never that of a tenant ``a-b``.
+Name alone is never enough: ``fleet-default``/``fleet-local`` are other products' namespaces, and the
 label pair is what the release NetworkPolicies select fleet namespaces by (constructs/isolation/fleet_namespace.py).
 
 The policies (each message starts with ``<policy>/<rule>:``, the rule that refused the request):
-- ``iotistic-api-namespaces``: CREATE only a fleet namespace of the requester or its agent namespace
-  (``VIRTUAL_AGENT_NAMESPACE``, default ``virtual-agents``); UPDATE only a fleet namespace of the
-  requester, which stays one (its identity labels unchanged); no DELETE (soft delete only);
+- ``iotistic-api-namespaces``: CREATE only a ``fleet-<8 hex>`` namespace of the requester or its agent
+  namespace (``VIRTUAL_AGENT_NAMESPACE``: ``virtual-agents`` or ``virtual-agents-<its namespace>``,
+  labelled ``iotistica.com/namespace-type=virtual-agents`` as the API's ``ensureNamespace`` does, with no
+  tenant label); chart-provisioned fleet namespaces come from dist/ only (so no API can take a name
+  another tenant's fleet will need); UPDATE only a fleet namespace of the requester, which stays one (its
+  identity labels unchanged); no DELETE (soft delete only);
   ``pod-security.kubernetes.io/*`` labels only ``baseline``/``restricted``, never weaker than before,
   versions only ``latest`` or unchanged, no unknown keys.
 - ``iotistic-api-fleet-scope``: every namespaced resource the API's ClusterRole grants cluster-wide
@@ -57,7 +76,9 @@ from cdk8s import ApiObject, ApiObjectMetadata
 
 from constructs.api_objects import Component, JsonPatch, Scope, api_object
 from constructs.isolation.cluster_rbac import CLUSTER_WIDE, FLEET_NAMESPACE_MANAGER, RBAC_GROUP, cluster_labels
-from tiers.models import Environment
+from constructs.isolation.fleet_namespace import CUSTOMER_ID_LABEL, FLEET_NAMESPACE_LABEL
+from constructs.isolation.release_namespace import RELEASE_NAMESPACE_LABEL, TENANT_LABEL
+from tiers.models import DEFAULT_AGENT_NAMESPACE, Environment
 from tiers.shared import ApiAdmissionPoliciesProps, granted
 
 SERVICE_ACCOUNT = "iotistic-api"  # constructs/core/api_service.py SERVICE_ACCOUNT (platform-facts §11)
@@ -67,10 +88,22 @@ PSS = "pod-security.kubernetes.io/"
 PSS_MODES = ("audit", "enforce", "warn")
 PSS_KEYS = tuple(sorted([*PSS_MODES, *(f"{m}-version" for m in PSS_MODES)]))
 LEVELS = {"privileged": 0, "baseline": 1, "restricted": 2}
-#: Labels that make a namespace a fleet namespace (and select it in NetworkPolicies): immutable for the API.
-IDENTITY_LABELS = ("app.kubernetes.io/managed-by", "iotistica.com/customer-id", "iotistica.com/fleet-namespace")
+#: Labels that make a namespace a fleet or release namespace, name its tenant, and select it in
+#: NetworkPolicies: immutable for the API.
+IDENTITY_LABELS = (
+    "app.kubernetes.io/managed-by",
+    CUSTOMER_ID_LABEL,
+    FLEET_NAMESPACE_LABEL,
+    RELEASE_NAMESPACE_LABEL,
+    TENANT_LABEL,
+)
 API_MANAGED_BY = "iotistic-api"
 API_FLEET_NAME = "^fleet-[0-9a-f]{8}$"
+#: Who is evaluated: the API's ServiceAccount in any namespace (a DNS-1123 label).
+API_USER = "^system:serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:" + "iotistic-api" + "$"
+#: The agent namespace (``VIRTUAL_AGENT_NAMESPACE``, platform-facts §11): this name, or it and ``-<namespace>``.
+AGENT_NAMESPACE = DEFAULT_AGENT_NAMESPACE
+AGENT_NAMESPACE_TYPE = ("iotistica.com/namespace-type", "virtual-agents")
 #: Capabilities the Pod Security Standard ``baseline`` allows to add.
 BASELINE_CAPABILITIES = (
     "AUDIT_WRITE",
@@ -143,17 +176,24 @@ def label(r: str, key: str) -> str:
     return f"({has_label(r, key)} ? {r}.metadata.labels[{key}] : '')"
 
 
+def _is_api_fleet(r: str, name: str) -> str:
+    """A ``fleet-<8 hex>`` namespace as the API's createFleetNamespace makes it, of no other tenant."""
+    tenant = lit(TENANT_LABEL)
+    return (
+        f"({name}.matches({lit(API_FLEET_NAME)}) && {label(r, lit('app.kubernetes.io/managed-by'))} == "
+        f"{lit(API_MANAGED_BY)} && !{has_label(r, lit(FLEET_NAMESPACE_LABEL))} && "
+        f"(!{has_label(r, tenant)} || {label(r, tenant)} == variables.requesterNamespace))"
+    )
+
+
 def _is_fleet(r: str, name: str) -> str:
     """``name`` is the variable holding ``_name(r)``."""
-    api_made = (
-        f"({name}.matches({lit(API_FLEET_NAME)}) && {label(r, lit('app.kubernetes.io/managed-by'))} == "
-        f"{lit(API_MANAGED_BY)} && !{has_label(r, lit('iotistica.com/fleet-namespace'))})"
-    )
     chart_made = (
-        f"({name} in variables.ownChartFleets && {label(r, lit('iotistica.com/fleet-namespace'))} == 'true' && "
-        f"{label(r, lit('iotistica.com/customer-id'))} == variables.requesterNamespace)"
+        f"({label(r, lit(FLEET_NAMESPACE_LABEL))} == 'true' && {label(r, lit(TENANT_LABEL))} == "
+        f"variables.requesterNamespace && {label(r, lit(CUSTOMER_ID_LABEL))} == variables.requesterNamespace && "
+        f"{name}.startsWith('fleet-' + variables.requesterNamespace + '-'))"
     )
-    return f"!({name} in variables.releaseNamespaces) && ({api_made} || {chart_made})"
+    return f"!{has_label(r, lit(RELEASE_NAMESPACE_LABEL))} && ({_is_api_fleet(r, name)} || {chart_made})"
 
 
 def _rank(r: str, key: str) -> str:
@@ -161,38 +201,35 @@ def _rank(r: str, key: str) -> str:
     return f"({has_label(r, key)} ? ({value} in variables.levels ? variables.levels[{value}] : -1) : 0)"
 
 
-def _account_variables(props: ApiAdmissionPoliciesProps) -> list[tuple[str, str]]:
-    """Variables every policy that asks "is this a fleet namespace of the requester" needs."""
-    accounts = props.accounts
-    return [
-        ("releaseNamespaces", lit(list(props.release_namespaces))),
-        ("accountNamespaces", lit({username(a.namespace): a.namespace for a in accounts})),
-        ("chartFleets", lit({username(a.namespace): list(a.fleet_namespaces) for a in accounts})),
-        ("agentNamespaces", lit({username(a.namespace): [a.agent_namespace] for a in accounts})),
-        ("requesterNamespace", f"{USER} in variables.accountNamespaces ? variables.accountNamespaces[{USER}] : ''"),
-        ("ownChartFleets", f"{USER} in variables.chartFleets ? variables.chartFleets[{USER}] : []"),
-        ("ownAgentNamespaces", f"{USER} in variables.agentNamespaces ? variables.agentNamespaces[{USER}] : []"),
-    ]
+#: The requester's namespace: the matchCondition guarantees ``system:serviceaccount:<ns>:iotistic-api``.
+REQUESTER = ("requesterNamespace", f"{USER}.split(':')[2]")
 
 
 Rule = tuple[str, str, str]  # (rule name, expression, message)
 Variables = list[tuple[str, str]]
 
 
-def namespace_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, list[Rule]]:
+def namespace_policy() -> tuple[Variables, list[Rule]]:
     obj, old = "object", "oldObject"
     modes = lit(list(PSS_MODES))
+    type_key, type_value = AGENT_NAMESPACE_TYPE
+    tenant_labels = [CUSTOMER_ID_LABEL, FLEET_NAMESPACE_LABEL, RELEASE_NAMESPACE_LABEL, TENANT_LABEL]
     variables = [
-        *_account_variables(props),
+        REQUESTER,
         ("levels", lit(LEVELS)),
         ("newName", _name(obj)),
         ("oldName", _name(old)),
         ("newIsFleet", _is_fleet(obj, "variables.newName")),
         ("oldIsFleet", _is_fleet(old, "variables.oldName")),
         (
+            "newIsApiFleet",
+            f"!{has_label(obj, lit(RELEASE_NAMESPACE_LABEL))} && {_is_api_fleet(obj, 'variables.newName')}",
+        ),
+        (
             "newIsAgentNamespace",
-            "variables.newName in variables.ownAgentNamespaces && !(variables.newName in variables.releaseNamespaces) "
-            f"&& !{has_label(obj, lit('iotistica.com/fleet-namespace'))}",
+            f"(variables.newName == {lit(AGENT_NAMESPACE)} || variables.newName == {lit(AGENT_NAMESPACE + '-')} + "
+            f"variables.requesterNamespace) && {label(obj, lit(type_key))} == {lit(type_value)} && "
+            f"{lit(tenant_labels)}.all(k, !{has_label(obj, 'k')})",
         ),
     ]
     key = f"{lit(PSS)} + m"
@@ -205,23 +242,26 @@ def namespace_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, list[
         ),
         (
             "create-fleet-or-agent-namespace",
-            "request.operation != 'CREATE' || variables.newIsFleet || variables.newIsAgentNamespace",
-            "the API may create only fleet-<8 hex> namespaces labelled app.kubernetes.io/managed-by=iotistic-api, "
-            "its own release's chart-provisioned fleet namespaces, or its agent namespace (VIRTUAL_AGENT_NAMESPACE)",
+            "request.operation != 'CREATE' || variables.newIsApiFleet || variables.newIsAgentNamespace",
+            "the API may create only fleet-<8 hex> namespaces labelled app.kubernetes.io/managed-by=iotistic-api "
+            "(iotistica.com/tenant, if set, its own namespace) or its agent namespace (virtual-agents or "
+            "virtual-agents-<its namespace>, labelled iotistica.com/namespace-type=virtual-agents); release and "
+            "chart-provisioned fleet namespaces come from dist/ only",
         ),
         (
             "update-fleet-namespace-only",
             "request.operation != 'UPDATE' || (variables.oldIsFleet && variables.newIsFleet)",
             "the API may change only its fleet namespaces (fleet-<8 hex> labelled "
-            "app.kubernetes.io/managed-by=iotistic-api, or its own release's chart-provisioned ones), never a "
-            "release namespace or any other",
+            "app.kubernetes.io/managed-by=iotistic-api, or its own release's chart-provisioned ones, labelled "
+            "iotistica.com/tenant=<its namespace>), never a release namespace or any other",
         ),
         (
             "fleet-identity-unchanged",
             f"request.operation != 'UPDATE' || {lit(list(IDENTITY_LABELS))}.all(k, "
             f"{has_label(old, 'k')} == {has_label(obj, 'k')} && {label(old, 'k')} == {label(obj, 'k')})",
-            "the labels app.kubernetes.io/managed-by, iotistica.com/customer-id and iotistica.com/fleet-namespace "
-            "of a fleet namespace may not be added, changed or removed",
+            "the labels app.kubernetes.io/managed-by, iotistica.com/customer-id, iotistica.com/fleet-namespace, "
+            "iotistica.com/release-namespace and iotistica.com/tenant of a namespace may not be added, changed or "
+            "removed",
         ),
         (
             "pod-security-floor",
@@ -249,9 +289,9 @@ def namespace_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, list[
     return variables, rules
 
 
-def fleet_scope_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, list[Rule]]:
+def fleet_scope_policy() -> tuple[Variables, list[Rule]]:
     variables = [
-        *_account_variables(props),
+        REQUESTER,
         ("namespaceName", _name("namespaceObject")),
         ("namespaceIsFleet", _is_fleet("namespaceObject", "variables.namespaceName")),
     ]
@@ -260,7 +300,8 @@ def fleet_scope_policy(props: ApiAdmissionPoliciesProps) -> tuple[Variables, lis
             "fleet-namespace-only",
             "variables.namespaceIsFleet == true",
             "the API may write ResourceQuotas and RoleBindings only in its fleet namespaces (fleet-<8 hex> labelled "
-            "app.kubernetes.io/managed-by=iotistic-api, or its own release's chart-provisioned ones)",
+            "app.kubernetes.io/managed-by=iotistic-api, or its own release's chart-provisioned ones, labelled "
+            "iotistica.com/tenant=<its namespace>)",
         )
     ]
     return variables, rules
@@ -360,7 +401,7 @@ def _resource_rule(group: str, version: str, resources: list[str], operations: l
     return {"apiGroups": [group], "apiVersions": [version], "operations": operations, "resources": resources}
 
 
-def policy_specs(props: ApiAdmissionPoliciesProps) -> dict[str, tuple[list[dict[str, Any]], Variables, list[Rule]]]:
+def policy_specs() -> dict[str, tuple[list[dict[str, Any]], Variables, list[Rule]]]:
     """Policy name -> (matchConstraints.resourceRules, variables, validations), as plain data."""
     write = ["CREATE", "DELETE", "UPDATE"]
     scoped = sorted(CLUSTER_WIDE - {("", "namespaces")})
@@ -368,10 +409,10 @@ def policy_specs(props: ApiAdmissionPoliciesProps) -> dict[str, tuple[list[dict[
     for group, resource in scoped:
         groups.setdefault(group, []).append(resource)
     return {
-        NAMESPACES: ([_resource_rule("", "v1", ["namespaces"], write)], *namespace_policy(props)),
+        NAMESPACES: ([_resource_rule("", "v1", ["namespaces"], write)], *namespace_policy()),
         FLEET_SCOPE: (
             [_resource_rule(g, "v1", sorted(r), write) for g, r in sorted(groups.items())],
-            *fleet_scope_policy(props),
+            *fleet_scope_policy(),
         ),
         ROLEBINDINGS: (
             [_resource_rule(RBAC_GROUP, "v1", ["rolebindings"], ["CREATE", "UPDATE"])],
@@ -387,12 +428,13 @@ class ApiAdmissionPolicies(Component):
     def __init__(self, scope: Scope, id: str, *, props: ApiAdmissionPoliciesProps) -> None:
         super().__init__(scope, id)
         api_version = f"{GROUP}/{props.api_version}"
-        users = sorted(username(a.namespace) for a in props.accounts)
         self.names: list[str] = []
-        for name, (resource_rules, variables, rules) in policy_specs(props).items():
+        for name, (resource_rules, variables, rules) in policy_specs().items():
             spec: dict[str, Any] = {
                 "failurePolicy": "Fail",
-                "matchConditions": [{"expression": f"{USER} in {lit(users)}", "name": "iotistic-api-service-accounts"}],
+                "matchConditions": [
+                    {"expression": f"{USER}.matches({lit(API_USER)})", "name": "iotistic-api-service-accounts"}
+                ],
                 "matchConstraints": {"resourceRules": resource_rules},
                 "validations": [
                     {"expression": expr, "message": f"{name}/{rule}: {message}", "reason": "Forbidden"}

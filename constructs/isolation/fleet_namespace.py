@@ -5,9 +5,11 @@ For each ``fleetNamespaces.fleets[]`` entry, when ``fleetNamespaces.enabled``:
 - ``Namespace/fleet-{release namespace}-{name}`` (the model checks it is a DNS-1123 label of at most
   63 characters). Labels: the platform's set plus the old chart's fleet labels
   (``iotistica.com/fleet-namespace: "true"``, ``customer-id``, ``max-agents``, ``max-devices``,
-  ``fleet-type``) and Pod Security Admission: ``enforce`` = ``fleetNamespaces.podSecurityEnforce``
-  (default ``baseline``: the API's agent Deployments set pod-level security only, which ``restricted``
-  would reject), ``audit``/``warn`` = ``restricted``. Where the old chart's ``managed-by``/``part-of``
+  ``fleet-type``), the tenant label ``iotistica.com/tenant: <release namespace>`` the API's admission
+  guardrail keys on (constructs/isolation/release_namespace.py) and Pod Security Admission:
+  ``enforce`` = ``fleetNamespaces.podSecurityEnforce`` (default ``baseline``: the API's agent
+  Deployments set pod-level security only, which ``restricted`` would reject), ``audit``/``warn`` =
+  ``restricted``. Where the old chart's ``managed-by``/``part-of``
   values collide with the platform's label set, the platform's set wins (``cdk8s``/``iotistica``).
   Annotations ``iotistica.com/{description,created-by,quota-policy}``; ``Prune=false`` because agent
   data lives here and the platform only ever soft-deletes fleets.
@@ -39,7 +41,13 @@ from cdk8s_plus_27 import k8s
 from constructs.api_objects import Component, Scope, api_object
 from constructs.isolation.cluster_rbac import FLEET_NAMESPACE_MANAGER, RBAC_GROUP
 from constructs.isolation.network_policies import NS_NAME_LABEL, Endpoint
-from constructs.isolation.release_namespace import ARGOCD_SYNC_OPTIONS, NO_PRUNE, cluster_scoped, pss_labels
+from constructs.isolation.release_namespace import (
+    ARGOCD_SYNC_OPTIONS,
+    NO_PRUNE,
+    TENANT_LABEL,
+    cluster_scoped,
+    pss_labels,
+)
 from constructs.platform import Props, Release, int_or_string, quantity
 from tiers.models import Fleet, NetworkDns
 from tiers.quantity import cpu_millis, mem_mib
@@ -82,6 +90,7 @@ class FleetNamespace(Component):
         self.namespace, self.name = props.namespace, props.object_name
         fleet_labels = {
             **fleet_selector_labels(rel.namespace),
+            TENANT_LABEL: rel.namespace,
             "iotistica.com/fleet-name": fleet.name,
             "iotistica.com/fleet-type": fleet.fleet_type,
             "iotistica.com/max-agents": str(fleet.max_agents),

@@ -4,6 +4,11 @@
   ``pod-security.kubernetes.io/{enforce,audit,warn}`` (``podSecurity.level``, default ``restricted``:
   every pod of the release meets it, tests/test_network_and_rbac.py proves it). Argo CD's
   ``CreateNamespace=true`` may create the namespace first; applying this object then only adds the labels.
+- The tenant labels the API's admission guardrail keys on (constructs/isolation/api_admission_policies.py,
+  docs/guardrail.md): ``iotistica.com/tenant: <release namespace>`` (the tenant that owns the namespace;
+  chart-provisioned fleet namespaces carry it too) and ``iotistica.com/release-namespace: "true"`` (a
+  release namespace: no API may create, change or delete it). Only dist/ sets them; the guardrail refuses
+  an API request that adds, changes or removes them.
 - ``Prune=false``: deleting the Argo CD Application (or this object from git) must never delete the
   namespace and everything in it.
 
@@ -23,6 +28,10 @@ from constructs.platform import Props, Release
 PSS_PREFIX = "pod-security.kubernetes.io"
 PSS_MODES = ("enforce", "audit", "warn")
 ARGOCD_SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+#: The release namespace that owns a namespace (its own, or one of its chart-provisioned fleets').
+TENANT_LABEL = "iotistica.com/tenant"
+#: Marks a release namespace (value ``"true"``): never a fleet namespace, never the API's to touch.
+RELEASE_NAMESPACE_LABEL = "iotistica.com/release-namespace"
 NO_PRUNE = "Prune=false"
 
 Level = Literal["privileged", "baseline", "restricted"]
@@ -51,7 +60,8 @@ class ReleaseNamespace(Component):
         super().__init__(scope, id)
         rel = props.release
         self.name = rel.namespace
-        labels = rel.labels("iotistica", "namespace", pss_labels(props.level, props.level, props.level))
+        tenant = {TENANT_LABEL: rel.namespace, RELEASE_NAMESPACE_LABEL: "true"}
+        labels = rel.labels("iotistica", "namespace", {**pss_labels(props.level, props.level, props.level), **tenant})
         cluster_scoped(
             api_object(
                 k8s.KubeNamespace,

@@ -15,6 +15,7 @@ from tiers.models.base import (
     rule,
 )
 from tiers.models.core import (
+    DEFAULT_AGENT_NAMESPACE,
     Api,
     Dashboard,
     Database,
@@ -158,6 +159,23 @@ class Environment(Model):
     def _environment_rules(self) -> Environment:
         if self.release in ("cluster", "argocd"):
             raise rule("release", f"{self.release!r} is reserved for dist/{self.release}/")
+        # The names a tenant's API may create (docs/guardrail.md): never a release namespace's.
+        for prefix in ("fleet-", f"{DEFAULT_AGENT_NAMESPACE}-"):
+            if self.namespace.startswith(prefix):
+                raise rule(
+                    "namespace",
+                    f"{self.namespace!r} starts with {prefix!r}, a name the tenants' APIs may create themselves "
+                    "(the admission guardrail, docs/guardrail.md); choose another namespace",
+                )
+        agents = self.api.agent_namespace
+        own_agents = (DEFAULT_AGENT_NAMESPACE, f"{DEFAULT_AGENT_NAMESPACE}-{self.namespace}")
+        guarded = self.fleet_namespaces.virtual_agent_manager and self.cluster.admission_policies != "none"
+        if guarded and agents not in own_agents:
+            raise rule(
+                "api.extraEnv.VIRTUAL_AGENT_NAMESPACE",
+                f"must be {own_agents[0]} or {own_agents[1]}, the agent namespaces the admission guardrail lets "
+                f"this release's API create (docs/guardrail.md), got {agents!r}",
+            )
         if self.ingestion.stream_buffer_seconds is not None and self.rated_readings_per_second is None:
             raise rule(
                 "ingestion.streamBufferSeconds", f"the {self.tier} tier has no rated load; set streamMaxlen instead"
