@@ -21,10 +21,14 @@ own validation refuses before admission (malformed objects must fail their rule,
 from __future__ import annotations
 
 import copy
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +36,8 @@ import yaml
 
 from constructs.isolation.api_admission_policies import BASELINE_CAPABILITIES
 from constructs.isolation.cluster_rbac import VIRTUAL_AGENT_MANAGER
-from tests.helpers import API_FLEET, ROOT, agent_deployment, binding, kinds
+from tests.helpers import API_FLEET, ROOT, agent_deployment, kinds
+from tests.helpers import binding as _binding
 from tests.realkube import (
     CRD_LIMITS_1_28,
     DistInstall,
@@ -43,25 +48,85 @@ from tests.realkube import (
 )
 
 Obj = dict[str, Any]
-DEMO = "system:serviceaccount:demo:iotistic-api"  # release client-demo, namespace demo
-IOT = "system:serviceaccount:iotistica:iotistic-api"  # release iotistica, chart fleet fleet-iotistica-pilot
-#: A second granted release's API, given extra rights by the test (see ``overgranted``).
-STARTER = "system:serviceaccount:iotistica-starter:iotistic-api"
 WORKLOADS = {"Deployment", "StatefulSet", "Job", "CronJob"}
+SYNTH_ENV = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK8S_CHECK_UPGRADE": "false"}
+SYNTH_ENV.pop("CDK8S_OUTDIR", None)
+
+#: The guardrail's tenants on this server: none of them is a shipped environment (the policies name no tenant,
+#: so the proof holds for any fleet). Each is synthesised by the product's own constructs (its release and chart
+#: fleet Namespaces, ClusterRoleBinding, fleet RoleBinding, quota, limits) and applied as a cluster admin, as
+#: Argo CD would. ``guard-a`` and ``guard-a-b`` share the name prefix ``fleet-guard-a-b-``: fleet ``b-x`` of
+#: ``guard-a`` is ``fleet-guard-a-b-x``, fleet ``y`` of ``guard-a-b`` is ``fleet-guard-a-b-y``; the tenant
+#: labels, not the names, say whose each is. ``guard-c`` has no fleet and gets extra rights (``overgranted``).
+A_NS, AB_NS, C_NS = "guard-a", "guard-a-b", "guard-c"
+TENANT_FLEETS = {A_NS: ["b-x"], AB_NS: ["y"], C_NS: []}
+A_FLEET, AB_FLEET = "fleet-guard-a-b-x", "fleet-guard-a-b-y"
+
+
+def sa(namespace: str) -> str:
+    return f"system:serviceaccount:{namespace}:iotistic-api"
+
+
+DEMO = sa(A_NS)  # the API the deployer tests run as (the name the CEL-library tests use too)
+IOT = sa(AB_NS)  # another tenant's API
+#: A third tenant's API, given extra rights by the test (see ``overgranted``).
+STARTER = sa(C_NS)
+
+
+def binding(namespace: str, subjects: list[Obj] | None = None, role: str | None = None) -> Obj:
+    """The deployer's RoleBinding, for tenant guard-a's API unless ``subjects`` say otherwise."""
+    subjects = subjects if subjects is not None else [{"kind": "ServiceAccount", "name": "iotistic-api",
+                                                       "namespace": A_NS}]  # fmt: skip
+    return _binding(namespace, subjects) if role is None else _binding(namespace, subjects, role=role)
+
+
+def tenant_objects(base: Path) -> list[Obj]:
+    """The guardrail's tenants synthesised by the real entry point (app.py) into ``base``: what the cluster needs
+    of them, wherever synth writes it: their Namespaces, ClusterRoleBindings (the grant) and everything in their
+    chart fleet namespaces."""
+    envs, out = base / "environments", base / "dist"
+    envs.mkdir()
+    for namespace, fleets in TENANT_FLEETS.items():
+        data: Obj = {"release": namespace, "namespace": namespace, "tier": "standard"}
+        data["database"] = {"server": "guard-cnpg", "maxConnections": 500}  # their own server: no budget clash
+        if fleets:
+            data["fleetNamespaces"] = {"enabled": True, "fleets": [{"name": f, "maxAgents": 2} for f in fleets]}
+        (envs / f"{namespace}.yaml").write_text(yaml.safe_dump(data))
+    argv = [sys.executable, str(ROOT / "app.py"), "--environments", str(envs), "--outdir", str(out), "--no-cache"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=SYNTH_ENV)
+    assert proc.returncode == 0, proc.stderr
+    objs = [d for p in sorted(out.rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d and "kind" in d]
+    fleets = {f"fleet-{n}-{f}" for n, fs in TENANT_FLEETS.items() for f in fs}
+    keep = [o for o in objs if o["kind"] in ("Namespace", "ClusterRoleBinding")]
+    keep += [o for o in objs if o["metadata"].get("namespace") in fleets]
+    assert {o["metadata"]["name"] for o in keep if o["kind"] == "Namespace"} == {*TENANT_FLEETS, *fleets}
+    return sorted(keep, key=lambda o: o["kind"] != "Namespace")
+
+
+def release_namespaces() -> list[str]:
+    """Every release namespace dist/ makes, whatever the fleet (the shipped environments or any other)."""
+    return sorted(
+        o["metadata"]["name"]
+        for _, o in dist_objects()
+        if o["kind"] == "Namespace" and o["metadata"].get("labels", {}).get("iotistica.com/release-namespace")
+    )
 
 
 @pytest.fixture(scope="module")
-def cluster(kube_api: KubeApiServer, kube_dist: DistInstall) -> KubeApiServer:
-    """The server with dist/ applied, once each policy is in force: the admission plugin compiles a new policy
-    from its informer a moment after it is created, so each is probed with a request it refuses."""
+def cluster(kube_api: KubeApiServer, kube_dist: DistInstall, tmp_path_factory: pytest.TempPathFactory) -> KubeApiServer:
+    """The server with dist/ and the guardrail's tenants applied, once each policy is in force: the admission
+    plugin compiles a new policy from its informer a moment after it is created, so each is probed with a request
+    it refuses."""
+    for obj in tenant_objects(tmp_path_factory.mktemp("tenants")):
+        kube_api.apply(obj)
     probes = {
         "iotistic-api-namespaces": (ns("kube-escalate"), DEMO),
         "iotistic-api-fleet-scope": (quota("kube-system"), DEMO),
         "iotistic-api-rolebindings": (
-            binding("fleet-iotistica-pilot", [{"kind": "ServiceAccount", "name": "x", "namespace": "iotistica"}]),
+            binding(AB_FLEET, [{"kind": "ServiceAccount", "name": "x", "namespace": AB_NS}]),
             IOT,
         ),
-        "iotistic-api-workloads": (agent_deployment("fleet-iotistica-pilot", hostNetwork=True), IOT),
+        "iotistic-api-workloads": (agent_deployment(AB_FLEET, hostNetwork=True), IOT),
     }
     deadline = time.monotonic() + 30
     for policy, (obj, user) in probes.items():
@@ -316,7 +381,7 @@ def test_every_pod_template_is_admitted_as_a_pod(cluster: KubeApiServer) -> None
 
 def test_pod_security_is_enforced_on_this_server(cluster: KubeApiServer) -> None:
     """The control: a template made non-compliant is refused by PodSecurity in the same namespace."""
-    obj = next(o for _, o in dist_objects() if o["kind"] == "Deployment" and o["metadata"]["namespace"] == "demo")
+    obj = next(o for _, o in dist_objects() if o["kind"] == "Deployment")
     pod = pod_of(obj)
     pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
     exc = refused(create, cluster, pod, user=None, dry_run=True)
@@ -427,6 +492,17 @@ def test_deployer_without_a_fleet_gets_its_namespace_but_no_rights_in_it(cluster
         {**binding("virtual-agents"), "metadata": {"name": "fleet-manager-binding", "namespace": "virtual-agents"}},
         dry_run=True,
     )
+    # VIRTUAL_AGENT_NAMESPACE may also be virtual-agents-<the release namespace>: its own, never another's
+    create(cluster, ns(f"virtual-agents-{A_NS}", AGENT_NS_LABELS), dry_run=True)
+    for user, name in ((IOT, f"virtual-agents-{A_NS}"), (DEMO, f"virtual-agents-{AB_NS}")):
+        assert_policy_denies(
+            "iotistic-api-namespaces/create-fleet-or-agent-namespace",
+            create,
+            cluster,
+            ns(name, AGENT_NS_LABELS),
+            user=user,
+            dry_run=True,
+        )
 
 
 def test_the_deployers_own_soft_delete_label_is_refused_by_any_server(cluster: KubeApiServer, fleet: str) -> None:
@@ -443,25 +519,141 @@ def test_the_deployers_own_soft_delete_label_is_refused_by_any_server(cluster: K
     assert exc.status == 422 and 'metadata.labels: Invalid value: "2026-12-07T13:00:00.000Z"' in exc.message
 
 
+def chart_fleets(api: KubeApiServer) -> dict[str, str]:
+    """Every chart-provisioned fleet namespace on the server (dist/'s and the test tenants'), by its tenant label."""
+    items = api.request("GET", "/api/v1/namespaces", query={"labelSelector": "iotistica.com/fleet-namespace=true"})[1]
+    return {i["metadata"]["name"]: i["metadata"]["labels"]["iotistica.com/tenant"] for i in items["items"]}
+
+
+def own_binding(namespace: str, tenant: str, name: str = "probe") -> Obj:
+    rb = binding(namespace, [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": tenant}])
+    return {**rb, "metadata": {"name": name, "namespace": namespace}}
+
+
 def test_chart_provisioned_fleet_namespace_is_its_releases_only(cluster: KubeApiServer) -> None:
-    """fleet-iotistica-pilot (dist/iotistica/): the iotistica API may bind and soft-delete there, demo's may not."""
-    rb = next(o for rel, o in dist_objects() if rel == "iotistica/RoleBinding.iotistica-fleet-pilot.k8s.yaml")
-    create(cluster, {**rb, "metadata": {**rb["metadata"], "name": "probe"}}, user=IOT, dry_run=True)
-    patch_ns(cluster, "fleet-iotistica-pilot", labels_patch(**{"iotistica.com/termination-requested": "true"}),
-             user=IOT, dry_run=True)  # fmt: skip
+    """Every chart-provisioned fleet namespace (dist/'s, whatever the fleet, and the test tenants'): its own
+    release's API may bind and soft-delete there, another tenant's API may not."""
+    fleets = chart_fleets(cluster)
+    assert {A_FLEET: A_NS, AB_FLEET: AB_NS}.items() <= fleets.items()
+    soft_delete = labels_patch(**{"iotistica.com/termination-requested": "true"})
+    for fleet_ns, tenant in sorted(fleets.items()):
+        create(cluster, own_binding(fleet_ns, tenant), user=sa(tenant), dry_run=True)
+        patch_ns(cluster, fleet_ns, soft_delete, user=sa(tenant), dry_run=True)
+        other = C_NS if tenant != C_NS else A_NS
+        assert_policy_denies(
+            "iotistic-api-fleet-scope/fleet-namespace-only",
+            create,
+            cluster,
+            own_binding(fleet_ns, other),
+            user=sa(other),
+            dry_run=True,
+        )
+        assert_policy_denies(
+            "iotistic-api-namespaces/update-fleet-namespace-only",
+            patch_ns,
+            cluster,
+            fleet_ns,
+            soft_delete,
+            user=sa(other),
+            dry_run=True,
+        )
+
+
+def test_a_tenants_api_cannot_touch_another_tenants_fleet(cluster: KubeApiServer) -> None:
+    """guard-a and guard-a-b share the name prefix fleet-guard-a-b-; the tenant labels decide. Each API, in the
+    other's fleet namespace: no RoleBinding or quota (the guardrail), no relabelling (the guardrail), no
+    workload, Secret or pod (RBAC: dist/ binds the fleet role to the owner only, and the guardrail lets no
+    other API bind itself there). In its own, the same requests pass."""
+    for me, mine, theirs, them in ((A_NS, A_FLEET, AB_FLEET, AB_NS), (AB_NS, AB_FLEET, A_FLEET, A_NS)):
+        user = sa(me)
+        assert_policy_denies(
+            "iotistic-api-fleet-scope/fleet-namespace-only",
+            create,
+            cluster,
+            own_binding(theirs, me),
+            user=user,
+            dry_run=True,
+        )
+        assert_policy_denies(
+            "iotistic-api-fleet-scope/fleet-namespace-only", create, cluster, quota(theirs), user=user, dry_run=True
+        )
+        for patch in (
+            labels_patch(**{"iotistica.com/termination-requested": "true"}),
+            labels_patch(**{"iotistica.com/tenant": me, "iotistica.com/customer-id": me}),  # "it is mine now"
+        ):
+            assert_policy_denies(
+                "iotistic-api-namespaces/update-fleet-namespace-only",
+                patch_ns,
+                cluster,
+                theirs,
+                patch,
+                user=user,
+                dry_run=True,
+            )
+        # the other tenant's release namespace: no binding, no relabelling
+        assert_policy_denies(
+            "iotistic-api-fleet-scope/fleet-namespace-only",
+            create,
+            cluster,
+            own_binding(them, me),
+            user=user,
+            dry_run=True,
+        )
+        assert_policy_denies(
+            "iotistic-api-namespaces/update-fleet-namespace-only",
+            patch_ns,
+            cluster,
+            them,
+            labels_patch(pod_security__enforce="baseline"),
+            user=user,
+            dry_run=True,
+        )
+        dep = agent_deployment(theirs)
+        exc = refused(create, cluster, dep, user=user, dry_run=True)
+        assert exc.status == 403 and 'cannot create resource "deployments"' in exc.message
+        path = f"/api/v1/namespaces/{theirs}/secrets"
+        exc = refused(cluster.request, "GET", path, as_user=user)
+        assert exc.status == 403 and 'cannot list resource "secrets"' in exc.message
+        # and in its own fleet, the deployer's requests pass
+        create(cluster, own_binding(mine, me), user=user, dry_run=True)
+        create(cluster, quota(mine), user=user, dry_run=True)
+        create(cluster, agent_deployment(mine), user=user, dry_run=True)
+        patch_ns(cluster, mine, labels_patch(**{"iotistica.com/termination-requested": "true"}), user=user,
+                 dry_run=True)  # fmt: skip
+
+
+def test_an_api_made_fleet_labelled_with_its_tenant_is_that_tenants_only(cluster: KubeApiServer) -> None:
+    """A fleet-<8 hex> namespace that carries iotistica.com/tenant is its tenant's: another API may not bind or
+    write quotas there, nor change it; no API may create one naming another tenant, or label its own."""
+    name = "fleet-7e7e7e7e"
+    create(cluster, api_fleet_ns(name, **{"iotistica.com/tenant": AB_NS}), user=IOT)
+    create(cluster, own_binding(name, AB_NS), user=IOT, dry_run=True)
     assert_policy_denies(
-        "iotistic-api-fleet-scope/fleet-namespace-only",
-        create,
-        cluster,
-        binding("fleet-iotistica-pilot"),
-        dry_run=True,
+        "iotistic-api-fleet-scope/fleet-namespace-only", create, cluster, own_binding(name, A_NS), dry_run=True
     )
+    assert_policy_denies("iotistic-api-fleet-scope/fleet-namespace-only", create, cluster, quota(name), dry_run=True)
     assert_policy_denies(
         "iotistic-api-namespaces/update-fleet-namespace-only",
         patch_ns,
         cluster,
-        "fleet-iotistica-pilot",
+        name,
         labels_patch(**{"iotistica.com/termination-requested": "true"}),
+        dry_run=True,
+    )
+    assert_policy_denies(
+        "iotistic-api-namespaces/fleet-identity-unchanged",
+        patch_ns,
+        cluster,
+        name,
+        labels_patch(**{"iotistica.com/tenant": None}),
+        user=IOT,
+        dry_run=True,
+    )
+    assert_policy_denies(
+        "iotistic-api-namespaces/create-fleet-or-agent-namespace",
+        create,
+        cluster,
+        api_fleet_ns("fleet-7f7f7f7f", **{"iotistica.com/tenant": AB_NS}),
         dry_run=True,
     )
 
@@ -477,8 +669,14 @@ def others(cluster: KubeApiServer) -> None:
     cluster.apply(ns("fleet-default"))
 
 
+def not_its_fleets() -> list[str]:
+    """Namespaces that are no fleet of guard-a's API: the cluster's, another product's fleet-*, every release
+    namespace (its own included) and another tenant's chart fleet."""
+    return sorted({"kube-system", "fleet-default", *release_namespaces(), *TENANT_FLEETS, AB_FLEET})
+
+
 def test_bind_fleet_manager_outside_its_fleets_is_denied(cluster: KubeApiServer, fleet: str, others) -> None:
-    for namespace in ("kube-system", "fleet-default", "demo", "iotistica"):
+    for namespace in not_its_fleets():
         assert_policy_denies(
             "iotistic-api-fleet-scope/fleet-namespace-only",
             create,
@@ -495,11 +693,25 @@ def test_create_any_namespace_is_denied(cluster: KubeApiServer, others) -> None:
         ns("fleet-9a9b9c9d", {"app.kubernetes.io/managed-by": "someone"}),
         ns("fleet-not-hex-x", {"app.kubernetes.io/managed-by": "iotistic-api"}),
         # claiming another release's fleet-namespace selector labels (its NetworkPolicies would admit it)
-        api_fleet_ns(
-            "fleet-5e5e5e5e", **{"iotistica.com/fleet-namespace": "true", "iotistica.com/customer-id": "iotistica"}
-        ),
+        api_fleet_ns("fleet-5e5e5e5e", **{"iotistica.com/fleet-namespace": "true", "iotistica.com/customer-id": AB_NS}),
         ns("virtual-agents", {"iotistica.com/fleet-namespace": "true"}),
-        ns("fleet-iotistica-pilot2"),
+        ns(f"{AB_FLEET}2"),
+        # an API-made fleet claiming another tenant, or a release namespace
+        api_fleet_ns("fleet-6d6d6d6d", **{"iotistica.com/tenant": AB_NS}),
+        api_fleet_ns("fleet-6e6e6e6e", **{"iotistica.com/release-namespace": "true"}),
+        # chart-provisioned fleet namespaces come from dist/ only: not even its own prefix and labels, nor the
+        # other tenant's prefix (fleet-guard-a-b-… is guard-a-b's name space, and guard-a's own)
+        ns(
+            f"fleet-{A_NS}-new",
+            {"iotistica.com/fleet-namespace": "true", "iotistica.com/customer-id": A_NS, "iotistica.com/tenant": A_NS},
+        ),  # fmt: skip
+        ns(
+            f"fleet-{AB_NS}-new",
+            {"iotistica.com/fleet-namespace": "true", "iotistica.com/customer-id": A_NS, "iotistica.com/tenant": A_NS},
+        ),  # fmt: skip
+        # a release namespace of its own making
+        ns("guard-new", {"iotistica.com/release-namespace": "true", "iotistica.com/tenant": "guard-new"}),
+        ns(f"virtual-agents-{AB_NS}", AGENT_NS_LABELS),
     ):
         assert_policy_denies(
             "iotistic-api-namespaces/create-fleet-or-agent-namespace", create, cluster, obj, dry_run=True
@@ -511,7 +723,7 @@ def test_relabel_pod_security_is_denied(cluster: KubeApiServer, fleet: str) -> N
         "iotistic-api-namespaces/update-fleet-namespace-only",
         patch_ns,
         cluster,
-        "demo",
+        A_NS,
         labels_patch(pod_security__enforce="privileged"),
         dry_run=True,
     )
@@ -537,11 +749,16 @@ def test_relabel_pod_security_is_denied(cluster: KubeApiServer, fleet: str) -> N
         ],
         "iotistic-api-namespaces/pod-security-version": [labels_patch(pod_security__enforce_version="v1.0")],
         "iotistic-api-namespaces/pod-security-keys": [labels_patch(pod_security__exempt="true")],
-        "iotistic-api-namespaces/fleet-identity-unchanged": [labels_patch(**{"iotistica.com/customer-id": "other"})],
+        "iotistic-api-namespaces/fleet-identity-unchanged": [
+            labels_patch(**{"iotistica.com/customer-id": "other"}),
+            labels_patch(**{"iotistica.com/tenant": A_NS}),  # its own tenant label: only dist/ sets one
+        ],
         # no longer a fleet namespace of the API afterwards: the first rule that fails is the update rule
         "iotistic-api-namespaces/update-fleet-namespace-only": [
             {"metadata": {"labels": {"app.kubernetes.io/managed-by": None}}},
             labels_patch(**{"iotistica.com/fleet-namespace": "true"}),
+            labels_patch(**{"iotistica.com/tenant": AB_NS}),  # another tenant's
+            labels_patch(**{"iotistica.com/release-namespace": "true"}),
         ],
     }
     for rule, patches in cases.items():
@@ -584,8 +801,8 @@ def test_rolebinding_subjects_and_role_ref(cluster: KubeApiServer, fleet: str, e
     other = [{"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]
     for subjects in (
         other,
-        [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "demo"}, *other],
-        [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "iotistica"}],  # another release's API
+        [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": A_NS}, *other],
+        [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": AB_NS}],  # another tenant's API
         [{"kind": "User", "name": DEMO, "apiGroup": "rbac.authorization.k8s.io"}],
         [{"kind": "Group", "name": "system:serviceaccounts", "apiGroup": "rbac.authorization.k8s.io"}],
     ):
@@ -603,7 +820,7 @@ def test_rolebinding_subjects_and_role_ref(cluster: KubeApiServer, fleet: str, e
 
 
 def test_quota_outside_fleet_namespaces_is_denied(cluster: KubeApiServer, others) -> None:
-    for namespace in ("kube-system", "demo", "fleet-default", "iotistica"):
+    for namespace in not_its_fleets():
         assert_policy_denies(
             "iotistic-api-fleet-scope/fleet-namespace-only", create, cluster, quota(namespace), dry_run=True
         )
@@ -672,7 +889,7 @@ def overgranted(cluster: KubeApiServer) -> str:
         "kind": "ClusterRoleBinding",
         "metadata": {"name": "iotistica-test-overgrant"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "iotistica-test-overgrant"},
-        "subjects": [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": "iotistica-starter"}],
+        "subjects": [{"kind": "ServiceAccount", "name": "iotistic-api", "namespace": C_NS}],
     }
     cluster.apply(extra)
     cluster.apply(crb)
@@ -681,12 +898,12 @@ def overgranted(cluster: KubeApiServer) -> str:
 
 
 def test_namespace_delete_is_denied_by_rbac_and_by_the_policy(cluster: KubeApiServer, fleet: str, overgranted) -> None:
-    for name in (fleet, "demo", "kube-system"):
+    for name in (fleet, A_NS, "kube-system"):
         exc = refused(cluster.request, "DELETE", f"/api/v1/namespaces/{name}", as_user=DEMO, query={"dryRun": "All"})
         assert exc.status == 403 and 'cannot delete resource "namespaces"' in exc.message  # RBAC: never granted
     exc = refused(cluster.request, "DELETE", "/api/v1/namespaces/kube-system", as_user=overgranted)
     assert exc.status == 403 and "this namespace may not be deleted" in exc.message  # NamespaceLifecycle, first
-    for name in (fleet, "demo", "iotistica"):
+    for name in (fleet, A_NS, AB_NS, AB_FLEET, *release_namespaces()):
         assert_policy_denies(
             "iotistic-api-namespaces/no-delete",
             cluster.request,
@@ -713,6 +930,47 @@ def test_quota_update_and_delete_outside_fleets_are_denied(cluster: KubeApiServe
 
 
 # --------------------------------------------------------------------------------------------------
+# A tenant added changes no shared file
+# --------------------------------------------------------------------------------------------------
+
+
+def test_adding_a_tenant_changes_only_its_own_files(tmp_path: Path) -> None:
+    """A copy of the project grows one tenant with the grant and a chart fleet (README: Adding a client), and
+    `make synth` runs there: every file of dist/ that existed is byte-identical (dist/cluster/ with its
+    admission policies included), and every new file is the tenant's own (its path names it). Two branches
+    that each add a tenant therefore touch disjoint files."""
+    from tests.test_fleet_copy import ENV, checkout_copy, run
+
+    project = tmp_path / "project"
+    project.mkdir()
+    checkout_copy(project)
+    py = str(project / ".venv" / "bin" / "python")
+    name = "guard-new"
+    proc = run(project, py, "cli.py", "new", name, "--tier", "standard")
+    assert proc.returncode == 0, proc.stderr
+    path = project / "environments" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["database"] = {**data.get("database", {}), "server": "guard-cnpg", "maxConnections": 500}
+    data["fleetNamespaces"] = {
+        "enabled": True,
+        "virtualAgentManager": True,
+        "fleets": [{"name": "line-1", "maxAgents": 2}],
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    make = ["make", "-s", "-o", ".venv/.stamp", "-o", "node_modules/.stamp", "-o", ".venv-tools/.stamp", "synth"]
+    proc = subprocess.run(make, cwd=project, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    before = {p.relative_to(ROOT / "dist"): p.read_bytes() for p in (ROOT / "dist").rglob("*") if p.is_file()}
+    after = {p.relative_to(project / "dist"): p.read_bytes() for p in (project / "dist").rglob("*") if p.is_file()}
+    assert any(str(p).startswith("cluster/") and "ValidatingAdmissionPolicy" in str(p) for p in before)
+    changed = sorted(str(p) for p in before if after.get(p) != before[p])
+    assert changed == [], changed
+    new = sorted(str(p) for p in set(after) - set(before))
+    assert new and all(name in p for p in new), new
+    assert any(f"Namespace.fleet-{name}-line-1." in p for p in new), new  # its fleet namespace is its own file
+
+
+# --------------------------------------------------------------------------------------------------
 # Nobody else is evaluated
 # --------------------------------------------------------------------------------------------------
 
@@ -721,17 +979,17 @@ def test_quota_update_and_delete_outside_fleets_are_denied(cluster: KubeApiServe
 def lookalike(cluster: KubeApiServer) -> str:
     """Another ServiceAccount in demo with the API's own cluster-wide role: RBAC lets it, and the policies'
     matchConditions name only the releases' iotistic-api accounts, so nothing stops it (it is the admin's grant)."""
-    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "iotistic-api-x", "namespace": "demo"}}
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "iotistic-api-x", "namespace": A_NS}}
     crb = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
         "metadata": {"name": "iotistica-test-lookalike"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": VIRTUAL_AGENT_MANAGER},
-        "subjects": [{"kind": "ServiceAccount", "name": "iotistic-api-x", "namespace": "demo"}],
+        "subjects": [{"kind": "ServiceAccount", "name": "iotistic-api-x", "namespace": A_NS}],
     }
-    cluster.apply(sa)
+    cluster.apply(account)
     cluster.apply(crb)
-    return "system:serviceaccount:demo:iotistic-api-x"
+    return f"system:serviceaccount:{A_NS}:iotistic-api-x"
 
 
 def test_other_users_are_never_matched(cluster: KubeApiServer, lookalike: str) -> None:
@@ -741,14 +999,14 @@ def test_other_users_are_never_matched(cluster: KubeApiServer, lookalike: str) -
         create(cluster, ns("kube-escalate"), user=user, dry_run=True)
         create(cluster, {**quota("kube-system"), "metadata": {"name": "q2", "namespace": "kube-system"}},
                user=user, dry_run=True)  # fmt: skip
-        rb = binding("kube-system", [{"kind": "ServiceAccount", "name": "iotistic-api-x", "namespace": "demo"}])
+        rb = binding("kube-system", [{"kind": "ServiceAccount", "name": "iotistic-api-x", "namespace": A_NS}])
         create(cluster, rb, user=user, dry_run=True)
-        patch_ns(cluster, "demo", labels_patch(pod_security__enforce="baseline"), user=user, dry_run=True)
+        patch_ns(cluster, A_NS, labels_patch(pod_security__enforce="baseline"), user=user, dry_run=True)
         assert_policy_denies(
             "iotistic-api-namespaces/update-fleet-namespace-only",
             patch_ns,
             cluster,
-            "demo",
+            A_NS,
             labels_patch(pod_security__enforce="baseline"),
             dry_run=True,
         )
@@ -826,13 +1084,15 @@ def test_hook_job_service_accounts_have_exactly_their_scripts_rights(cluster: Ku
 
 
 def test_tokens_come_from_the_token_request_api(cluster: KubeApiServer) -> None:
-    token = cluster.token("iotistica", "iotistica-redis-auth-generator")
-    # Absent whatever ran before on this session's server (tests/test_secret_jobs.py's Jobs create it).
-    cluster.delete(
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "iotistica-redis-auth", "namespace": "iotistica"}}
+    job = next(
+        o for _, o in dist_objects() if o["kind"] == "Job" and o["metadata"]["name"].endswith("-redis-auth-generator")
     )
-    status, _ = cluster.request("GET", "/api/v1/namespaces/iotistica/secrets/iotistica-redis-auth", token=token,
-                                check=False)  # fmt: skip
+    account, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    secret = account.removesuffix("-generator")  # <release>-redis-auth
+    token = cluster.token(namespace, account)
+    # Absent whatever ran before on this session's server (tests/test_secret_jobs.py's Jobs create it).
+    cluster.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace}})
+    status, _ = cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{secret}", token=token, check=False)
     assert status == 404  # authorised (get by name), absent
-    status, body = cluster.request("GET", "/api/v1/namespaces/iotistica/secrets", token=token, check=False)
+    status, body = cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets", token=token, check=False)
     assert status == 403 and "cannot list resource" in body["message"]
