@@ -566,14 +566,3 @@ def test_agent_namespace_setting(tmp_path: Path, environments) -> None:
     assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents-demo")), create_agents)  # unlabelled
     for key in ("iotistica.com/tenant", "iotistica.com/release-namespace", "iotistica.com/fleet-namespace"):
         assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents-demo", {**agents, key: "demo"})), create_agents)
-
-
-@pytest.mark.parametrize("namespace", ["fleet-acme", "fleet-0a1b2c3d", "virtual-agents-acme"])
-def test_a_release_namespace_is_no_name_an_api_may_create(tmp_path: Path, namespace: str) -> None:
-    """A release namespace named like a fleet or agent namespace could be created first by a tenant's API."""
-    prefix = "fleet-" if namespace.startswith("fleet-") else "virtual-agents-"
-    assert error_of(tmp_path, {**BASE, "namespace": namespace}) == (
-        f"environments/acme.yaml: namespace: {namespace!r} starts with {prefix!r}, a name the tenants' APIs may "
-        "create themselves (the "
-        "admission guardrail, docs/guardrail.md); choose another namespace"
-    )

@@ -92,6 +92,16 @@ def synth_and_validate(d: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
         ("client-acme", {"edge": {"hosts": {"api": "api.iotistica.com"}}}, "host 'api.iotistica.com'"),
         ("client-acme", {"namespace": "kube-system"}, "namespace: 'kube-system' is reserved"),
         ("client-acme", {"namespace": "fleet-iotistica-pilot"}, "namespace 'fleet-iotistica-pilot' is already used"),
+        # names a tenant's API may create (docs/guardrail.md): never a release namespace
+        *(
+            ("client-acme", {"namespace": ns}, f"namespace: {ns!r} starts with {ns[: ns.index('-') + 1]!r}, a name")
+            for ns in ("fleet-acme", "fleet-0a1b2c3d")
+        ),
+        (
+            "client-acme",
+            {"namespace": "virtual-agents-x"},
+            "namespace: 'virtual-agents-x' starts with 'virtual-agents-'",
+        ),
         ("client-acme", {"database": {"maxConnections": 100}}, "database.maxConnections: must be the same"),
     ],
 )

@@ -35,6 +35,9 @@ SHARED_APPLICATIONS = (APP_OF_APPS, CLUSTER_APP)
 #: Namespaces no environment may take, besides those the environments reference.
 RESERVED_NAMESPACES = ("default", "argocd", "cert-manager")
 RESERVED_PREFIXES = ("kube-",)
+#: Names the API's guardrail lets a tenant's API create (fleet-<8 hex>, virtual-agents-<its namespace>):
+#: never a release namespace.
+API_MADE_PREFIXES = ("fleet-", "virtual-agents-")
 #: Connections kept free on a server for migrations, psql, the policy and db-init jobs, monitoring.
 RESERVED_CONNECTIONS = 10
 #: git status of one environment file.
@@ -252,14 +255,30 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
 
     # Namespaces (release and fleet) are owned by one environment.
     owners: dict[str, tuple[str, str]] = {}
+    clashed: set[str] = set()
     for e in ordered:
         for key, ns in namespaces(e):
             if ns in owners and owners[ns][0] != e.release:
+                clashed.add(ns)
                 other, other_key = owners[ns]
                 offender, innocent = blame(e.release, other, sources)
                 keys = {e.release: key, other: other_key}
                 add(_clash(offender, innocent, keys[offender], keys[innocent], f"namespace {ns!r}", sources))
             owners.setdefault(ns, (e.release, key))
+
+    # A release namespace is no name a tenant's API may create (docs/guardrail.md): the API could make it
+    # first and keep a RoleBinding there. An ownership clash above is the clearer error for the same name.
+    for e in ordered:
+        prefix = next((p for p in API_MADE_PREFIXES if e.namespace.startswith(p)), None)
+        if prefix is not None and e.namespace not in clashed:
+            add(
+                ConfigError(
+                    sources.label(e.release),
+                    "namespace",
+                    f"{e.namespace!r} starts with {prefix!r}, a name the tenants' APIs may create themselves (the "
+                    "admission guardrail, docs/guardrail.md); choose another namespace",
+                )
+            )
 
     # Hosts are claimed by one environment at the shared Gateway.
     claimed: dict[str, tuple[str, str]] = {}

@@ -159,14 +159,6 @@ class Environment(Model):
     def _environment_rules(self) -> Environment:
         if self.release in ("cluster", "argocd"):
             raise rule("release", f"{self.release!r} is reserved for dist/{self.release}/")
-        # The names a tenant's API may create (docs/guardrail.md): never a release namespace's.
-        for prefix in ("fleet-", f"{DEFAULT_AGENT_NAMESPACE}-"):
-            if self.namespace.startswith(prefix):
-                raise rule(
-                    "namespace",
-                    f"{self.namespace!r} starts with {prefix!r}, a name the tenants' APIs may create themselves "
-                    "(the admission guardrail, docs/guardrail.md); choose another namespace",
-                )
         agents = self.api.agent_namespace
         own_agents = (DEFAULT_AGENT_NAMESPACE, f"{DEFAULT_AGENT_NAMESPACE}-{self.namespace}")
         guarded = self.fleet_namespaces.virtual_agent_manager and self.cluster.admission_policies != "none"
