@@ -10,7 +10,10 @@ with the upstream CRDs of ../shared/crds). Proven here, by the server itself:
   ``cluster.admissionPolicies`` has the same bodies), and a bare ``variables.x`` validation is refused;
 - every pod template is admitted as a Pod (``dryRun=All``) under its namespace's Pod Security profile;
 - the API's ServiceAccount (by impersonation) can do what the virtual-agent deployer does (platform-facts §11),
-  and every escalation the guardrail exists for is denied by the server with the policy's own message;
+  and every escalation the guardrail exists for is denied by the server with the policy's own message, for
+  tenants of the test's own (``TENANT_FLEETS``, synthesised by app.py) and every release namespace and chart
+  fleet of dist/, whatever the fleet; one tenant's API cannot touch another's fleet, even under one name prefix;
+- adding a tenant changes no file of dist/ but the tenant's own (the policies name no tenant);
 - each hook Job's ServiceAccount has exactly the rights its script uses (tests/test_secret_jobs.py runs the
   Secret Jobs against this server with TokenRequest tokens).
 
@@ -53,8 +56,8 @@ SYNTH_ENV = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"
 SYNTH_ENV.pop("CDK8S_OUTDIR", None)
 
 #: The guardrail's tenants on this server: none of them is a shipped environment (the policies name no tenant,
-#: so the proof holds for any fleet). Each is synthesised by the product's own constructs (its release and chart
-#: fleet Namespaces, ClusterRoleBinding, fleet RoleBinding, quota, limits) and applied as a cluster admin, as
+#: so the proof holds for any fleet). Each is synthesised by the real entry point, app.py (its release and chart
+#: fleet Namespaces, ClusterRoleBinding, fleet RoleBinding, quota, limits), and applied as a cluster admin, as
 #: Argo CD would. ``guard-a`` and ``guard-a-b`` share the name prefix ``fleet-guard-a-b-``: fleet ``b-x`` of
 #: ``guard-a`` is ``fleet-guard-a-b-x``, fleet ``y`` of ``guard-a-b`` is ``fleet-guard-a-b-y``; the tenant
 #: labels, not the names, say whose each is. ``guard-c`` has no fleet and gets extra rights (``overgranted``).
@@ -105,11 +108,14 @@ def tenant_objects(base: Path) -> list[Obj]:
 
 def release_namespaces() -> list[str]:
     """Every release namespace dist/ makes, whatever the fleet (the shipped environments or any other)."""
-    return sorted(
-        o["metadata"]["name"]
-        for _, o in dist_objects()
-        if o["kind"] == "Namespace" and o["metadata"].get("labels", {}).get("iotistica.com/release-namespace")
+    docs = [d for p in sorted((ROOT / "dist").rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    names = sorted(
+        d["metadata"]["name"]
+        for d in docs
+        if d.get("kind") == "Namespace" and d["metadata"].get("labels", {}).get("iotistica.com/release-namespace")
     )
+    assert names, "dist/ has release Namespaces"
+    return names
 
 
 @pytest.fixture(scope="module")
