@@ -68,8 +68,7 @@ class ArgoCdProps(_Slice):
 class SharedProps(_Slice):
     """All the shared charts read of the fleet."""
 
-    #: The admission policies of dist/cluster/, or None when the setting is ``none`` or no release
-    #: holds the grant.
+    #: The admission policies of dist/cluster/, or None when the setting is ``none``.
     admission: ApiAdmissionPoliciesProps | None
     #: The Applications of dist/argocd/.
     argocd: ArgoCdProps
@@ -109,9 +108,12 @@ def granted(env: Environment) -> bool:
 
 
 def policies_props(envs: Sequence[Environment]) -> ApiAdmissionPoliciesProps | None:
-    """The props for all environments, or None when the setting is ``none`` or no release holds the grant."""
+    """The props for all environments, or None when the setting is ``none``.
+
+    The policies name no tenant, so they are there whatever the fleet: the first release that holds the
+    grant adds no shared file (docs/guardrail.md)."""
     version = admission_setting(envs)
-    if version == "none" or not any(granted(e) for e in envs):
+    if version == "none":
         return None
     return ApiAdmissionPoliciesProps(api_version=version)
 
