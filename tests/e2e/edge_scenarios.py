@@ -15,11 +15,10 @@ so the release they use is the one that module starts, once; their names start w
 from __future__ import annotations
 
 import copy
-import http.client
 import json
 from typing import Any
 
-from tests.e2e.gateway_hop import GatewayHop
+from tests.e2e.gateway_hop import GatewayHop, send
 from tests.e2e.release import Release
 
 #: The login limit: ``authRateLimitOptions.max`` of api/src/middleware/rate-limit.ts (10 per minute per client
@@ -51,28 +50,6 @@ def _hop(r: Release, backend: tuple[str, int] | None = None) -> GatewayHop:
 def _api_host(r: Release) -> str:
     route = next(o for o in r.objects() if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == f"{r.name}-api")
     return str(route["spec"]["hostnames"][0])
-
-
-def _send(
-    addr: tuple[str, int], method: str, target: str, host: str, source: str = "127.0.0.1",
-    body: Any = None, headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], str]:  # fmt: skip
-    """One request exactly as given (no client-side normalisation of ``target``): (status, headers, body)."""
-    conn = http.client.HTTPConnection(addr[0], addr[1], timeout=30, source_address=(source, 0))
-    try:
-        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", host)
-        data = json.dumps(body).encode() if body is not None else b""
-        hdrs = dict(headers or {})
-        if body is not None:
-            hdrs |= {"Content-Type": "application/json", "Content-Length": str(len(data))}
-        for k, v in hdrs.items():
-            conn.putheader(k, v)
-        conn.endheaders(data or None)
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode(errors="replace")
-    finally:
-        conn.close()
 
 
 #: Public paths and the API's own answer through the hop: (method, target, body, extra headers, status).
@@ -120,52 +97,52 @@ def test_edge_forwards_only_the_public_paths(synced: tuple[Release, Any]) -> Non
     api = (r.svc_ip("api"), 3002)
     with _hop(r) as hop:
         for method, target, body, headers, want in PUBLIC:
-            status, _, text = _send(hop.address, method, target, host, CLIENT_PATHS, body, headers)
+            status, _, text = send(hop.address, method, target, host, CLIENT_PATHS, body, headers)
             assert status == want, (target, status, text)
             assert hop.log[-1].status == "forwarded" and hop.log[-1].route == f"{r.name}-api", hop.log[-1]
-        status, _, text = _send(hop.address, "GET", "/health", host, CLIENT_PATHS)
+        status, _, text = send(hop.address, "GET", "/health", host, CLIENT_PATHS)
         assert json.loads(text)["status"] == "healthy", text
         for target, forwarded in NORMALISED_PUBLIC:
-            status, _, text = _send(hop.address, "GET", target, host, CLIENT_PATHS)
+            status, _, text = send(hop.address, "GET", target, host, CLIENT_PATHS)
             assert (hop.log[-1].status, hop.log[-1].forwarded) == ("forwarded", forwarded), hop.log[-1]
             assert status in (200, 401), (target, status, text)  # /health, or /api/v1/auth/me without a token
 
         for method, target, _normalised in REFUSED:
             body = MQTT_BODY if method == "POST" else None
-            status, _, text = _send(hop.address, method, target, host, CLIENT_PATHS, body)
+            status, _, text = send(hop.address, method, target, host, CLIENT_PATHS, body)
             assert status == 404, f"{method} {target} through the gateway: {status} {text[:200]}"
             assert (hop.log[-1].status, hop.log[-1].forwarded) == ("404", ""), hop.log[-1]
 
         # Escaped slashes: unescaped, normalised, and redirected (Envoy Gateway's UnescapeAndRedirect), never
         # forwarded; the redirect's target is refused like any other.
-        status, headers, _ = _send(hop.address, "GET", "/api%2F..%2Fmetrics", host, CLIENT_PATHS)
+        status, headers, _ = send(hop.address, "GET", "/api%2F..%2Fmetrics", host, CLIENT_PATHS)
         assert (status, headers.get("location")) == (307, "/metrics"), (status, headers)
-        assert _send(hop.address, "GET", headers["location"], host, CLIENT_PATHS)[0] == 404
+        assert send(hop.address, "GET", headers["location"], host, CLIENT_PATHS)[0] == 404
         # A NUL in the path is refused before any routing.
-        assert _send(hop.address, "GET", "/api/%00/x", host, CLIENT_PATHS)[0] == 400
+        assert send(hop.address, "GET", "/api/%00/x", host, CLIENT_PATHS)[0] == 400
         # Another host of the release (the dashboard's, PathPrefix /) never reaches the API: its requests go to
         # the dashboard's Service (503 here: the dashboard is the one workload not run, docs/e2e.md).
         dashboard = next(
             o for o in r.objects() if o["kind"] == "HTTPRoute" and o["metadata"]["name"].endswith("-dashboard")
         )
         for method, target, _normalised in REFUSED[:4]:
-            _send(hop.address, method, target, dashboard["spec"]["hostnames"][0], CLIENT_PATHS,
+            send(hop.address, method, target, dashboard["spec"]["hostnames"][0], CLIENT_PATHS,
                   MQTT_BODY if method == "POST" else None)  # fmt: skip
             assert (hop.log[-1].route, hop.log[-1].status) == (dashboard["metadata"]["name"], "503"), hop.log[-1]
         # An unknown host: 404.
-        assert _send(hop.address, "GET", "/health", "unknown.example.com", CLIENT_PATHS)[0] == 404
+        assert send(hop.address, "GET", "/health", "unknown.example.com", CLIENT_PATHS)[0] == 404
         assert all(e.client == CLIENT_PATHS for e in hop.log)
 
     # Sent directly to the API's Service (inside the cluster), what the edge refused does answer: the API has
     # these endpoints, the edge keeps them in.
-    status, _, text = _send(api, "GET", "/metrics", "x", CLIENT_PATHS)
+    status, _, text = send(api, "GET", "/metrics", "x", CLIENT_PATHS)
     assert status == 200 and "# HELP" in text, (status, text[:200])
     for path in MQTT_AUTH:
-        status, _, text = _send(api, "POST", path, "x", CLIENT_PATHS, MQTT_BODY)
+        status, _, text = send(api, "POST", path, "x", CLIENT_PATHS, MQTT_BODY)
         assert status != 404 and "result" in json.loads(text), (path, status, text)
     for method, target, normalised in REFUSED:
         if normalised in ("/metrics", *MQTT_AUTH):
-            status, _, _ = _send(api, method, normalised, "x", CLIENT_PATHS, MQTT_BODY if method == "POST" else None)
+            status, _, _ = send(api, method, normalised, "x", CLIENT_PATHS, MQTT_BODY if method == "POST" else None)
             assert status != 404, (target, normalised, status)
 
 
@@ -173,7 +150,7 @@ def _forged_logins(addr: tuple[str, int], host: str, source: str, n: int) -> lis
     """``n`` failed logins, each with a new forged X-Forwarded-For entry (documentation addresses)."""
     out = []
     for i in range(n):
-        status, _, text = _send(addr, "POST", "/api/v1/auth/login", host, source,
+        status, _, text = send(addr, "POST", "/api/v1/auth/login", host, source,
                                 {"username": "e2e-edge-nobody", "password": "wrong-password-1"},
                                 {"X-Forwarded-For": f"203.0.113.{i + 1}"})  # fmt: skip
         out.append((status, text))

@@ -33,6 +33,8 @@ loopback), Envoy Gateway's own rate limit policy (BackendTrafficPolicy), retries
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import select
 import socket
@@ -330,3 +332,25 @@ def _pipe(client: socket.socket, up: socket.socket) -> None:
             if not data:
                 return
             (up if s is client else client).sendall(data)
+
+
+def send(
+    addr: tuple[str, int], method: str, target: str, host: str, source: str = "127.0.0.1",
+    body: Any = None, headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], str]:  # fmt: skip
+    """One request exactly as given (no client-side normalisation of ``target``): (status, headers, body)."""
+    conn = http.client.HTTPConnection(addr[0], addr[1], timeout=30, source_address=(source, 0))
+    try:
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host)
+        data = json.dumps(body).encode() if body is not None else b""
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs |= {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        conn.endheaders(data or None)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode(errors="replace")
+    finally:
+        conn.close()
