@@ -383,3 +383,16 @@ def test_settings_take_effect_in_the_running_programs(synced: tuple[Release, Any
     conn.close()
     line = next(x for x in metrics.splitlines() if x.startswith("iotistic_ingestion_db_pool_configured_max"))
     assert float(line.split()[-1]) == float(_container_env(r, "ingestion")["DB_POOL_SIZE"]), line
+
+
+# ---- the public edge (edge_scenarios.py: the gateway hop in front of the real API) -------------------
+# Bound here so that they run on this module's releases (its ``synced`` fixture), each started once.
+from tests.e2e import edge_scenarios  # noqa: E402
+
+test_edge_forwards_only_the_public_paths = edge_scenarios.test_edge_forwards_only_the_public_paths
+test_edge_forged_xff_does_not_escape_the_login_limit = (
+    edge_scenarios.test_edge_forged_xff_does_not_escape_the_login_limit
+)
+test_edge_control_trusting_every_hop_lets_the_forger_through = (
+    edge_scenarios.test_edge_control_trusting_every_hop_lets_the_forger_through
+)
