@@ -15,6 +15,9 @@ import yaml
 
 import cli
 from tiers import TIERS
+from tiers.capacity import capacity
+from tiers.fleet import Sources, validate_fleet
+from tiers.loader import load_environment
 
 #: A commented example: ``# key: ...`` (or ``  # key: ...`` inside a block), a camelCase settings key.
 EXAMPLE_START = re.compile(r"^(\s*)# ([a-z][A-Za-z0-9]*:(?: .*)?)$")
@@ -105,6 +108,20 @@ def test_a_tier_is_one_line_and_every_example_uncomments(tmp_path: Path, capsys:
     out, err = capsys.readouterr()
     assert (rc, err) == (0, ""), err
     assert out.strip().splitlines()[-1] == f"ok: {cases + 1} environment(s) valid"
+
+
+def test_every_example_of_a_scaffold_alone_on_its_server_uncomments(tmp_path: Path) -> None:
+    """Alone on its database server, `new` writes a database block only where the tier's budget needs one."""
+    for tier in TIERS:
+        path = new(tmp_path / tier, "solo", tier)
+        text = path.read_text()
+        spans = examples(text)
+        assert len(spans) >= 4, text
+        for span in spans:
+            path.write_text(uncomment(text, span))
+            env = load_environment(path, f"environments/{path.name}")  # no duplicate key, a valid model
+            assert capacity(env).findings == [], (tier, span)
+            assert validate_fleet([env], Sources.of([env], path.parent)) == []
 
 
 def test_the_example_parser_finds_nested_and_top_level_examples() -> None:
