@@ -194,7 +194,7 @@ def named_hosts(env: Environment) -> Iterator[tuple[str, str]]:
         elif isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
                 yield from walk(v, f"{key}.{i}")
-        elif isinstance(value, str):
+        elif isinstance(value, str) and "." in value:  # a host has a dot
             for word in _HOST_TOKEN.findall(value.lower()):
                 yield key, word.rstrip(".-")
 
