@@ -203,3 +203,17 @@ def test_the_generated_applications_do_not_cascade_today() -> None:
     for path in sorted((ROOT / "dist" / "argocd").glob("Application.*.k8s.yaml")):
         app = yaml.safe_load(path.read_text())
         assert "resources-finalizer.argocd.argoproj.io" not in app["metadata"].get("finalizers", []), path.name
+
+
+def test_what_the_onboarding_runbook_says_a_missing_license_does() -> None:
+    """The wait, the retries and the message of the stream-key-resolver hook, as the runbook quotes them."""
+    page = (RUNBOOKS / "onboard-tenant.md").read_text()
+    script = (ROOT / "constructs" / "scripts" / "secret_jobs.py").read_text()
+    assert 'print(f"waiting for Secret {namespace}/{name} ...", flush=True)' in script
+    assert "not found after {wait_seconds:g}s: create it " in script and "waiting for Secret <NS>/<name> ..." in page
+    for release in sorted(p.stem for p in ENV_DIR.glob("*.yaml")):
+        job = yaml.safe_load((ROOT / "dist" / release / f"Job.{release}-stream-key-resolver.k8s.yaml").read_text())
+        env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["LICENSE_WAIT_SECONDS"] == "120" and job["spec"]["backoffLimit"] == 2, release
+        assert job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
+    assert "for 120 s\n  (`LICENSE_WAIT_SECONDS`)" in page and "(`backoffLimit: 2`)" in page
