@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from cdk8s import ApiObject, ApiObjectMetadata
 from cdk8s_plus_27 import k8s
@@ -149,8 +149,12 @@ def heap_mb(res: Resources, percent: int) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def resolved(value: int | None) -> int:
-    """A value ``Environment.resolved()`` derives (pool sizes, MAXLEN): always set by the time constructs run."""
+_Derived = TypeVar("_Derived", int, str)
+
+
+def resolved(value: _Derived | None) -> _Derived:
+    """A value ``Environment.resolved()`` derives (pool sizes, MAXLEN, the dashboard's own URLs): always set by
+    the time constructs run."""
     if value is None:
         raise AssertionError("a derived value reached a construct unresolved (ReleaseChart resolves them)")
     return value

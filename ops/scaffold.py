@@ -22,53 +22,44 @@ NEW_TEMPLATE = """\
 # yaml-language-server: $schema=../environment.schema.json
 # Environment {release}: tier {tier}, namespace {namespace}. Created by `iotistica-k8s new`.
 # Settings layer like Helm's -f: model defaults (the seed's demo values) < tiers/presets/{tier}.yaml < this file.
+# The tier's numbers come from its preset alone: changing `tier:` is a one-line edit.
 # Every setting is listed in docs/settings.md; `iotistica-k8s explain {release}` shows the result.
 release: {release}
 namespace: {namespace}
 tier: {tier}
 
 edge:
-  hosts:                       # public hostnames; CORS_ORIGINS is derived from the dashboard host
+  hosts:                       # public hostnames; the dashboard's API URL, Auth0 callback and CORS derive from them
     api: api-{release}.iotistica.com
     dashboard: {release}.iotistica.com
     mqtt: mqtt-{release}.iotistica.com
-
-dashboard:
-  config:                      # window.env of the dashboard's config.js
-    apiUrl: https://api-{release}.iotistica.com
-    auth0CallbackUrl: https://{release}.iotistica.com/auth/callback
 {extra}
-# Examples of overrides (uncomment to use):
-# api:
-#   hpa: {{maxReplicas: 6}}       # pools are sized for HPA max: raise database.connectionBudget with it
-# monitoring:
-#   enabled: true
-# database:
-#   pooler: {{enabled: true}}     # PgBouncer (a CNPG Pooler) in front of the server
-# secrets:
-#   provider: onepassword
-"""
+# Examples of overrides; each one can be uncommented as it stands:
+{examples}"""
 
-#: What `new` writes beyond the template, per tier: the departures from the seed the tier needs to pass
-#: `validate --strict` (docs/environments.md, "Where the seed and the code disagree").
-NEW_TIER_OVERRIDES = {
-    "standard": """
-api:
-  # The seed's DB_POOL_SIZE 20 opens 4 x 20 = 80 connections at HPA max, the whole budget, leaving none for
-  # ingestion: derive it from database.connectionBudget instead.
-  dbPoolSize: null
-""",
-    "enterprise": """
-api:
-  # The seed's DB_POOL_SIZE 20 opens 10 x 20 = 200 connections at HPA max, above the budget of 160:
-  # derive it from database.connectionBudget instead.
-  dbPoolSize: null
-ingestion:
-  # The seed's MAXLEN 1,200,000 holds 24 s at the rated 50,000 readings/s: size the stream for 60 s.
-  streamMaxlen: null
-  streamBufferSeconds: 60
-""",
-}
+#: The commented examples of a new file: (top-level key, its lines). An example whose key the file already
+#: has is written inside that block, so that uncommenting it never gives a duplicate key.
+NEW_EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("api", ("hpa: {maxReplicas: 6}       # pools are sized for HPA max: raise database.connectionBudget with it",)),
+    ("monitoring", ("enabled: true",)),
+    ("database", ("pooler: {enabled: true}     # PgBouncer (a CNPG Pooler) in front of the server",)),
+    ("secrets", ("provider: onepassword",)),
+)
+
+
+def _with_examples(blocks: str) -> tuple[str, str]:
+    """``blocks`` (top-level YAML blocks the file has) with the examples of their keys inside, and the others."""
+    top: list[str] = []
+    for key, lines in NEW_EXAMPLES:
+        nested = "".join(f"  # {line}\n" for line in lines)
+        head = f"\n{key}:\n"
+        if head in blocks:
+            end = blocks.find("\n\n", blocks.index(head) + len(head))
+            end = len(blocks) if end < 0 else end + 1
+            blocks = blocks[:end] + nested + blocks[end:]
+        else:
+            top.append(f"# {key}:\n" + "".join(f"#   {line}\n" for line in lines))
+    return blocks, "".join(top)
 
 
 def _preset_budget(tier: str) -> int:
@@ -127,10 +118,10 @@ def cmd_new(args: argparse.Namespace) -> int:
                 TypeAdapter(kind).validate_python(value)
         except ValidationError as exc:
             raise ConfigError(str(path), key, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    extra = NEW_TIER_OVERRIDES.get(args.tier, "")
-    extra += _server_block(args.environments, path, args.tier)
+    # Only what the operator chose: the tier's numbers stay in its preset, so `tier:` can change alone.
+    extra, examples = _with_examples(_server_block(args.environments, path, args.tier))
     text = NEW_TEMPLATE.format(
-        release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier, extra=extra
+        release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier, extra=extra, examples=examples
     )
     args.environments.mkdir(parents=True, exist_ok=True)
     # Validate under the final file name (the release must match it), alone and with the fleet's rules,

@@ -29,7 +29,7 @@ def test_precedence_environment_over_tier_over_defaults(tmp_path: Path) -> None:
     env = load_environment(write(tmp_path, "acme", {**BASE, "api": {"hpa": {"maxReplicas": 6}}}))
     assert env.api.hpa.max_replicas == 6  # environment file
     assert env.api.hpa.min_replicas == 2  # standard tier preset
-    assert env.api.db_pool_size == 20  # model default (the seed's value)
+    assert env.api.db_statement_timeout_ms == 45000  # model default (the seed's value)
 
 
 def test_models_are_frozen() -> None:

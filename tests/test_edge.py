@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.helpers import BASE, SHIPPED, by, container, env_from, env_map, error_of, kinds, synth_env
+from tiers.errors import ConfigError
 from tiers.loader import load_environment
 
 GATEWAY = {"name": "iotistica-gateway", "namespace": "envoy-gateway-system"}
@@ -270,8 +271,9 @@ def test_shipped_hosts_agree_with_the_dashboard_config(environments, release) ->
     api, dashboard, mqtt = HOSTS[release]
     assert (env.edge.host("api", release), env.edge.host("dashboard", release)) == (api, dashboard)
     assert env.edge.host("mqtt", release) == mqtt
-    assert env.dashboard.config.api_url == f"https://{api}"
-    assert env.dashboard.config.auth0_callback_url == f"https://{dashboard}/auth/callback"
+    config = env.dashboard_config  # set in the file, or derived from its own hosts
+    assert config.api_url == f"https://{api}"
+    assert config.auth0_callback_url == f"https://{dashboard}/auth/callback"
     assert env.api.cors_origins is None  # derived
 
 
@@ -318,9 +320,16 @@ def test_hosts_of_disabled_routes_may_stay_unset(tmp_path: Path) -> None:
     path = tmp_path / "acme.yaml"
     edge = {"domain": None, "routes": {"api": False, "dashboard": False, "mqttTls": False}}
     edge["certificate"] = {"enabled": False}
-    path.write_text(yaml.safe_dump({**BASE, "edge": edge, "api": {"corsOrigins": ["https://a.example.com"]}}))
+    config = {"apiUrl": "https://api.example.com", "auth0CallbackUrl": "https://a.example.com/auth/callback"}
+    data = {**BASE, "edge": edge, "api": {"corsOrigins": ["https://a.example.com"]}, "dashboard": {"config": config}}
+    path.write_text(yaml.safe_dump(data))
     env = load_environment(path, "environments/acme.yaml")
     assert env.edge.host("api", "acme") is None
+    # The dashboard still runs: without a host to derive them from, its URLs must be set.
+    del data["dashboard"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"dashboard\.config\.apiUrl: must be set: there is no edge\.hosts\.api"):
+        load_environment(path, "environments/acme.yaml")
 
 
 @pytest.mark.parametrize(

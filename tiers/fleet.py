@@ -7,7 +7,9 @@ with the shared charts ``dist/argocd/`` and ``dist/cluster/`` that all of them f
   reserved one (``kube-*``, ``default``, ``argocd``, cert-manager's, and every namespace an environment
   references for the Gateway, Prometheus, DNS, the database, Argo CD or agents).
 - Hosts: every host an environment claims at the shared Gateway (api, dashboard and its aliases, mqtt,
-  nodered; set or derived) belongs to one environment only.
+  nodered; set or derived) belongs to one environment only, and no other environment's settings name it
+  (a dashboard calling another tenant's API, an Auth0 callback or CORS origin on another tenant's host);
+  the platform-wide settings (:data:`PLATFORM_WIDE_KEYS`) are shared by design and not checked.
 - Names: a release may not take the name of a shared Argo CD Application (``iotistica-apps``,
   ``iotistica-cluster``); objects outside the release namespace (Namespaces, ClusterRoleBindings, Argo CD
   Applications, Poolers) may not share an identity (kind, namespace, name) with another release's.
@@ -21,8 +23,9 @@ Blame: a clash names both files and the key, and blames the side that is new or 
 
 from __future__ import annotations
 
+import re
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +43,19 @@ RESERVED_PREFIXES = ("kube-",)
 API_MADE_PREFIXES = ("fleet-", "virtual-agents-")
 #: Connections kept free on a server for migrations, psql, the policy and db-init jobs, monitoring.
 RESERVED_CONNECTIONS = 10
+#: Settings that are platform-wide by design: one Auth0 tenant and one provisioning service for every tenant
+#: (docs/settings.md says so for each). They may name a host a tenant also serves (the platform API's Auth0
+#: identifier is https://api.iotistica.com), so the rule on other tenants' hosts leaves them out.
+PLATFORM_WIDE_KEYS = frozenset(
+    {
+        "dashboard.config.auth0Domain",
+        "dashboard.config.auth0Audience",
+        "dashboard.config.provisioningApiUrl",
+        "api.provisioningApiUrl",
+    }
+)
+#: A run of hostname characters in a setting's text (a URL, an origin, an environment variable's value).
+_HOST_TOKEN = re.compile(r"[a-z0-9][a-z0-9.-]*")
 #: git status of one environment file.
 NEW, CHANGED, UNCHANGED = "new", "changed", "unchanged"
 
@@ -160,6 +176,32 @@ def hosts(env: Environment) -> list[tuple[str, str]]:
     for i, alias in enumerate(env.edge.hosts.dashboard_aliases):
         claimed.append((f"edge.hosts.dashboardAliases.{i}", alias))
     return claimed
+
+
+def named_hosts(env: Environment) -> Iterator[tuple[str, str]]:
+    """(key, host-like word) of every string of the environment's settings, lowercased.
+
+    Its own claims (``edge.hosts``), the domain they derive from (``edge.domain``) and the platform-wide
+    settings are left out; every other string that reaches its output (URLs, origins, extra environment
+    variables, labels) is read. A word is a whole run of hostname characters, so ``api.example.com`` is
+    not found inside ``eu.api.example.com``.
+    """
+
+    def walk(value: object, key: str) -> Iterator[tuple[str, str]]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                sub = f"{key}.{k}" if key else str(k)
+                if sub in PLATFORM_WIDE_KEYS or sub == "edge.domain" or sub == "edge.hosts":
+                    continue
+                yield from walk(v, sub)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                yield from walk(v, f"{key}.{i}")
+        elif isinstance(value, str) and "." in value:  # a host has a dot
+            for word in _HOST_TOKEN.findall(value.lower()):
+                yield key, word.rstrip(".-")
+
+    yield from walk(env.model_dump(by_alias=True), "")
 
 
 def referenced_namespaces(env: Environment) -> list[tuple[str, str]]:
@@ -290,6 +332,22 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
                 keys = {e.release: key, other: other_key}
                 add(_clash(offender, innocent, keys[offender], keys[innocent], f"host {host!r}", sources))
             claimed.setdefault(host, (e.release, key))
+
+    # No environment names a host another one claims (its own URLs derive from its own hosts).
+    for e in ordered:
+        own = {host for _, host in hosts(e)}  # a host it claims too is the clash reported above
+        for key, word in named_hosts(e):
+            owner = claimed.get(word)
+            if owner is not None and owner[0] != e.release and word not in own:
+                other, other_key = owner
+                add(
+                    ConfigError(
+                        sources.label(e.release),
+                        key,
+                        f"names {word!r}, a host of {sources.label(other)} ({other_key}); a tenant's own URLs "
+                        f"point at its own hosts (leave it unset to derive it from this file's edge.hosts)",
+                    )
+                )
 
     # Objects outside the release namespace have one owner.
     identities: dict[tuple[str, str, str], tuple[str, str]] = {

@@ -32,6 +32,7 @@ from constructs.platform import (
     pod_security,
     pod_spec,
     pod_template_metadata,
+    resolved,
     resources,
     service,
 )
@@ -122,11 +123,11 @@ def config_js(v: DashboardValues) -> str:
     """``window.env`` with the seed's keys; values are JSON-escaped."""
     c = v.config
     entries = {
-        "VITE_API_URL": c.api_url,
+        "VITE_API_URL": resolved(c.api_url),
         "VITE_AUTH0_DOMAIN": c.auth0_domain,
         "VITE_AUTH0_CLIENT_ID": c.auth0_client_id,
         "VITE_AUTH0_AUDIENCE": c.auth0_audience,
-        "VITE_AUTH0_CALLBACK_URL": c.auth0_callback_url,
+        "VITE_AUTH0_CALLBACK_URL": resolved(c.auth0_callback_url),
         "VITE_PROVISIONING_API_URL": c.provisioning_api_url,
         "APP_VERSION": c.app_version or v.image.tag,
     }

@@ -210,7 +210,8 @@ class Api(Model):
     )
     provisioning_api_url: str = Field(
         default="http://provisioning-api.provisioning.svc.cluster.local:3100",
-        description="PROVISIONING_API_URL (Auth0 role lookup, invites). Default: the old chart's in-cluster URL.",
+        description="PROVISIONING_API_URL (Auth0 role lookup, invites). Platform-wide: one provisioning service "
+        "for every tenant (shared by design). Default: the old chart's in-cluster URL.",
     )
     extra_env: dict[str, str] = Field(
         default_factory=dict,
@@ -505,21 +506,39 @@ class Mosquitto(Model):
 
 
 class DashboardConfig(Model):
-    """`window.env` of the dashboard's config.js (seed: "Update dashboard.config.* ... per environment")."""
+    """`window.env` of the dashboard's config.js (seed: "Update dashboard.config.* ... per environment").
 
-    api_url: Annotated[str, AfterValidator(grammar.http_url)] = Field(
-        default="https://demo-api.iotistica.com", description="VITE_API_URL: an http(s) URL."
+    The URLs of the tenant's own services are derived from its own hosts (edge.hosts) unless set; the Auth0
+    tenant and the provisioning service are platform-wide: one for every tenant, by design.
+    """
+
+    api_url: Annotated[str, AfterValidator(grammar.http_url)] | None = Field(
+        default=None,
+        description="VITE_API_URL: an http(s) URL, this tenant's own API. Default: derived, https://<edge.hosts.api> "
+        "(set or derived from edge.domain).",
     )
-    auth0_domain: str = Field(default="auth.iotistica.com", description="VITE_AUTH0_DOMAIN.")
+    auth0_domain: str = Field(
+        default="auth.iotistica.com",
+        description="VITE_AUTH0_DOMAIN. Platform-wide: every tenant signs in through the one Auth0 tenant "
+        "(shared by design). Default: auth.iotistica.com.",
+    )
     auth0_client_id: str = Field(
         default="...", description="VITE_AUTH0_CLIENT_ID (public). Default: the seed's placeholder."
     )
-    auth0_audience: str = Field(default="https://api.iotistica.com", description="VITE_AUTH0_AUDIENCE.")
-    auth0_callback_url: Annotated[str, AfterValidator(grammar.http_url)] = Field(
-        default="https://demo.iotistica.com/auth/callback", description="VITE_AUTH0_CALLBACK_URL: an http(s) URL."
+    auth0_audience: str = Field(
+        default="https://api.iotistica.com",
+        description="VITE_AUTH0_AUDIENCE: the identifier of the platform's API in Auth0, not a URL the dashboard "
+        "calls. Platform-wide (shared by design). Default: https://api.iotistica.com.",
+    )
+    auth0_callback_url: Annotated[str, AfterValidator(grammar.http_url)] | None = Field(
+        default=None,
+        description="VITE_AUTH0_CALLBACK_URL: an http(s) URL on this tenant's own dashboard (list it among the "
+        "Auth0 application's callback URLs). Default: derived, https://<edge.hosts.dashboard>/auth/callback.",
     )
     provisioning_api_url: str = Field(
-        default="https://api.iotistica.com/provisioning", description="VITE_PROVISIONING_API_URL."
+        default="https://api.iotistica.com/provisioning",
+        description="VITE_PROVISIONING_API_URL. Platform-wide: one provisioning service for every tenant "
+        "(shared by design). Default: https://api.iotistica.com/provisioning.",
     )
     app_version: str | None = Field(default=None, description="APP_VERSION. Default: the dashboard image tag.")
 

@@ -18,6 +18,7 @@ from tiers.models.core import (
     DEFAULT_AGENT_NAMESPACE,
     Api,
     Dashboard,
+    DashboardConfig,
     Database,
     Ingestion,
     Mosquitto,
@@ -140,6 +141,7 @@ class Environment(Model):
             update={
                 "database": self.database.model_copy(update={"pooler": pooler}),
                 "api": self.api.model_copy(update={"db_pool_size": self.api_db_pool_size}),
+                "dashboard": self.dashboard.model_copy(update={"config": self.dashboard_config}),
                 "ingestion": self.ingestion.model_copy(
                     update={
                         "db_pool_size": self.ingestion_db_pool_size,
@@ -256,6 +258,14 @@ class Environment(Model):
             https[host] = key
         if self.api.cors_origins is None and not self.cors_origins:
             raise rule("api.corsOrigins", "must be set: there is no dashboard host to derive it from")
+        # The dashboard's own URLs derive from this environment's own hosts (never another tenant's).
+        config = self.dashboard.config
+        for key, value, kind in (
+            ("dashboard.config.apiUrl", config.api_url, "api"),
+            ("dashboard.config.auth0CallbackUrl", config.auth0_callback_url, "dashboard"),
+        ):
+            if value is None and edge.host(kind, self.release) is None:  # type: ignore[arg-type]
+                raise rule(key, f"must be set: there is no edge.hosts.{kind} to derive it from (edge.domain is null)")
 
     @property
     def cors_origins(self) -> list[str]:
@@ -263,6 +273,14 @@ class Environment(Model):
         if self.api.cors_origins is not None:
             return list(self.api.cors_origins)
         return [f"https://{host}" for host in self.edge.dashboard_hosts(self.release)]
+
+    @property
+    def dashboard_config(self) -> DashboardConfig:
+        """dashboard.config with the URLs of this tenant's own services filled in from its own hosts."""
+        config = self.dashboard.config
+        api_url = config.api_url or f"https://{self.edge.host('api', self.release)}"
+        callback = config.auth0_callback_url or f"https://{self.edge.host('dashboard', self.release)}/auth/callback"
+        return config.model_copy(update={"api_url": api_url, "auth0_callback_url": callback})
 
     def fleet_namespace(self, fleet: str) -> str:
         """The seed's fleet namespace name: ``fleet-{release namespace}-{name}``."""
