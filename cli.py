@@ -140,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("env_name", metavar="ENV")
     s.add_argument("--tier", required=True, choices=TIERS)
     s.add_argument("--namespace", help="default: ENV")
+    s.add_argument("--cluster", help="a cluster of fleet.yaml (default: its only one)")
+    s.add_argument("--database-server", help="a database server of fleet.yaml (default: its only one)")
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
     s.set_defaults(func=cmd_new)
 
