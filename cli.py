@@ -148,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "schema", help="print the JSON Schema of environment files", description="JSON Schema for editors."
     )
+    s.add_argument("--fleet", action="store_true", help="the fleet file's (fleet.yaml) instead")
     s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser(

@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tiers.models.base import DnsLabel, DnsName, Model, rule
+from tiers import grammar
+from tiers.models.base import _TAG, DnsLabel, DnsName, Model, rule
 from tiers.models.isolation import AdmissionPolicyVersion, PortNumber
 
 #: The image components a fleet-wide default may set, as ``<component>.image`` of an environment.
@@ -150,7 +151,18 @@ class ImageDefault(Model):
     """A fleet-wide image default for one component (the environment file still wins)."""
 
     repository: str | None = Field(default=None, description="Image repository. Default: the model's.")
-    tag: str | None = Field(default=None, description="Image tag. Default: the model's.")
+    tag: str | None = Field(default=None, description="Image tag (`latest` is refused). Default: the model's.")
+
+    @model_validator(mode="after")
+    def _pinned(self) -> ImageDefault:
+        if self.tag is not None and (self.tag == "latest" or not _TAG.match(self.tag)):
+            raise rule("tag", f"must be a pinned tag (not 'latest'), got {self.tag!r}")
+        if self.repository is not None:
+            try:
+                grammar.image_repository(self.repository)
+            except ValueError as exc:
+                raise rule("repository", str(exc)) from None
+        return self
 
 
 class FleetImages(Model):
