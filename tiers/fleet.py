@@ -268,7 +268,7 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
                     f"{', '.join(sorted(servers))}){did_you_mean(e.database.server, servers)}",
                 )
             )
-        elif servers and servers[e.database.server] != e.cluster.name:
+        elif servers and e.cluster.name in clusters and servers[e.database.server] != e.cluster.name:
             add(
                 ConfigError(
                     sources.label(e.release),
