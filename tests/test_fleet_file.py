@@ -167,7 +167,10 @@ def test_a_namespace_is_unique_per_cluster_and_a_host_fleet_wide(
         ({"cluster": {"name": "eu-1"}, "database": {"server": "pg-e"}}, "did you mean 'pg-eu'?"),
         ({"cluster": {"name": "eu-1"}, "database": {"server": "pg-us"}}, "'pg-us' serves cluster 'us-1'"),
         ({"database": {"server": "pg-eu"}}, "cluster.name: no cluster named; the default 'in-cluster' is not in"),
-        ({"cluster": {"name": "eu-1"}}, "database.server: required: "),
+        (
+            {"cluster": {"name": "eu-1"}},
+            "database.server: no server named; the default 'iotistica-cnpg-cl01' is not in",
+        ),
         (
             {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu", "maxConnections": 300}},
             "database.maxConnections: ",

@@ -105,11 +105,15 @@ def cluster_name(fleet: FleetSettings, data: Mapping[str, Any]) -> Any:
 
 
 def server_name(fleet: FleetSettings, data: Mapping[str, Any]) -> Any:
-    """The database server an environment's data names, the only declared one, or None (the model default)."""
+    """The database server an environment's data names, the only declared one, or the model's default."""
     named = _get(data, "database", "server")
     if named is not None:
         return named
-    return fleet.database_servers[0].name if len(fleet.database_servers) == 1 else None
+    if len(fleet.database_servers) == 1:
+        return fleet.database_servers[0].name
+    from tiers.models import Database
+
+    return Database.model_fields["server"].default
 
 
 def fleet_layer(source: FleetFile, data: Mapping[str, Any], label: str) -> dict[str, Any]:
@@ -157,10 +161,15 @@ def fleet_layer(source: FleetFile, data: Mapping[str, Any], label: str) -> dict[
         found = fleet.server(server)
         if found is None:
             names = [s.name for s in fleet.database_servers]
+            why = (
+                "unknown database server"
+                if _get(data, "database", "server") is not None
+                else "no server named; the default"
+            )
             raise ConfigError(
                 label,
                 "database.server",
-                f"unknown database server {server!r}; {source.label} declares: {', '.join(names)}"
+                f"{why} {server!r} is not in {source.label} (databaseServers: {', '.join(names)})"
                 f"{did_you_mean(server, names)}",
             )
         serves = fleet.server_cluster(found)
@@ -180,13 +189,6 @@ def fleet_layer(source: FleetFile, data: Mapping[str, Any], label: str) -> dict[
             declared_values.append(("database.host", found.host, f"databaseServers.{sidx}.host"))
         layer["database"] = database
         layer["network"] = {"database": {"port": found.port}}
-    elif fleet.database_servers and server is None:
-        names = [s.name for s in fleet.database_servers]
-        raise ConfigError(
-            label,
-            "database.server",
-            f"required: {source.label} declares {len(names)} database servers ({', '.join(names)})",
-        )
     for component in IMAGE_COMPONENTS:
         default = getattr(fleet.defaults.images, component)
         if default is None:

@@ -84,9 +84,10 @@ class Database(Model):
     )
     server: DnsLabel = Field(
         default="iotistica-cnpg-cl01",
-        description="Name of the database server (the CNPG Cluster's name). Environments on one server share its "
+        description="Name of the database server (the CNPG Cluster's name; with fleet.yaml, one of its "
+        "databaseServers, which fills maxConnections, host and port). Environments on one server share its "
         "max_connections: they must agree on maxConnections, and their connection budgets must fit in it "
-        "together. Default: iotistica-cnpg-cl01 (platform-facts §7).",
+        "together. Default: the only server of fleet.yaml, else iotistica-cnpg-cl01 (platform-facts §7).",
     )
     host: DnsName | None = Field(
         default=None,
