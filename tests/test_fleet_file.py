@@ -141,8 +141,8 @@ def test_the_cluster_and_server_fill_the_environment(tmp_path: Path) -> None:
 def test_a_namespace_is_unique_per_cluster_and_a_host_fleet_wide(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    eu = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
-    us = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
+    eu: dict[str, Any] = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
+    us: dict[str, Any] = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
     # One admission policy version on both: dist/cluster/ is still one folder for the fleet (tiers/shared.py).
     fleet = json.loads(json.dumps(TWO_CLUSTERS))
     fleet["clusters"][1]["kubernetesMinor"] = 31
@@ -230,7 +230,7 @@ def test_budgets_are_held_against_the_servers_declared_max_connections(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """pg-us allows 100 less 10 reserved: two starter tenants (40 each) fit, a third does not."""
-    us = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
+    us: dict[str, Any] = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
     d = make_fleet(tmp_path, TWO_CLUSTERS, minimal("a1", "starter", **us), minimal("a2", "starter", **us))
     assert validate(capsys, d, "--strict")[0] == 0
     (d / "a3.yaml").write_text(yaml.safe_dump(minimal("a3", "starter", **us)))
@@ -242,7 +242,7 @@ def test_budgets_are_held_against_the_servers_declared_max_connections(
 
 def test_the_rules_refuse_environments_made_in_code(tmp_path: Path) -> None:
     """validate_fleet checks references too (for environments that did not come through the loader)."""
-    eu = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
+    eu: dict[str, Any] = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
     d = make_fleet(tmp_path, TWO_CLUSTERS, minimal("acme", **eu), minimal("beta", **eu))
     acme, beta = load_environments(d)
     stray = beta.model_copy(update={"cluster": beta.cluster.model_copy(update={"name": "mars"})})
@@ -258,7 +258,7 @@ def test_the_rules_refuse_environments_made_in_code(tmp_path: Path) -> None:
 
 def test_an_image_tag_for_every_tenant_in_one_place(tmp_path: Path) -> None:
     fleet = {**TWO_CLUSTERS, "defaults": {"images": {"api": {"tag": "v0.0.23"}, "dashboard": {"tag": "v0.0.24"}}}}
-    eu = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
+    eu: dict[str, Any] = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
     pinned = {"api": {"image": {"repository": "iotistic/api", "tag": "v0.0.21"}}}
     d = make_fleet(tmp_path, fleet, minimal("acme", **eu), minimal("beta", "starter", **eu, **pinned))
     acme, beta = load_environments(d)

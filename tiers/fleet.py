@@ -299,14 +299,14 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
     owners: dict[tuple[str, str], tuple[str, str]] = {}
     for e in ordered:
         for key, ns in namespaces(e):
-            where = (e.cluster.name, ns)
-            if where in owners and owners[where][0] != e.release:
-                other, other_key = owners[where]
+            on = (e.cluster.name, ns)
+            if on in owners and owners[on][0] != e.release:
+                other, other_key = owners[on]
                 offender, innocent = blame(e.release, other, sources)
                 keys = {e.release: key, other: other_key}
                 what = f"namespace {ns!r}" + (f" on cluster {e.cluster.name!r}" if len(clusters) > 1 else "")
                 add(_clash(offender, innocent, keys[offender], keys[innocent], what, sources))
-            owners.setdefault(where, (e.release, key))
+            owners.setdefault(on, (e.release, key))
 
     # Hosts are claimed by one environment at the shared Gateway.
     claimed: dict[str, tuple[str, str]] = {}

@@ -90,7 +90,15 @@ def _model_image(component: str) -> tuple[str, str]:
     if not _MODEL_IMAGES:
         from tiers.models import Api, Dashboard, Ingestion, Mosquitto, NodeRed, Redis
 
-        for name, cls in zip(IMAGE_COMPONENTS, (Api, Ingestion, Dashboard, NodeRed, Redis, Mosquitto), strict=True):
+        models: tuple[type[Api | Ingestion | Dashboard | NodeRed | Redis | Mosquitto], ...] = (
+            Api,
+            Ingestion,
+            Dashboard,
+            NodeRed,
+            Redis,
+            Mosquitto,
+        )
+        for name, cls in zip(IMAGE_COMPONENTS, models, strict=True):
             image = cls.model_validate({}).image
             _MODEL_IMAGES[name] = (image.repository, image.tag)
     return _MODEL_IMAGES[component]
