@@ -22,7 +22,7 @@ from tiers.fleet_file import FleetFile
 NEW_TEMPLATE = """\
 # yaml-language-server: $schema=../environment.schema.json
 # Environment {release}: tier {tier}, namespace {namespace}. Created by `iotistica-k8s new`.
-# Settings layer like Helm's -f: model defaults (the seed's demo values) < tiers/presets/{tier}.yaml < this file.
+# Settings layer like Helm's -f: model defaults < tiers/presets/{tier}.yaml < ../fleet.yaml (docs/fleet.md) < this file.
 # Every setting is listed in docs/settings.md; `iotistica-k8s explain {release}` shows the result.
 release: {release}
 namespace: {namespace}
