@@ -140,12 +140,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("env_name", metavar="ENV")
     s.add_argument("--tier", required=True, choices=TIERS)
     s.add_argument("--namespace", help="default: ENV")
+    s.add_argument("--cluster", help="a cluster of fleet.yaml (default: its only one)")
+    s.add_argument("--database-server", help="a database server of fleet.yaml (default: its only one)")
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
     s.set_defaults(func=cmd_new)
 
     s = sub.add_parser(
         "schema", help="print the JSON Schema of environment files", description="JSON Schema for editors."
     )
+    s.add_argument("--fleet", action="store_true", help="the fleet file's (fleet.yaml) instead")
     s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser(

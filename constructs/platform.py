@@ -181,8 +181,12 @@ def database_env(db: Database, sql_secret: str, pool_size: int | None) -> list[k
     return [
         env("DB_HOST", db.pooler.host)
         if db.pooler.enabled and db.pooler.host
+        else env("DB_HOST", db.host)
+        if db.host
         else env_secret("DB_HOST", sql_secret, "server"),
-        env_secret("DB_PORT", sql_secret, "port"),
+        env("DB_PORT", db.port)
+        if db.host and db.port and not db.pooler.enabled
+        else env_secret("DB_PORT", sql_secret, "port"),
         env_secret("DB_NAME", sql_secret, "dbname"),
         env_secret("DB_USER", sql_secret, "username"),
         env_secret("DB_PASSWORD", sql_secret, "password"),

@@ -5,7 +5,8 @@ capacity printed out.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ops.fleet_render import (
     EXIT_OK,
@@ -14,6 +15,9 @@ from ops.fleet_render import (
     _load,
     render,
 )
+
+if TYPE_CHECKING:
+    from tiers.models import Environment
 
 
 def _secret_refs(objs: list[Manifest]) -> list[str]:
@@ -45,6 +49,25 @@ def _hosts(objs: list[Manifest]) -> list[str]:
     return sorted(hosts)
 
 
+def _placement(env: Environment, environments: Path) -> list[str]:
+    """Where the environment runs (its cluster) and its database server, and where that is declared."""
+    from tiers.loader import load_fleet_file
+
+    source = load_fleet_file(environments, Path.cwd())
+    origin = f" ({source.label})" if source.present else " (no fleet file: the default cluster)"
+    edge = env.edge
+    lines = [
+        f"cluster: {env.cluster.name}{origin}: Argo CD destination {env.argocd.destination_server}, gateway "
+        f"{edge.gateway.namespace}/{edge.gateway.name}, {edge.certificate.issuer_kind} "
+        f"{edge.certificate.issuer_name}, admission policies {env.cluster.admission_policies}"
+    ]
+    server = source.fleet.server(env.database.server)
+    where = f" ({source.label})" if server is not None else " (declared by this environment)"
+    host = f", host {env.database.host}:{env.database.port}" if env.database.host else ""
+    lines.append(f"database server: {env.database.server}{where}: max_connections {env.database.max_connections}{host}")
+    return lines
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from constructs.isolation.api_admission_policies import unguarded_warning
     from tiers.capacity import capacity
@@ -52,6 +75,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     (env,) = _load(args.environments, [args.env_name])
     objs = render([env])[env.release]
     print(f"{env.release}: namespace {env.namespace}, tier {env.tier}")
+    for line in _placement(env, args.environments):
+        print(line)
     print("\nworkloads:")
     for o in objs:
         if o["kind"] not in ("Deployment", "StatefulSet"):

@@ -8,7 +8,7 @@ Exit codes and the project root every command uses live here too.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,14 +101,23 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     return problems
 
 
-def identity_clashes(rendered: dict[str, list[Manifest]]) -> list[tuple[str, str, str]]:
-    """(folder, other folder, kind/namespace/name) of every object identity two folders of dist/ share."""
-    owner: dict[tuple[str, str, str], str] = {}
+def identity_clashes(
+    rendered: dict[str, list[Manifest]], clusters: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(folder, other folder, kind/namespace/name) of every object identity two folders of dist/ share.
+
+    ``clusters``: the cluster of each release folder (fleet.yaml); two releases on different clusters may
+    hold the same identity. A folder without a cluster (the shared ones) clashes with every folder."""
+    owner: dict[tuple[str, tuple[str, str, str]], str] = {}
+    anywhere: dict[tuple[str, str, str], str] = {}
     clashes = []
     for folder in sorted(rendered):
+        where = (clusters or {}).get(folder, "")
         for o in rendered[folder]:
             ident = (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
-            if ident in owner and owner[ident] != folder:
-                clashes.append((folder, owner[ident], "/".join(p for p in ident if p)))
-            owner.setdefault(ident, folder)
+            seen = (owner.get((where, ident)) or owner.get(("", ident))) if where else anywhere.get(ident)
+            if seen is not None and seen != folder:
+                clashes.append((folder, seen, "/".join(p for p in ident if p)))
+            owner.setdefault((where, ident), folder)
+            anywhere.setdefault(ident, folder)
     return clashes

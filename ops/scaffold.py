@@ -17,11 +17,12 @@ from ops.fleet_render import (
     _load,
 )
 from tiers.errors import ConfigError
+from tiers.fleet_file import FleetFile
 
 NEW_TEMPLATE = """\
 # yaml-language-server: $schema=../environment.schema.json
 # Environment {release}: tier {tier}, namespace {namespace}. Created by `iotistica-k8s new`.
-# Settings layer like Helm's -f: model defaults (the seed's demo values) < tiers/presets/{tier}.yaml < this file.
+# Settings layer like Helm's -f: model defaults < tiers/presets/{tier}.yaml < ../fleet.yaml (docs/fleet.md) < this file.
 # The tier's numbers come from its preset alone: changing `tier:` is a one-line edit.
 # Every setting is listed in docs/settings.md; `iotistica-k8s explain {release}` shows the result.
 release: {release}
@@ -69,11 +70,23 @@ def _preset_budget(tier: str) -> int:
     return int(preset.get("database", {}).get("connectionBudget", 40))
 
 
-def _server_block(env_dir: Path, path: Path, tier: str) -> str:
-    """The database server's max_connections as the other environments on it declare it."""
+def _placement_block(args: argparse.Namespace, fleet: FleetFile, path: Path) -> str:
+    """``cluster.name`` and ``database.server`` as given (fleet.yaml's defaults otherwise), and, when fleet.yaml
+    declares no database server, the server's max_connections as the other environments state it."""
+    out = f"\ncluster:\n  name: {args.cluster}                # a cluster of fleet.yaml\n" if args.cluster else ""
+    lines = [f"  server: {args.database_server}               # a database server of fleet.yaml"]
+    lines = lines if args.database_server else []
+    if not fleet.fleet.database_servers:
+        lines += _server_block(args.environments, path, args.tier, args.database_server)
+    return out + ("\ndatabase:\n" + "\n".join(lines) + "\n" if lines else "")
+
+
+def _server_block(env_dir: Path, path: Path, tier: str, server: str | None) -> list[str]:
+    """The database server's max_connections as the other environments on it declare it (without a fleet
+    file that declares it)."""
     from tiers.models import Database
 
-    default = Database.model_validate({})
+    default = Database.model_validate({"server": server} if server else {})
     try:
         others = [e for e in _load(env_dir, []) if e.release != path.stem] if any(env_dir.glob("*.yaml")) else []
     except ConfigError:
@@ -85,24 +98,26 @@ def _server_block(env_dir: Path, path: Path, tier: str) -> str:
 
         need = _preset_budget(tier) + RESERVED_CONNECTIONS
         if need <= default.max_connections:
-            return ""
-        return (
-            f"\ndatabase:\n  # The server {default.server} must allow at least the tier's connection budget plus "
-            f"{RESERVED_CONNECTIONS} reserved:\n  # write its real max_connections here.\n  maxConnections: {need}\n"
-        )
+            return []
+        return [
+            f"  # The server {default.server} must allow at least the tier's connection budget plus "
+            f"{RESERVED_CONNECTIONS} reserved:",
+            "  # write its real max_connections here (or declare the server in fleet.yaml).",
+            f"  maxConnections: {need}",
+        ]
     if same[0].database.max_connections == default.max_connections:
-        return ""
+        return []
     first = same[0]
-    return (
-        f"\ndatabase:\n  # The server {default.server}'s max_connections, as environments/{first.release}.yaml "
-        f"declares it\n  # (every environment on one server declares the same).\n"
-        f"  maxConnections: {first.database.max_connections}\n"
-    )
+    return [
+        f"  # The server {default.server}'s max_connections, as environments/{first.release}.yaml declares it",
+        "  # (every environment on one server declares the same; fleet.yaml can declare it once).",
+        f"  maxConnections: {first.database.max_connections}",
+    ]
 
 
 def cmd_new(args: argparse.Namespace) -> int:
     from tiers.fleet import Sources, fleet_capacity, validate_fleet
-    from tiers.loader import load_environment
+    from tiers.loader import load_environment, load_fleet_file
 
     path = args.environments / f"{args.env_name}.yaml"
     if path.exists() and not args.force:
@@ -112,14 +127,21 @@ def cmd_new(args: argparse.Namespace) -> int:
 
     from tiers.models import DnsLabel, ReleaseName
 
-    for key, value, kind in (("release", args.env_name, ReleaseName), ("namespace", args.namespace, DnsLabel)):
+    args.cluster, args.database_server = getattr(args, "cluster", None), getattr(args, "database_server", None)
+    for key, value, kind in (
+        ("release", args.env_name, ReleaseName),
+        ("namespace", args.namespace, DnsLabel),
+        ("cluster.name", args.cluster, DnsLabel),
+        ("database.server", args.database_server, DnsLabel),
+    ):
         try:
             if value is not None:
                 TypeAdapter(kind).validate_python(value)
         except ValidationError as exc:
             raise ConfigError(str(path), key, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     # Only what the operator chose: the tier's numbers stay in its preset, so `tier:` can change alone.
-    extra, examples = _with_examples(_server_block(args.environments, path, args.tier))
+    fleet = load_fleet_file(args.environments)
+    extra, examples = _with_examples(_placement_block(args, fleet, path))
     text = NEW_TEMPLATE.format(
         release=args.env_name, namespace=args.namespace or args.env_name, tier=args.tier, extra=extra, examples=examples
     )
@@ -129,7 +151,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(dir=args.environments) as tmp:
         draft = Path(tmp) / path.name
         draft.write_text(text)
-        new_env = load_environment(draft, str(path))
+        new_env = load_environment(draft, str(path), fleet=fleet)
         others = (
             [e for e in _load(args.environments, []) if e.release != new_env.release]
             if any(args.environments.glob("*.yaml"))
@@ -137,7 +159,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         )
         labels = {e.release: f"{args.environments / e.release}.yaml" for e in others} | {new_env.release: str(path)}
         status = {e.release: "unchanged" for e in others} | {new_env.release: "new"}
-        sources = Sources(labels=labels, status=status)
+        sources = Sources(labels=labels, status=status, fleet=fleet)
         errors = validate_fleet([*others, new_env], sources)
         if errors:
             raise errors[0]

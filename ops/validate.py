@@ -43,7 +43,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rendered.update(render_shared(all_envs))
     failed = False
     warnings = 0
-    for folder, other, ident in identity_clashes(rendered):
+    for folder, other, ident in identity_clashes(rendered, {e.release: e.cluster.name for e in all_envs}):
         print(f"error: {sources.label(folder)}: {ident} is also written by dist/{other}/", file=sys.stderr)
         failed = True
     for env in envs:

@@ -15,6 +15,11 @@ unless --no-optimize; the median of --repeats runs is kept):
   ``client-<i>.yaml`` with ``release`` and ``namespace`` set to ``client-<i>`` and each host under
   ``edge.hosts`` prefixed with ``c<i>-`` (hosts are unique across the fleet; everything else kept),
   then ``python app.py --environments <dir> --outdir <tmp>``;
+- generated-N across C clusters (``--fleet-size`` 1000, ``--clusters`` 3): the same N files, each naming
+  ``cluster-<c>`` and database server ``pg-<c>`` round-robin, with a fleet.yaml of C clusters and C
+  servers beside them (docs/fleet.md), cold;
+- the fleet rules (tiers/fleet.py, ``--rules-sizes`` 100,1000,3000): validate_fleet and fleet_capacity
+  on N loaded environments over C clusters, timed in this process (``--rules-only``: only these);
 - one changed among N (the largest size): the warm cache holds all N, and before each run one
   environment's namespace is set to a value never synthesized before (its release folder and the
   shared charts are rendered, the rest copied); once into a new folder, once over the output of
@@ -119,8 +124,10 @@ def count_documents(outdir: Path) -> int:
     return count
 
 
-def generate_environments(source: Path, target: Path, n: int) -> None:
-    """Write ``client-1.yaml`` .. ``client-<n>.yaml``, round-robin over ``source/*.yaml``."""
+def generate_environments(source: Path, target: Path, n: int, clusters: int = 0) -> None:
+    """Write ``client-1.yaml`` .. ``client-<n>.yaml``, round-robin over ``source/*.yaml``, and a fleet file
+    beside ``target`` (``target/../fleet.yaml``): the project's, or with ``clusters`` > 0 one of that many
+    clusters, each with its own database server, the clients spread over them round-robin."""
     templates = []
     for path in sorted(source.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -130,9 +137,18 @@ def generate_environments(source: Path, target: Path, n: int) -> None:
     if not templates:
         raise SystemExit(f"bench: no environment files in {source}")
     target.mkdir(parents=True)
+    fleet_file = source.parent / "fleet.yaml"
+    if clusters:
+        (target.parent / "fleet.yaml").write_text(yaml.safe_dump(fleet_of(clusters, n)), encoding="utf-8")
+    elif fleet_file.exists():
+        shutil.copy(fleet_file, target.parent / "fleet.yaml")
     for i in range(1, n + 1):
         data = copy.deepcopy(templates[(i - 1) % len(templates)])
         data["release"] = data["namespace"] = f"client-{i}"
+        if clusters:
+            c = (i - 1) % clusters + 1
+            data["cluster"] = {**(data.get("cluster") or {}), "name": f"cluster-{c}"}
+            data["database"] = {**(data.get("database") or {}), "server": f"pg-{c}"}
         # Each client its own hostnames, as a real new client gets them (the fleet refuses shared hosts).
         hosts = (data.get("edge") or {}).get("hosts") or {}
         for key, value in hosts.items():
@@ -141,6 +157,80 @@ def generate_environments(source: Path, target: Path, n: int) -> None:
             elif isinstance(value, list):
                 hosts[key] = [f"c{i}-{v}" for v in value]
         (target / f"client-{i}.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def fleet_of(clusters: int, n: int) -> dict[str, object]:
+    """A fleet file of ``clusters`` clusters (one admission policy version: dist/cluster/ is one folder),
+    each with a database server whose max_connections holds its share of ``n`` tenants (160 each at most)."""
+    per_server = 160 * (n // clusters + 1) + 10
+    return {
+        "clusters": [
+            {
+                "name": f"cluster-{c}",
+                "destinationServer": f"https://cluster-{c}.example.com:6443",
+                "kubernetesMinor": 31,
+            }
+            for c in range(1, clusters + 1)
+        ],
+        "databaseServers": [
+            {"name": f"pg-{c}", "maxConnections": per_server, "cluster": f"cluster-{c}"} for c in range(1, clusters + 1)
+        ],
+    }
+
+
+def fleet_rules(sizes: list[int], clusters: int, repeats: int) -> list[tuple[int, float, float, float]]:
+    """(environments, load ms, rules ms, function calls per environment) at each size: the rules across
+    environments (tiers/fleet.py: validate_fleet and fleet_capacity) on N generated environments over
+    ``clusters`` clusters, in this process: load wall time once, the rules' CPU time as the median of
+    ``repeats`` (at least 5) runs.
+    Linear rules keep the rules' time per environment flat (up to the memory caches: thousands of models),
+    and their Python function calls per environment (counted by cProfile over one more run: exact, not
+    timed) constant."""
+    import cProfile
+    import pstats
+
+    sys.path.insert(0, str(ROOT))
+    from tiers.fleet import Sources, fleet_capacity, validate_fleet
+    from tiers.loader import load_environments, load_fleet_file
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="iotistica-bench-rules-") as tmp_str:
+        for n in sizes:
+            folder = Path(tmp_str) / f"fleet-{n}" / "environments"
+            generate_environments(ROOT / "environments", folder, n, clusters)
+            start = time.perf_counter()
+            envs = load_environments(folder)
+            load_ms = (time.perf_counter() - start) * 1000
+            sources = Sources(
+                labels={e.release: f"environments/{e.release}.yaml" for e in envs},
+                status={},
+                fleet=load_fleet_file(folder),
+            )
+            times = []
+            for _ in range(max(repeats, 5)):
+                start = time.process_time()  # CPU time: other processes on the machine do not count
+                errors = validate_fleet(envs, sources) + fleet_capacity(envs, sources)
+                times.append((time.process_time() - start) * 1000)
+            if errors:
+                raise SystemExit(f"bench: the generated fleet of {n} breaks a rule: {errors[0]}")
+            profile = cProfile.Profile()
+            profile.runcall(validate_fleet, envs, sources)
+            profile.runcall(fleet_capacity, envs, sources)
+            calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+            rows.append((n, load_ms, statistics.median(times), calls / n))
+    return rows
+
+
+def rules_table(rows: list[tuple[int, float, float, float]], clusters: int) -> str:
+    lines = [
+        f"| fleet rules, {clusters} clusters | load ms (wall) | rules CPU ms (median) | rules µs per environment "
+        "| function calls per environment |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {n} | {load:.0f} | {rules:.1f} | {rules / n * 1000:.1f} | {calls:.1f} |" for n, load, rules, calls in rows
+    ]
+    return "\n".join(lines)
 
 
 def _children(pid: int) -> list[int]:
@@ -296,7 +386,9 @@ def table(cases: list[Case]) -> str:
     return "\n".join(rows)
 
 
-def goals(floor: Case, shipped: Case, big: Case, changed: Case, over: Case) -> tuple[str, bool]:
+def goals(
+    floor: Case, shipped: Case, big: Case, changed: Case, over: Case, multi: Case | None = None
+) -> tuple[str, bool]:
     """The issue's table: case, measured, goal, PASS/FAIL (all goals must pass for --check)."""
     ratio = shipped.median / floor.median
     per_env = big.median / big.environments * 1000 if big.environments else 0.0
@@ -327,6 +419,16 @@ def goals(floor: Case, shipped: Case, big: Case, changed: Case, over: Case) -> t
             over.median <= GOAL_CHANGED_S,
         ),
     ]
+    if multi is not None and multi.environments:
+        multi_per_env = multi.median / multi.environments * 1000
+        rows.append(
+            (
+                multi.name,
+                f"{multi.median:.2f} s = {multi_per_env:.0f} ms per environment on {os.cpu_count()} CPUs",
+                f"<= {GOAL_PER_ENV_MS:g} ms per environment",
+                multi_per_env <= GOAL_PER_ENV_MS,
+            )
+        )
     lines = ["| case | now | goal | verdict |", "|---|---|---|---|"]
     lines += [f"| {name} | {now} | {goal} | {'PASS' if ok else 'FAIL'} |" for name, now, goal, ok in rows]
     return "\n".join(lines), all(ok for *_, ok in rows)
@@ -341,6 +443,8 @@ def project_copy(dest: Path, environments: Path) -> Path:
     for name in ("constructs", "synth", "tiers", "ops"):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
     shutil.copytree(environments, dest / "environments")
+    if (environments.parent / "fleet.yaml").exists():
+        shutil.copy2(environments.parent / "fleet.yaml", dest / "fleet.yaml")
     for name in (".venv", "node_modules", "imports", "package.json", "package-lock.json"):
         (dest / name).symlink_to(ROOT / name)
     return dest
@@ -396,6 +500,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; the median is reported (default 3)")
     parser.add_argument("--sizes", default="10,50,200", help="generated environment counts (default 10,50,200)")
+    parser.add_argument(
+        "--fleet-size",
+        type=int,
+        default=1000,
+        help="tenants of the several-clusters case (cold; default 1000; 0: leave the case out)",
+    )
+    parser.add_argument("--clusters", type=int, default=3, help="clusters of that case and of --rules (default 3)")
+    parser.add_argument(
+        "--rules-sizes",
+        default="100,1000,3000",
+        help="environment counts the fleet rules are timed at, in this process (default 100,1000,3000; '' skips)",
+    )
+    parser.add_argument("--rules-only", action="store_true", help="time only the fleet rules (--rules-sizes)")
     parser.add_argument("--markdown", action="store_true", help="print only the markdown table")
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument(
@@ -413,8 +530,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes must be comma-separated integers")
     if any(n < 1 for n in sizes):
         parser.error("--sizes must be >= 1")
+    try:
+        rule_sizes = [int(s) for s in args.rules_sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error("--rules-sizes must be comma-separated integers")
+    if args.clusters < 1 or args.fleet_size < 0 or any(n < 1 for n in rule_sizes):
+        parser.error("--clusters must be >= 1, --fleet-size >= 0, --rules-sizes >= 1")
     if args.entry_points:
         return entry_points(args, sizes)
+    if args.rules_only:
+        print(rules_table(fleet_rules(rule_sizes, args.clusters, args.repeats), args.clusters))
+        return 0
 
     env = child_env()
     if args.no_optimize:  # app.py runs itself under -O unless PYTHONOPTIMIZE is set (even to 0)
@@ -457,6 +583,19 @@ def main(argv: list[str] | None = None) -> int:
                 Case(f"generated {n}, warm cache", [*base, "--cache-dir", str(cache), "--outdir", str(warm)], n, warm)
             )
         big_n = max(sizes)
+        multi = None
+        if args.fleet_size:
+            # Several clusters (fleet.yaml): every tenant names its cluster and database server.
+            gen = tmp / f"fleet-{args.fleet_size}-clusters" / "environments"
+            generate_environments(shipped_dir, gen, args.fleet_size, args.clusters)
+            out = tmp / "out-clusters"
+            multi = Case(
+                f"{args.fleet_size} generated across {args.clusters} clusters, cold",
+                ["app.py", "--environments", str(gen), "--no-cache", "--outdir", str(out)],
+                args.fleet_size,
+                out,
+            )
+            cases.append(multi)
 
         def one_changed(tag: str, name: str, in_place: bool) -> Case:
             """N environments whose client-1 gets a namespace never synthesized before, before each
@@ -490,13 +629,17 @@ def main(argv: list[str] | None = None) -> int:
 
     big = next(c for c in cases if c.name == f"generated {big_n}, cold")
     shipped = next(c for c in cases if c.name == "shipped environments, cold")
-    goal_table, ok = goals(cases[0], shipped, big, changed, over)
+    goal_table, ok = goals(cases[0], shipped, big, changed, over, multi)
+    rules = rules_table(fleet_rules(rule_sizes, args.clusters, args.repeats), args.clusters) if rule_sizes else ""
     if not args.markdown:
         flags = "python" if args.no_optimize else "python -O"
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]} ({flags}), {args.repeats} repeats, median\n")
     print(table(cases))
     print()
     print(goal_table)
+    if rules:
+        print()
+        print(rules)
     return 1 if args.check and not ok else 0
 
 

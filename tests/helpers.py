@@ -45,10 +45,14 @@ def synth_env(env: Environment) -> list[Manifest]:
 
 
 def env_from(release: str = "client-demo", **overrides: Any) -> Environment:
-    """A shipped environment with deep-merged overrides (keys as in YAML, camelCase)."""
+    """A shipped environment with deep-merged overrides (keys as in YAML, camelCase), laid over its tier
+    preset and the fleet file's layer (fleet.yaml: its cluster and database server), as the loader does."""
+    from tiers.fleet_file import fleet_layer, fleet_path, read_fleet
+
     data = yaml.safe_load((ENV_DIR / f"{release}.yaml").read_text())
     preset = yaml.safe_load((PRESETS / f"{data['tier']}.yaml").read_text())
-    return Environment.model_validate(deep_merge(deep_merge(preset, data), overrides))
+    layer = fleet_layer(read_fleet(fleet_path(ENV_DIR)), data, f"environments/{release}.yaml")
+    return Environment.model_validate(deep_merge(deep_merge(deep_merge(preset, layer), data), overrides))
 
 
 def by(objs: list[Manifest], kind: str, name: str) -> Manifest:

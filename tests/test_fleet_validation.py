@@ -33,12 +33,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def seed_files(d: Path) -> Path:
     """The seed's example fleet (the shipped files of helpers.SHIPPED, whatever else environments/ holds)
-    copied into ``d``: the tests of behaviour below own their fleet, so a client the operator adds to
-    environments/ changes none of their numbers or orderings."""
+    copied into ``d``, with the seed's fleet file (its database server) beside it: the tests of behaviour
+    below own their fleet, so a client the operator adds to environments/ changes none of their numbers or
+    orderings."""
     d.mkdir(parents=True)
     for name in SHIPPED:
         shutil.copy(ENV_DIR / f"{name}.yaml", d / f"{name}.yaml")
+    (d.parent / "fleet.yaml").write_text(SEED_FLEET_FILE)
     return d
+
+
+#: The seed's fleet: one cluster, the CNPG cluster iotistica-cnpg-cl01 at max_connections 500 (platform-facts
+#: §7), whatever the operator's fleet.yaml declares.
+SEED_FLEET_FILE = """\
+clusters:
+  - name: in-cluster
+databaseServers:
+  - name: iotistica-cnpg-cl01
+    maxConnections: 500
+"""
 
 
 @functools.cache
@@ -88,8 +101,12 @@ def synth_and_validate(d: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     [
         ("iotistica-apps", {}, "release: 'iotistica-apps' is the name of a shared Argo CD Application"),
         ("iotistica-cluster", {}, "release: 'iotistica-cluster' is the name of a shared Argo CD Application"),
-        ("client-acme", {"argocd": {"repoUrl": "https://example.com/fork.git"}}, "argocd.repoUrl: must be the same"),
-        ("client-acme", {"argocd": {"targetRevision": "dev"}}, "argocd.targetRevision: must be the same"),
+        (
+            "client-acme",
+            {"argocd": {"repoUrl": "https://example.com/fork.git"}},
+            "declares 'https://github.com/Iotistica/iotistica-k8s.git' (git.repoUrl), this file",
+        ),
+        ("client-acme", {"argocd": {"targetRevision": "dev"}}, "declares 'main' (git.targetRevision), this file 'dev'"),
         ("client-acme", {"edge": {"hosts": {"api": "api.iotistica.com"}}}, "host 'api.iotistica.com'"),
         ("client-acme", {"namespace": "kube-system"}, "namespace: 'kube-system' is reserved"),
         ("client-acme", {"namespace": "fleet-iotistica-pilot"}, "namespace 'fleet-iotistica-pilot' is already used"),
@@ -103,7 +120,13 @@ def synth_and_validate(d: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
             {"namespace": "virtual-agents-x"},
             "namespace: 'virtual-agents-x' starts with 'virtual-agents-'",
         ),
-        ("client-acme", {"database": {"maxConnections": 100}}, "database.maxConnections: must be the same"),
+        (
+            "client-acme",
+            {"database": {"maxConnections": 100}},
+            "declares 500 (databaseServers.0.maxConnections), this file 100",
+        ),
+        ("client-acme", {"cluster": {"name": "edge-b"}}, "cluster.name: unknown cluster 'edge-b'"),
+        ("client-acme", {"database": {"server": "iotistica-cnpg-cl02"}}, "database.server: unknown database server"),
     ],
 )
 def test_synth_and_validate_refuse_the_same_fleet(
@@ -171,7 +194,10 @@ def test_a_changed_file_is_blamed(tmp_path: Path) -> None:
 
 
 def test_argocd_disagreement_blames_the_changed_file(tmp_path: Path) -> None:
+    """Without a fleet file, the environments agree among themselves (with one, it declares the value:
+    test_synth_and_validate_refuse_the_same_fleet)."""
     d = fleet_dir(tmp_path, git=True)
+    (d.parent / "fleet.yaml").unlink()
     with (d / "iotistica.yaml").open("a") as f:
         f.write("argocd:\n  repoUrl: https://example.com/other.git\n")
     envs = load_environments(d)
@@ -503,7 +529,7 @@ def test_new_files_pass_strict_alone_and_in_the_fleet(tmp_path: Path, capsys: py
         assert cli.main(["--environments", str(alone), "validate", "--strict"]) == 0, capsys.readouterr().err
         fleet = seed_files(tmp_path / f"fleet-{tier}")
         assert cli.main(["--environments", str(fleet), "new", "client-acme", "--tier", tier]) == 0
-        assert "maxConnections: 500" in (fleet / "client-acme.yaml").read_text()
+        assert "maxConnections" not in (fleet / "client-acme.yaml").read_text()  # fleet.yaml declares it
         assert cli.main(["--environments", str(fleet), "validate", "--strict"]) == 0, capsys.readouterr().err
     capsys.readouterr()
 

@@ -73,6 +73,7 @@ def project_copy(dest: Path) -> Path:
         "pyproject.toml",
         "package.json",
         "package-lock.json",
+        "fleet.yaml",
     ):
         shutil.copy2(ROOT / name, dest / name)
     for name in ("constructs", "synth", "tiers", "ops", "environments", "dist"):

@@ -1,7 +1,8 @@
 """Load environment files: the tier preset deep-merged under the file, like Helm's ``-f a -f b``.
 
 Layering, lowest first: the model defaults (the seed's demo values), ``tiers/presets/<tier>.yaml``,
-then the environment file. Mappings merge key by key; anything else (lists included) is replaced by
+the fleet file's layer (``fleet.yaml`` beside ``environments/``: tiers/fleet_file.py), then the
+environment file. Mappings merge key by key; anything else (lists included) is replaced by
 the rightmost layer.
 
 Every problem becomes a :class:`ConfigError` with the file and the key path, rendered on one line,
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from tiers import TIERS
 from tiers.errors import ConfigError
+from tiers.fleet_file import FleetFile, fleet_layer, fleet_path, read_fleet
 from tiers.images import LOCK, LOCK_LABEL, check_lock, pin
 from tiers.models import Environment
 
@@ -31,6 +33,7 @@ __all__ = [
     "format_error",
     "load_environment",
     "load_environments",
+    "load_fleet_file",
     "read_lock",
     "read_yaml",
 ]
@@ -246,14 +249,19 @@ def read_lock(path: Path = LOCK, label: str = LOCK_LABEL) -> dict[str, str]:
     return check_lock(_parse_yaml(text, label), label)
 
 
-def load_environment(path: Path, label: str | None = None, lock: Mapping[str, str] | None = None) -> Environment:
+def load_environment(
+    path: Path, label: str | None = None, lock: Mapping[str, str] | None = None, fleet: FleetFile | None = None
+) -> Environment:
     """Read one environment file and return its validated model, or raise ConfigError.
 
     ``lock``: the images lock (tiers/images.py); default: the committed ``tiers/images.lock``.
+    ``fleet``: the fleet file (tiers/fleet_file.py); default: ``fleet.yaml`` beside the file's folder.
     """
     label = label or str(path)
     if lock is None:
         lock = read_lock()
+    if fleet is None:
+        fleet = read_fleet(fleet_path(path.parent))
     data = _read_yaml(path, label)
     tier = data.get("tier")
     if tier is None:
@@ -261,7 +269,8 @@ def load_environment(path: Path, label: str | None = None, lock: Mapping[str, st
     if tier not in TIERS:
         raise ConfigError(label, "tier", f"unknown tier {_short(tier)}; expected one of {', '.join(TIERS)}")
     preset = _read_preset(tier)
-    merged = deep_merge(preset, data)
+    layer = fleet_layer(fleet, data, label)
+    merged = deep_merge(deep_merge(preset, layer) if layer else preset, data)
     try:
         env = Environment.model_validate(merged)
     except ValidationError as exc:
@@ -274,6 +283,16 @@ def load_environment(path: Path, label: str | None = None, lock: Mapping[str, st
         raise ConfigError(label, "release", f"must match the file name ({path.stem!r}), got {env.release!r}")
     pinned: Environment = pin(env, lock, label)
     return pinned
+
+
+def load_fleet_file(directory: Path, base: Path | None = None) -> FleetFile:
+    """The fleet file of an environments folder (``fleet.yaml`` beside it), read once per run."""
+    path = fleet_path(directory)
+    try:
+        label = str(path.relative_to(base)) if base else str(path)
+    except ValueError:
+        label = str(path)
+    return read_fleet(path, label)
 
 
 def load_environments(
@@ -296,6 +315,7 @@ def load_environments(
         if not paths:
             raise ConfigError(label(directory), "", "no environment files (*.yaml) found")
     lock = read_lock() if images_lock is None else read_lock(images_lock, label(images_lock))
-    envs = [load_environment(p, label(p), lock) for p in paths]
+    fleet = load_fleet_file(directory, base)
+    envs = [load_environment(p, label(p), lock, fleet) for p in paths]
     # Rules across environments (namespaces, hosts, names, ...) are tiers/fleet.py's: validate_fleet.
     return sorted(envs, key=lambda e: e.release)

@@ -17,9 +17,11 @@ public name, so ``from tiers.models import X`` is the import everywhere:
 - ``edge``: hostnames, Gateway API routes, rate limit, the broker's certificate, monitoring;
 - ``lifecycle``: Secrets provider, hook Jobs, the Argo CD Application, the move from Helm;
 - ``isolation``: NetworkPolicies, Pod Security, fleet namespaces, cluster-wide admission policies;
-- ``environment``: one release, assembled from the others, with its derived values.
+- ``environment``: one release, assembled from the others, with its derived values;
+- ``fleet``: the fleet file (``fleet.yaml``): clusters, database servers, Git, fleet-wide defaults.
 
-Imports run one way: ``base`` <- the four concerns <- ``environment``.
+Imports run one way: ``base`` <- the four concerns <- ``environment``; ``fleet`` reads ``base`` and
+``isolation`` only.
 """
 
 from __future__ import annotations
@@ -83,6 +85,18 @@ from tiers.models.edge import (
     TlsRouteApiVersion,
 )
 from tiers.models.environment import RATED_READINGS_PER_SECOND, Environment, Tier
+from tiers.models.fleet import (
+    DEFAULT_FLEET,
+    DatabaseServer,
+    FleetArgoCd,
+    FleetCluster,
+    FleetDefaults,
+    FleetGateway,
+    FleetGit,
+    FleetImages,
+    FleetSettings,
+    ImageDefault,
+)
 from tiers.models.isolation import (
     PRIVATE_CIDRS,
     AdmissionPolicyVersion,
@@ -120,6 +134,16 @@ from tiers.models.lifecycle import (
 )
 
 __all__ = [
+    "DEFAULT_FLEET",
+    "DatabaseServer",
+    "FleetArgoCd",
+    "FleetCluster",
+    "FleetDefaults",
+    "FleetGateway",
+    "FleetGit",
+    "FleetImages",
+    "FleetSettings",
+    "ImageDefault",
     "AdmissionPolicyVersion",
     "AgentMetrics5minPolicies",
     "Api",

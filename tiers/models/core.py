@@ -84,16 +84,31 @@ class Database(Model):
     )
     server: DnsLabel = Field(
         default="iotistica-cnpg-cl01",
-        description="Name of the database server (the CNPG Cluster's name). Environments on one server share its "
+        description="Name of the database server (the CNPG Cluster's name; with fleet.yaml, one of its "
+        "databaseServers, which fills maxConnections, host and port). Environments on one server share its "
         "max_connections: they must agree on maxConnections, and their connection budgets must fit in it "
-        "together. Default: iotistica-cnpg-cl01 (platform-facts §7).",
+        "together. Default: the only server of fleet.yaml, else iotistica-cnpg-cl01 (platform-facts §7).",
+    )
+    host: DnsName | None = Field(
+        default=None,
+        description="DB_HOST of the API and ingestion (without a pooler). Default: fleet.yaml's "
+        "`databaseServers.<server>.host`, else none: the `server` key of sql-credentials-{ns}.",
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="DB_PORT of the API and ingestion, used with `host`. Default: fleet.yaml's "
+        "`databaseServers.<server>.port` when the server has a host, else none: the `port` key of "
+        "sql-credentials-{ns}.",
     )
     max_connections: int = Field(
         default=100,
         ge=1,
         le=grammar.INT32_MAX,
-        description="The server's max_connections, the same in every environment on `server`. Default: 100 "
-        "(the CNPG cluster's, platform-facts §7).",
+        description="The server's max_connections, the same in every environment on `server`. Default: fleet.yaml's "
+        "`databaseServers.<server>.maxConnections` (then an environment may not set another value), else 100 "
+        "(the CNPG cluster's bootstrap value, platform-facts §7).",
     )
     connection_budget: int = Field(
         default=40,

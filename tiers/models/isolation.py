@@ -297,8 +297,15 @@ AdmissionPolicyVersion = Literal["v1", "v1beta1", "none"]
 
 
 class Cluster(Model):
-    """Cluster-wide objects of dist/cluster/. Every environment must agree on these: one cluster runs them."""
+    """The cluster the environment runs on, and its cluster-wide objects. Every environment on one cluster
+    must agree on these: one cluster runs them."""
 
+    name: DnsLabel = Field(
+        default="in-cluster",
+        description="The cluster, as fleet.yaml names it in `clusters` (docs/fleet.md): it fills argocd."
+        "destinationServer, edge.gateway, edge.certificate.issuerName and admissionPolicies. Default: the only "
+        "cluster of fleet.yaml, else in-cluster (the cluster Argo CD runs in).",
+    )
     admission_policies: AdmissionPolicyVersion = Field(
         default="v1",
         description="API version of the ValidatingAdmissionPolicies that confine the API's cluster-wide rights "
