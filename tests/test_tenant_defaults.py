@@ -108,12 +108,13 @@ def test_a_tenant_with_only_its_hosts_gets_its_own_urls_everywhere(tmp_path: Pat
 
 
 #: A tenant added to the shipped fleet, on its database server (max_connections as the fleet declares it).
-ACME = {"release": "acme", "namespace": "acme", "tier": "demo", "database": {"maxConnections": 500}}
+ACME = {"release": "acme", "namespace": "acme", "tier": "demo"}
 
 
 def _fleet_errors(tmp_path: Path, tenant: dict[str, Any]) -> list[str]:
     fleet = tmp_path / "environments"
     shutil.copytree(ENV_DIR, fleet)
+    shutil.copy(ENV_DIR.parent / "fleet.yaml", tmp_path / "fleet.yaml")  # what tenants share (docs/fleet.md)
     (fleet / "acme.yaml").write_text(yaml.safe_dump(ACME | tenant))
     envs = load_environments(fleet, base=tmp_path)
     return [str(e) for e in validate_fleet(envs, Sources.of(envs, fleet, tmp_path))]
@@ -172,8 +173,9 @@ def test_other_names_are_not_refused(tmp_path: Path, tenant: dict[str, Any]) -> 
 def test_the_refusal_through_the_real_entry_points(tmp_path: Path, entry: str) -> None:
     fleet = tmp_path / "environments"
     shutil.copytree(ENV_DIR, fleet)
+    shutil.copy(ENV_DIR.parent / "fleet.yaml", tmp_path / "fleet.yaml")  # what tenants share (docs/fleet.md)
     (fleet / "acme.yaml").write_text(
-        "release: acme\nnamespace: acme\ntier: demo\ndatabase: {maxConnections: 500}\ndashboard:\n  config:\n"
+        "release: acme\nnamespace: acme\ntier: demo\ndashboard:\n  config:\n"
         "    auth0CallbackUrl: https://app.iotistica.com/auth/callback\n"
     )
     out = tmp_path / "dist"
