@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -37,12 +38,13 @@ def test_console_script_runs_from_anywhere(tmp_path: Path) -> None:
 
 
 def test_validate_warns_on_capacity_and_strict_fails_on_stderr(capsys, tmp_path: Path) -> None:
-    # The seed's DB_POOL_SIZE 20 on the standard tier, without the shipped file's departure.
+    # The seed's DB_POOL_SIZE 20 on the standard tier, without the preset's departure.
+    shutil.copy(ROOT / "fleet.yaml", tmp_path / "fleet.yaml")
+    tmp_path = tmp_path / "environments"
+    tmp_path.mkdir()
     for f in (ROOT / "environments").glob("*.yaml"):
-        text = f.read_text()
-        (tmp_path / f.name).write_text(
-            text.replace("  dbPoolSize: null", "  dbPoolSize: 20") if f.stem == "iotistica" else text
-        )
+        extra = "api:\n  dbPoolSize: 20\n" if f.stem == "iotistica" else ""
+        (tmp_path / f.name).write_text(f.read_text() + extra)
     rc, out, err = run(capsys, "--environments", str(tmp_path), "validate", "iotistica")
     assert rc == 0 and out.startswith("ok: 1 environment(s) valid, ")
     assert "warning: " in err and "iotistica.yaml: database.connectionBudget: at HPA max the pools open 88" in err

@@ -5,6 +5,8 @@ declared once, laid between the tier preset and the environment file; its rules 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,11 @@ def test_the_shipped_fleet_declares_its_server_once() -> None:
         assert e.cluster.name in {c.name for c in source.fleet.clusters}
 
 
-@pytest.mark.parametrize("tier", ["demo", "starter"])
+@pytest.mark.parametrize("tier", ["demo", "starter", "standard", "enterprise"])
 def test_a_minimal_client_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str], tier: str) -> None:
     """release, namespace, tier and hosts: its cluster and database server come from fleet.yaml, and
-    `validate --strict` passes, alone and beside the shipped environments. (The standard and enterprise
-    presets carry the seed's pool sizes, which a minimal file does not yet fit: docs/environments.md.)"""
+    `validate --strict` passes, alone and beside the shipped environments, on every tier (the presets carry
+    what --strict needs: docs/environments.md)."""
     d = make_fleet(tmp_path, yaml.safe_load((ROOT / "fleet.yaml").read_text()), minimal("client-min", tier))
     assert validate(capsys, d, "--strict") == (0, [])
     for path in ENV_DIR.glob("*.yaml"):
@@ -229,15 +231,31 @@ def test_a_bad_fleet_file_is_refused_naming_it_and_the_key(
 def test_budgets_are_held_against_the_servers_declared_max_connections(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """pg-us allows 100 less 10 reserved: two starter tenants (40 each) fit, a third does not."""
+    """pg-us allows 100 less 10 reserved: two starter tenants (40 each) fit, a third does not, and a server
+    fleet.yaml declares is refused over budget by validate (strict or not) and synth alike, exit 2, nothing
+    written."""
     us: dict[str, Any] = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
     d = make_fleet(tmp_path, TWO_CLUSTERS, minimal("a1", "starter", **us), minimal("a2", "starter", **us))
     assert validate(capsys, d, "--strict")[0] == 0
     (d / "a3.yaml").write_text(yaml.safe_dump(minimal("a3", "starter", **us)))
-    rc, err = validate(capsys, d, "--strict")
-    assert rc == 1 and len(err) == 1
-    assert err[0].startswith(f"error: {d / 'a3.yaml'}: database.connectionBudget: the environments on server 'pg-us'")
-    assert f"above its max_connections 100 ({tmp_path / 'fleet.yaml'}) less 10 reserved" in err[0]
+    for flags in ((), ("--strict",)):
+        rc, err = validate(capsys, d, *flags)
+        assert rc == 2 and len(err) == 1, err
+        assert err[0].startswith(
+            f"error: {d / 'a3.yaml'}: database.connectionBudget: the environments on server 'pg-us'"
+        )
+        assert f"above its max_connections 100 ({tmp_path / 'fleet.yaml'}) less 10 reserved" in err[0]
+    out = tmp_path / "dist"
+    synth = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--environments", str(d), "--outdir", str(out), "--no-cache"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
+        check=False,
+    )
+    assert synth.returncode == 2, synth.stderr
+    assert "a3.yaml: database.connectionBudget: the environments on server 'pg-us'" in synth.stderr
+    assert not out.exists()
 
 
 def test_the_rules_refuse_environments_made_in_code(tmp_path: Path) -> None:

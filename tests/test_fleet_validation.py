@@ -534,21 +534,19 @@ def test_new_files_pass_strict_alone_and_in_the_fleet(tmp_path: Path, capsys: py
     capsys.readouterr()
 
 
-def test_new_warns_when_the_server_cannot_hold_the_new_budget(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The seed's fleet holds 320 of the 490 connections of its server: a standard client (80) fits, an
-    enterprise one (160) after it does not. `new` writes the file and says so, as `validate` does."""
+def test_new_refuses_a_client_the_server_cannot_hold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The seed's fleet holds 320 of the 490 connections of its server (declared in fleet.yaml): a standard
+    client (80) fits, an enterprise one (160) after it does not, and `new` refuses it as validate and synth
+    do (exit 2, one line, nothing written)."""
     fleet = seed_files(tmp_path / "env")
     assert cli.main(["--environments", str(fleet), "new", "client-std", "--tier", "standard"]) == 0
     assert capsys.readouterr().err == ""
-    assert cli.main(["--environments", str(fleet), "new", "client-big", "--tier", "enterprise"]) == 0
-    warned = capsys.readouterr().err
-    assert warned.startswith(f"warning: {fleet / 'client-big'}.yaml: database.connectionBudget: ")
-    assert "hold 560 connections together" in warned and warned.count("\n") == 1
-    assert cli.main(["--environments", str(fleet), "validate", "--strict"]) == 1
-    # The same finding (without git, validate blames the last file by name: see test_blame_degrades_without_git).
-    assert warned.split(": database.connectionBudget: ")[1] in capsys.readouterr().err
+    assert cli.main(["--environments", str(fleet), "new", "client-big", "--tier", "enterprise"]) == 2
+    refused = capsys.readouterr().err
+    assert refused.startswith(f"error: {fleet / 'client-big'}.yaml: database.connectionBudget: ")
+    assert "hold 560 connections together" in refused and refused.count("\n") == 1
+    assert not (fleet / "client-big.yaml").exists()
+    assert cli.main(["--environments", str(fleet), "validate"]) == 0
 
 
 def test_new_refuses_a_file_that_breaks_the_fleet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,8 +17,9 @@ with the shared charts ``dist/argocd/`` and ``dist/cluster/`` that all of them f
   Applications, Poolers) may not share an identity (kind, namespace, name) with another release's.
 - The app-of-apps has one source: ``argocd.repoUrl``, ``targetRevision`` and ``namespace`` agree.
 - One database server: environments on ``database.server`` agree on ``maxConnections`` (fleet.yaml's
-  ``databaseServers`` declare it once); their connection budgets together fit in it less the reserve (a
-  capacity finding: a warning, an error under ``--strict``).
+  ``databaseServers`` declare it once); their connection budgets together fit in it less the reserve (on a
+  server fleet.yaml declares, an error; on one only the environments state, a capacity finding: a warning,
+  an error under ``--strict``).
 
 Every rule is one pass over the environments with dictionaries (no pairwise loop): ``make bench``
 measures them at 100, 1,000 and 3,000 environments.
@@ -439,6 +440,10 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
             f"must be the same in every environment on database server {server!r} (it has one max_connections)",
         ):
             add(err)
+
+    # A server fleet.yaml declares holds its tenants' budgets: over it is refused, as synth refuses it.
+    for err in fleet_capacity(ordered, sources, declared=True):
+        add(err)
     return errors
 
 
@@ -476,15 +481,19 @@ def _agreement(
     return errors
 
 
-def fleet_capacity(envs: Sequence[Environment], sources: Sources) -> list[ConfigError]:
-    """Capacity across environments (warnings; errors under --strict): budgets on one server."""
+def fleet_capacity(envs: Sequence[Environment], sources: Sources, *, declared: bool = False) -> list[ConfigError]:
+    """Budgets on one server. ``declared``: the servers fleet.yaml declares (errors of :func:`validate_fleet`,
+    run by synth and validate alike); otherwise the others, whose max_connections only the environments state
+    (capacity findings: warnings, errors under --strict)."""
     findings: list[ConfigError] = []
     by_server: dict[str, list[Environment]] = {}
+    declared_max = {s.name: s.max_connections for s in sources.fleet.fleet.database_servers}
     for e in sorted(envs, key=lambda e: e.release):
-        by_server.setdefault(e.database.server, []).append(e)
-    declared = {s.name: s.max_connections for s in sources.fleet.fleet.database_servers}
+        if (e.database.server in declared_max) == declared:
+            by_server.setdefault(e.database.server, []).append(e)
     for server, group in sorted(by_server.items()):
-        max_connections = declared.get(server, group[0].database.max_connections)
+        max_connections = declared_max.get(server, group[0].database.max_connections)
+        where = f" ({sources.fleet.label})" if server in declared_max else ""
         room = max_connections - RESERVED_CONNECTIONS
         total = sum(e.database.connection_budget for e in group)
         if total <= room:
@@ -497,7 +506,7 @@ def fleet_capacity(envs: Sequence[Environment], sources: Sources) -> list[Config
                 sources.label(offender.release),
                 "database.connectionBudget",
                 f"the environments on server {server!r} hold {total} connections together ({parts}), above its "
-                f"max_connections {max_connections}{' (' + sources.fleet.label + ')' if server in declared else ''} "
+                f"max_connections {max_connections}{where} "
                 f"less {RESERVED_CONNECTIONS} reserved; "
                 f"lower the budgets, put a pooler in front (database.pooler), or raise max_connections",
             )
