@@ -9,6 +9,7 @@ environment file); 2 bad input (one line naming the file and the key path, nothi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,9 +196,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Commands that render the fleet in memory: from the command line they run under ``python -O``, as synth does
+#: (app.py ``run_optimized``: the jsii bindings' runtime type checks cost more than the rest; same output).
+OPTIMIZED = frozenset({"validate", "diff", "explain"})
+
+
+def _run_optimized(argv: Sequence[str]) -> None:
+    """Replace this process with ``python -O cli.py ARGV`` unless it runs optimized already or ``PYTHONOPTIMIZE``
+    says how it should run."""
+    if sys.flags.optimize or "PYTHONOPTIMIZE" in os.environ:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-O", str(ROOT / "cli.py"), *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     args.from_command_line = argv is None  # the console script or `python cli.py`, not a caller in process
+    if args.from_command_line and args.command in OPTIMIZED:
+        _run_optimized(sys.argv[1:])
     try:
         return int(args.func(args))
     except (ConfigError, OutputError) as exc:

@@ -28,9 +28,11 @@ Manifest = dict[str, Any]
 def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """Every environment's objects as plain dicts, built in one process, nothing written."""
     from constructs.api_objects import Root
+    from synth.render import _few_collections
 
-    charts = release_charts(Root(tempfile.gettempdir()), envs)
-    return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
+    with _few_collections():  # as synth renders (synth/render.py): the cyclic collector kept out of the way
+        charts = release_charts(Root(tempfile.gettempdir()), envs)
+        return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
 
 
 def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
@@ -39,8 +41,11 @@ def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
     from tiers.shared import shared_props
 
+    from synth.render import _few_collections
+
     scope, props = Root(tempfile.gettempdir()), shared_props(envs)
-    return {CLUSTER: list(ClusterChart(scope, props).to_json()), ARGOCD: list(ArgoCdChart(scope, props).to_json())}
+    with _few_collections():
+        return {CLUSTER: list(ClusterChart(scope, props).to_json()), ARGOCD: list(ArgoCdChart(scope, props).to_json())}
 
 
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
@@ -65,9 +70,8 @@ def _containers(obj: Manifest) -> Iterable[Manifest]:
 
 def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     """The contract every object must meet (labels, namespace, pinned images, resources, no Secrets)."""
-    import kubernetes_validate
-
     from constructs.platform import LABEL_KEYS
+    from ops.schema_check import schema_problem
 
     problems: list[str] = []
     # Isolation: fleet objects live in the fleet namespaces the model declares (platform-facts §11).
@@ -93,11 +97,9 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
                 problems.append(f"{ref}: container {c['name']}: needs cpu/memory requests and a memory limit")
         group = o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else ""
         if "." not in group or group.endswith(".k8s.io") and not group.startswith("gateway."):
-            try:
-                kubernetes_validate.validate(o, "1.27", strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                path = ".".join(str(p) for p in exc.path)
-                problems.append(f"{ref}: schema (Kubernetes 1.27, strict): {path}: {exc.message}")
+            problem = schema_problem(o)
+            if problem is not None:
+                problems.append(f"{ref}: schema (Kubernetes 1.27, strict): {problem}")
     return problems
 
 
