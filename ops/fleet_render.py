@@ -39,9 +39,8 @@ def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """The shared charts (dist/cluster/, dist/argocd/) of a fleet, built as synth builds them."""
     from constructs.api_objects import Root
     from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
-    from tiers.shared import shared_props
-
     from synth.render import _few_collections
+    from tiers.shared import shared_props
 
     scope, props = Root(tempfile.gettempdir()), shared_props(envs)
     with _few_collections():
