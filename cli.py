@@ -39,6 +39,8 @@ from ops.images_cmd import cmd_images, fleet_images  # noqa: E402
 from ops.migrate_cmd import cmd_migrate  # noqa: E402
 from ops.reference_docs import cmd_docs, cmd_schema, environment_schema, schema_text  # noqa: E402
 from ops.scaffold import cmd_new  # noqa: E402
+from ops.selection import add_selector_option  # noqa: E402
+from ops.stdout import cmd_stdout  # noqa: E402
 from ops.validate import cmd_validate  # noqa: E402
 from synth.output import OutputError  # noqa: E402
 from synth.run import describe_failure  # noqa: E402
@@ -68,8 +70,16 @@ __all__ = [
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    if args.stdout:
+        return cmd_stdout(args)
+    names = list(args.env)
+    if args.selector:  # the releases the selector picks, then a synth of those as `make synth ENV=...`
+        from ops.fleet_render import _load
+        from ops.selection import select
+
+        names = [e.release for e in select(_load(args.environments, []), names, args.selector)]
     # app.main owns the synth's exit codes, signal handling and the resolution of --outdir.
-    argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
+    argv = [f"--env={e}" for e in names] + ["--environments", str(args.environments)]
     if args.outdir:
         argv += ["--outdir", args.outdir]
     if args.from_command_line:  # as `python app.py`: under `python -O`, as fast as `make synth`
@@ -91,6 +101,12 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write dist/ (like make synth)", description="Synthesize into dist/<release>/.")
     s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
+    add_selector_option(s)
+    s.add_argument(
+        "--stdout",
+        action="store_true",
+        help="print the releases as one YAML stream (as helm template) and write nothing: no dist/, cache or lock",
+    )
     s.add_argument(
         "--outdir", help="output folder (default: $CDK8S_OUTDIR or dist); relative to the project root, not the cwd"
     )
@@ -106,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--strict", action="store_true", help="capacity warnings are errors; list the images without a digest"
     )
+    add_selector_option(s)
+    s.add_argument("--json", action="store_true", help="every finding as JSON on stdout (for CI bots)")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser(
@@ -121,11 +139,16 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "diff",
-        help="object-level diff: working change vs dist/, or ENV_A vs ENV_B",
-        description="With no ENV: what a synth would change in the committed dist/. With two: ENV_A against ENV_B "
-        "(release and namespace normalised). Exit 1 when there are differences.",
+        help="object-level diff: working change vs dist/ (all, ENV..., or -l), or --compare A B",
+        description="What a synth would change in the committed dist/: the whole fleet (shared folders included), "
+        "the releases named, or those -l selects. A change repeated on several objects is one line; risky changes "
+        "are marked '!'. --compare A B: environment A against B (release and namespace normalised). "
+        "Exit 1 when there are differences.",
     )
-    s.add_argument("env", nargs="*", metavar="ENV")
+    s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
+    add_selector_option(s)
+    s.add_argument("--compare", nargs=2, metavar=("A", "B"), help="environment A against environment B")
+    s.add_argument("--json", action="store_true", help="the report as JSON (for CI bots)")
     s.add_argument("--dist", type=Path, default=ROOT / "dist", help="the committed output (default: dist)")
     s.set_defaults(func=cmd_diff)
 
@@ -133,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
         "explain", help="what an environment deploys, and its capacity", description="Explain one environment."
     )
     s.add_argument("env_name", metavar="ENV")
+    s.add_argument("--json", action="store_true", help="as JSON (for CI bots)")
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser(
@@ -198,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
 
 #: Commands that render the fleet in memory: from the command line they run under ``python -O``, as synth does
 #: (app.py ``run_optimized``: the jsii bindings' runtime type checks cost more than the rest; same output).
-OPTIMIZED = frozenset({"validate", "diff", "explain"})
+OPTIMIZED = frozenset({"validate", "diff", "explain", "synth"})
 
 
 def _run_optimized(argv: Sequence[str]) -> None:
@@ -214,7 +238,7 @@ def _run_optimized(argv: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     args.from_command_line = argv is None  # the console script or `python cli.py`, not a caller in process
-    if args.from_command_line and args.command in OPTIMIZED:
+    if args.from_command_line and args.command in OPTIMIZED and (args.command != "synth" or args.stdout):
         _run_optimized(sys.argv[1:])
     try:
         return int(args.func(args))

@@ -113,3 +113,16 @@ def identity_clashes(rendered: dict[str, list[Manifest]]) -> list[tuple[str, str
                 clashes.append((folder, owner[ident], "/".join(p for p in ident if p)))
             owner.setdefault(ident, folder)
     return clashes
+
+
+def release_files(rendered: dict[str, list[Manifest]], envs: Sequence[Environment] = ()) -> dict[Path, str]:
+    """``{<folder>/<file>: text}``: the files synth writes for these rendered folders, the same bytes
+    (synth/manifest_writer.py), with each environment's REQUIRED-SECRETS.md."""
+    from constructs.lifecycle.required_secrets import FILENAME
+    from constructs.lifecycle.required_secrets import render as required_secrets
+    from synth.manifest_writer import render_files
+
+    files = render_files(sorted(rendered.items()))
+    for env in envs:
+        files[Path(env.release) / FILENAME] = required_secrets(env)
+    return files
