@@ -9,6 +9,7 @@ environment file); 2 bad input (one line naming the file and the key path, nothi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ from ops.validate import cmd_validate  # noqa: E402
 from synth.output import OutputError  # noqa: E402
 from synth.run import describe_failure  # noqa: E402
 from tiers import TIERS  # noqa: E402
-from tiers.errors import ConfigError  # noqa: E402
+from tiers.errors import ConfigError, error_json, error_lines  # noqa: E402
 
 # The commands live in the ops package, one module per concern; these names stay importable from here.
 # The models (pydantic, ~0.4 s) are imported inside the commands that use them: `synth` re-runs itself
@@ -242,7 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_optimized(sys.argv[1:])
     try:
         return int(args.func(args))
-    except (ConfigError, OutputError) as exc:
+    except ConfigError as exc:  # every error of the run, one line each (--json: as JSON on stdout)
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "errors": [error_json(e) for e in exc.errors]}, indent=2))
+        for line in error_lines(exc):
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:  # internal or environment failure: one line, never blamed on a file
