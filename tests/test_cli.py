@@ -66,7 +66,7 @@ def test_validate_bad_input_is_one_line_exit_2(capsys, tmp_path: Path) -> None:
     rc, out, err = run(capsys, "--environments", str(tmp_path), "validate")
     assert rc == 2 and out == ""
     assert err.strip().endswith(
-        "x.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise"
+        "x.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise (line 3)"
     )
 
 
