@@ -191,3 +191,16 @@ def test_kubectl_diff_server_side_against_the_real_api_server(kube_api, kube_dis
     )
     assert changed.returncode == 1, changed.stderr
     assert "+" in changed.stdout and "demo-changed.iotistica.com" in changed.stdout
+
+
+def test_synth_with_a_selector_writes_only_the_selected_releases(tmp_path: Path) -> None:
+    tiers = {p.stem: yaml.safe_load(p.read_text())["tier"] for p in (ROOT / "environments").glob("*.yaml")}
+    tier = sorted(tiers.values())[-1]
+    out = tmp_path / "out"
+    proc = cli("synth", "-l", f"tier={tier}", "--outdir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    written = {p.name for p in out.iterdir() if p.is_dir()} - {"cluster", "argocd"}
+    assert written == {r for r, t in tiers.items() if t == tier}
+    proc = cli("synth", "-l", "tier=gold", "--outdir", str(tmp_path / "none"))
+    assert proc.returncode == 2 and "tier=gold: matches no environment" in proc.stderr
+    assert not (tmp_path / "none").exists()
