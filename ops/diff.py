@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ops.fleet_render import (
-    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     Manifest,
@@ -34,6 +33,7 @@ from ops.fleet_render import (
     render_shared,
 )
 from ops.selection import select
+from tiers.errors import raise_all
 
 if TYPE_CHECKING:
     from tiers.models import Environment
@@ -423,7 +423,8 @@ def print_report(report: Report) -> None:
 
 
 def _committed_dist(dist: Path, into: Path) -> Path | None:
-    """Extract ``dist/`` as committed at git HEAD into ``into``; None when this is not a git checkout."""
+    """``dist/`` as committed at git HEAD: the folder itself when git sees no change in it, else extracted into
+    ``into``; None when this is not a git checkout."""
     import io
     import subprocess
     import tarfile
@@ -439,6 +440,14 @@ def _committed_dist(dist: Path, into: Path) -> Path | None:
             ).stdout.strip()
         )
         rel = dist.resolve().relative_to(top.resolve()).as_posix()
+        status = subprocess.run(
+            ["git", "-C", str(top), "status", "--porcelain", "--untracked-files=all", "--", rel],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        if not status.strip():  # dist/ on disk is HEAD's: read it there (no copy of thousands of files)
+            return dist
         data = subprocess.run(
             ["git", "-C", str(top), "archive", "--format=tar", "HEAD", rel],
             capture_output=True,
@@ -453,6 +462,7 @@ def _committed_dist(dist: Path, into: Path) -> Path | None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from constructs.lifecycle.required_secrets import FILENAME
     from tiers.fleet import Sources, validate_fleet
 
     if args.compare:
@@ -469,26 +479,38 @@ def cmd_diff(args: argparse.Namespace) -> int:
             lines = _object_lines(report)
             print("\n".join([*lines, f"{c['added']} added, {c['removed']} removed, {c['changed']} changed"]))
         return EXIT_OK if report.empty else EXIT_FAILED
-    envs = _load(args.environments, [])
-    chosen = select(envs, args.env, args.selector)
-    whole = not args.env and not args.selector
-    errors = validate_fleet(envs, Sources.of(envs, args.environments, Path.cwd()))
-    if errors:
-        for err in errors:
-            print(f"error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    rendered = render(chosen)
-    if whole:
-        rendered.update(render_shared(envs))
-    fresh = release_files(rendered, chosen)
-    with tempfile.TemporaryDirectory() as tmp:
+    from ops.fleet_parallel import Workers, _diff_worker, diff_chunk
+
+    with Workers(args.environments) as workers, tempfile.TemporaryDirectory() as tmp:
+        envs = _load(args.environments, [])
+        chosen = select(envs, args.env, args.selector)
+        whole = not args.env and not args.selector
+        errors = validate_fleet(envs, Sources.of(envs, args.environments, Path.cwd()))
+        if errors:
+            raise_all(errors)  # every error, one line each (cli.py; --json: as JSON)
         base = _committed_dist(args.dist, Path(tmp) / "committed")
         if base is None:
             print(f"note: not a git checkout: comparing against {args.dist} as it is on disk", file=sys.stderr)
             base = args.dist
-        committed = _read_files(base)
-    folders = set(rendered) | ({p.parts[0] for p in committed} if whole else set())
-    report = diff_trees(committed, fresh, folders)
+        collect = workers.submit(chosen, lambda chunk: diff_chunk(chunk, base), _diff_worker, str(base))
+        report = Report()
+        if whole:  # the shared folders, and the folders of releases whose file is gone, compared here
+            releases = {e.release for e in chosen}
+            fresh = release_files(render_shared(envs))
+            others = {p.parent.name for p in base.glob("*/*")} - releases if base.is_dir() else set()
+            committed = {
+                p.relative_to(base): p.read_text(encoding="utf-8")
+                for folder in sorted(others)
+                for p in sorted((base / folder).iterdir())
+                if p.suffix == ".yaml" or p.name == FILENAME
+            }
+            report = diff_trees(committed, fresh, others | {p.parts[0] for p in fresh})
+        for part in collect():
+            report.changes += part.changes
+            report.texts.update(part.texts)
+            report.risks += part.risks
+    report.changes.sort(key=lambda c: c.folder)  # stable: each folder's own order kept
+    report.risks.sort(key=lambda r: r.folder)
     if args.json:
         print(report_json(report, releases=[e.release for e in chosen], whole_fleet=whole))
     else:

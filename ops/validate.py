@@ -14,11 +14,8 @@ from typing import Any
 from ops.fleet_render import (
     EXIT_FAILED,
     EXIT_OK,
-    _containers,
     _load,
     identity_clashes,
-    policy_problems,
-    render,
     render_shared,
 )
 from ops.selection import select
@@ -40,16 +37,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{level}: {text}", file=stream)
 
-    all_envs = _load(args.environments, [])
-    if args.env and not args.selector:
-        _load(args.environments, args.env)  # a name without a file: "file not found"
-    envs = select(all_envs, args.env, args.selector)
-    sources = Sources.of(all_envs, args.environments, Path.cwd())
-    fleet = validate_fleet(all_envs, sources)
-    if fleet:
-        raise_all(fleet)  # every error, one line each (cli.py; --json: as JSON)
-    rendered = render(all_envs)
-    rendered.update(render_shared(all_envs))
+    from ops.fleet_parallel import Workers, _validate_worker, validate_chunk
+
+    with Workers(args.environments) as workers:
+        all_envs = _load(args.environments, [])
+        if args.env and not args.selector:
+            _load(args.environments, args.env)  # a name without a file: "file not found"
+        envs = select(all_envs, args.env, args.selector)
+        sources = Sources.of(all_envs, args.environments, Path.cwd())
+        fleet = validate_fleet(all_envs, sources)
+        if fleet:
+            raise_all(fleet)  # every error, one line each (cli.py; --json: as JSON)
+        check = frozenset(e.release for e in envs)
+        # Every environment rendered (object names are checked across the fleet), the chosen ones checked.
+        collect = workers.submit(all_envs, lambda chunk: validate_chunk(chunk, check), _validate_worker, check)
+        rendered: dict[str, list[Any]] = render_shared(all_envs)
+        problems: dict[str, list[str]] = {}
+        images: dict[str, set[str]] = {}
+        for part in collect():
+            for release, found, idents, used in part:
+                rendered[release], problems[release], images[release] = idents, found, set(used)
     failed = False
     warnings = 0
     for folder, other, ident in identity_clashes(rendered):
@@ -57,14 +64,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         failed = True
     for env in envs:
         label = sources.label(env.release)
-        for problem in policy_problems(env, rendered[env.release]):
+        for problem in problems[env.release]:
             report("error", f"{label}: {problem}", label)
             failed = True
         unguarded = unguarded_warning(env)
         if unguarded:
             report("warning", f"{label}: {unguarded}", label, sys.stdout)
         if args.strict:  # never a failure: a digest is recorded, never made up (docs/hardening.md)
-            deployed = {c["image"] for o in rendered[env.release] for c in _containers(o)}
+            deployed = images[env.release]
             for where, ref in unpinned(env):
                 if ref not in deployed:  # a component this environment does not run
                     continue
