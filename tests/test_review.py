@@ -204,3 +204,40 @@ def test_synth_with_a_selector_writes_only_the_selected_releases(tmp_path: Path)
     proc = cli("synth", "-l", "tier=gold", "--outdir", str(tmp_path / "none"))
     assert proc.returncode == 2 and "tier=gold: matches no environment" in proc.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_validate_and_diff_of_a_fleet_in_worker_processes(tmp_path: Path) -> None:
+    """At PARALLEL_MIN environments and more, validate and diff run in worker processes (ops/fleet_parallel.py):
+    the same findings, no change against a synth of the same fleet, one changed release found."""
+    from ops.fleet_parallel import PARALLEL_MIN
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench import generate_environments
+
+    envs, out = tmp_path / "environments", tmp_path / "dist"
+    generate_environments(ROOT / "environments", envs, PARALLEL_MIN + 1)
+    proc = subprocess.run(
+        [sys.executable, "-O", str(ROOT / "app.py"), "--environments", str(envs), "--no-cache", "--outdir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("--environments", str(envs), "validate")
+    assert proc.returncode == 0 and f"ok: {PARALLEL_MIN + 1} environment(s) valid" in proc.stdout, proc.stderr
+    proc = cli("--environments", str(envs), "diff", "--dist", str(out))
+    assert proc.returncode == 0 and "no changes" in proc.stdout, proc.stdout + proc.stderr
+    f = envs / "client-3.yaml"
+    data = yaml.safe_load(f.read_text())
+    data["edge"]["hosts"]["dashboard"] = "changed-" + data["edge"]["hosts"]["dashboard"]
+    f.write_text(yaml.safe_dump(data))
+    proc = cli("--environments", str(envs), "diff", "--dist", str(out), "--json")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert {c["folder"] for c in report["changes"]} - {"argocd", "cluster"} == {"client-3"}
+    (envs / "client-4.yaml").unlink()  # a release whose file is gone: its folder is all removed
+    proc = cli("--environments", str(envs), "diff", "--dist", str(out), "--json")
+    removed = [c for c in json.loads(proc.stdout)["changes"] if c["folder"] == "client-4"]
+    assert removed and all(c["op"] == "removed" for c in removed)
