@@ -443,8 +443,9 @@ def commands(args: argparse.Namespace, sizes: list[int]) -> int:
         rounds(cases, env, [], args.repeats, quiet=args.markdown)
     ok = True
     lines = [
-        "| environments | synth, cold s | validate s | validate / synth | diff s | diff / synth | goal |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| environments | synth, cold s | validate s | validate / synth | diff s | diff / synth | goal "
+        "| CPU s: synth, validate, diff |",
+        "|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for n, synth, validate, diff in rows:
         rv, rd = validate.median / synth.median, diff.median / synth.median
@@ -452,7 +453,8 @@ def commands(args: argparse.Namespace, sizes: list[int]) -> int:
         ok = ok and passed
         lines.append(
             f"| {n} | {synth.median:.2f} | {validate.median:.2f} | {rv:.2f}x | {diff.median:.2f} | {rd:.2f}x "
-            f"| <= {GOAL_COMMAND_RATIO}x {'PASS' if passed else 'FAIL'} |"
+            f"| <= {GOAL_COMMAND_RATIO}x {'PASS' if passed else 'FAIL'} "
+            f"| {synth.cpu:.2f}, {validate.cpu:.2f}, {diff.cpu:.2f} |"
         )
     if not args.markdown:
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.repeats} repeats, median\n")
