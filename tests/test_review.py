@@ -241,3 +241,46 @@ def test_validate_and_diff_of_a_fleet_in_worker_processes(tmp_path: Path) -> Non
     proc = cli("--environments", str(envs), "diff", "--dist", str(out), "--json")
     removed = [c for c in json.loads(proc.stdout)["changes"] if c["folder"] == "client-4"]
     assert removed and all(c["op"] == "removed" for c in removed)
+
+
+# --- errors to act on ----------------------------------------------------------------------------------
+
+
+def test_every_error_of_a_run_is_listed_with_its_line_and_nothing_is_written(tmp_path: Path) -> None:
+    envs = tmp_path / "environments"
+    envs.mkdir()
+    shutil.copy2(ROOT / "environments" / "client-demo.yaml", envs / "client-demo.yaml")
+    (envs / "empty.yaml").write_text("# nothing yet\n")
+    (envs / "typo.yaml").write_text("release: typo\nnamespace: typo\ntier: standrd\n")
+    (envs / "keys.yaml").write_text(
+        "release: keys\nnamespace: keys\ntier: starter\napi:\n  replicaz: 3\n  hpa:\n    minReplicas: 6\n"
+        "    maxReplicas: 4\n"
+    )
+    (envs / "tabs.yaml").write_text("release: tabs\nnamespace: tabs\ntier: starter\napi:\n\treplicas: 3\n")
+    (envs / "colon.yaml").write_text("release: colon\nnamespace: colon\ntier: starter\napi:\n  image: a: b\n")
+    expected = [
+        f"error: {envs}/colon.yaml: line 5, column 11: invalid YAML: a second ':' on the line: quote a value "
+        "that holds ': ', or fix the indentation (mapping values are not allowed here)",
+        f"error: {envs}/empty.yaml: empty file (no settings; `iotistica-k8s new NAME --tier TIER` writes one)",
+        f"error: {envs}/keys.yaml: api.hpa.minReplicas: must be <= maxReplicas (4), got 6 (line 7)",
+        f"error: {envs}/keys.yaml: api.replicaz: unknown key; did you mean 'replicas'? (line 5)",
+        f"error: {envs}/tabs.yaml: line 5, column 1: invalid YAML: a tab character: indent with spaces only "
+        "(found character '\\t' that cannot start any token)",
+        f"error: {envs}/typo.yaml: tier: unknown tier 'standrd'; did you mean 'standard'? expected one of demo, "
+        "starter, standard, enterprise (line 3)",
+    ]
+    out = tmp_path / "out"
+    for argv in (["validate"], ["diff"], ["synth", "--outdir", str(out)]):
+        proc = cli("--environments", str(envs), *argv)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.splitlines() == expected, argv
+        assert "Traceback" not in proc.stderr
+    assert not out.exists()
+    proc = cli("--environments", str(envs), "validate", "--json")
+    assert proc.returncode == 2
+    errors = json.loads(proc.stdout)["errors"]
+    assert [f"error: {e['text']}" for e in errors] == expected
+    replicaz = next(e for e in errors if e["key"] == "api.replicaz")
+    assert (replicaz["file"], replicaz["line"]) == (f"{envs}/keys.yaml", 5)
+    proc = cli("--environments", str(envs), "explain", "typo", "--json")
+    assert proc.returncode == 2 and json.loads(proc.stdout)["errors"][0]["line"] == 3
