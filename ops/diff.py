@@ -228,7 +228,7 @@ def risks_of(folder: str, old: dict[str, Manifest], new: dict[str, Manifest]) ->
     """The changes Kubernetes cannot apply in place, or that lose data, between two versions of a folder."""
     risks: list[Risk] = []
     added, removed = set(new) - set(old), set(old) - set(new)
-    by_name = {}
+    by_name: dict[str, list[str]] = {}
     for key in added:
         kind, name = _kind_name(key)
         by_name.setdefault(name, []).append(kind)
@@ -248,7 +248,7 @@ def risks_of(folder: str, old: dict[str, Manifest], new: dict[str, Manifest]) ->
             risks.append(Risk(folder, key, "PersistentVolumeClaim dropped (its data goes with it when pruned)"))
     for key in sorted(set(old) & set(new)):
         a, b = old[key], new[key]
-        kind = a.get("kind")
+        kind = str(a.get("kind"))
         sa, sb = a.get("spec") or {}, b.get("spec") or {}
         if kind in SELECTOR_KINDS and sa.get("selector") != sb.get("selector"):
             immutable = " (immutable: the object is deleted and re-created)" if kind != "Service" else ""

@@ -66,6 +66,51 @@ def _is_type(value: Any, name: str) -> bool:
     raise Unsupported(f"type {name}")
 
 
+def _anything(v: Any) -> bool:
+    return True
+
+
+def _nothing(v: Any) -> bool:
+    return False
+
+
+def _of_types(names: tuple[str, ...]) -> Check:
+    def check(v: Any) -> bool:
+        return any(_is_type(v, n) for n in names)
+
+    return check
+
+
+def _one_of_values(values: list[Any]) -> Check:
+    allowed = [(type(x) is bool, x) for x in values]  # True is not 1 (as jsonschema compares)
+
+    def check(v: Any) -> bool:
+        return (type(v) is bool, v) in allowed
+
+    return check
+
+
+def _exactly_one(options: list[Check]) -> Check:
+    def check(v: Any) -> bool:
+        return sum(1 for o in options if o(v)) == 1
+
+    return check
+
+
+def _each_item(each: Check) -> Check:
+    def check(v: Any) -> bool:
+        return not isinstance(v, list) or all(each(x) for x in v)
+
+    return check
+
+
+def _all_of(checks: tuple[Check, ...]) -> Check:
+    def check(v: Any) -> bool:
+        return all(c(v) for c in checks)
+
+    return check
+
+
 class _Compiler:
     def __init__(self) -> None:
         self.refs: dict[str, Check] = {}
@@ -78,16 +123,20 @@ class _Compiler:
         if known is not None:
             return known
         cell: list[Check] = []
-        self.refs[name] = lambda v: cell[0](v)  # a recursive definition refers to itself
+
+        def forward(v: Any) -> bool:  # a recursive definition refers to itself
+            return cell[0](v)
+
+        self.refs[name] = forward
         cell.append(self.compile(_definitions()[name]))
         self.refs[name] = cell[0]
         return cell[0]
 
     def compile(self, schema: Any) -> Check:
         if schema is True or schema == {}:
-            return lambda v: True
+            return _anything
         if schema is False:
-            return lambda v: False
+            return _nothing
         if not isinstance(schema, dict):
             raise Unsupported(repr(schema))
         unknown = [k for k in schema if k not in _KEYWORDS and k not in _ANNOTATIONS and not k.startswith("x-")]
@@ -100,13 +149,11 @@ class _Compiler:
             names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             for n in names:
                 _is_type(None, n)  # an unknown type name: Unsupported now, not while checking
-            checks.append(lambda v, names=tuple(names): any(_is_type(v, n) for n in names))
+            checks.append(_of_types(tuple(names)))
         if "enum" in schema:
-            allowed = [(type(x) is bool, x) for x in schema["enum"]]
-            checks.append(lambda v, allowed=allowed: (type(v) is bool, v) in allowed)
+            checks.append(_one_of_values(schema["enum"]))
         if "oneOf" in schema:
-            options = [self.compile(s) for s in schema["oneOf"]]
-            checks.append(lambda v, options=options: sum(1 for o in options if o(v)) == 1)
+            checks.append(_exactly_one([self.compile(s) for s in schema["oneOf"]]))
         props = {k: self.compile(s) for k, s in (schema.get("properties") or {}).items()}
         required = tuple(schema.get("required") or ())
         extra = schema.get("additionalProperties", True)
@@ -130,11 +177,8 @@ class _Compiler:
 
             checks.append(check_object)
         if "items" in schema:
-            each = self.compile(schema["items"])
-            checks.append(lambda v, each=each: not isinstance(v, list) or all(each(x) for x in v))
-        if len(checks) == 1:
-            return checks[0]
-        return lambda v, checks=tuple(checks): all(c(v) for c in checks)
+            checks.append(_each_item(self.compile(schema["items"])))
+        return checks[0] if len(checks) == 1 else _all_of(tuple(checks))
 
 
 _COMPILER = _Compiler()

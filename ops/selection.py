@@ -14,7 +14,7 @@ An unknown key, a term without ``=`` and a selector that matches no environment 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -105,7 +105,7 @@ def select(envs: Sequence[Environment], names: Sequence[str], selector: Sequence
     return chosen
 
 
-def listing(names: Sequence[str] | dict[str, object], most: int = 20) -> str:
+def listing(names: Iterable[str], most: int = 20) -> str:
     """Sorted names, comma separated, the first ``most`` of them and how many more."""
     ordered = sorted(names)
     head = ", ".join(ordered[:most])

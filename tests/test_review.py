@@ -211,8 +211,7 @@ def test_validate_and_diff_of_a_fleet_in_worker_processes(tmp_path: Path) -> Non
     the same findings, no change against a synth of the same fleet, one changed release found."""
     from ops.fleet_parallel import PARALLEL_MIN
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench import generate_environments
+    from scripts.bench import generate_environments
 
     envs, out = tmp_path / "environments", tmp_path / "dist"
     generate_environments(ROOT / "environments", envs, PARALLEL_MIN + 1)
