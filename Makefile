@@ -78,8 +78,9 @@ e2e: bytecode ## run the end-to-end tests only (real API, ingestion, broker, Red
 	scripts/ensure-system-deps.sh
 	$(PY) -m pytest -m e2e tests/e2e
 
-bench: bytecode ## measure synth wall time against the import floor
+bench: bytecode ## measure synth wall time against the import floor; synth, validate and diff side by side
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --commands
 
 imports: setup ## regenerate imports/ from ../shared/crds (one module per API group)
 	scripts/import-crds.sh

@@ -98,17 +98,21 @@ def run_optimized(argv: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a synth; every outcome is an exit code and at most one line on stderr (see the module doc)."""
+    """Run a synth; every outcome is an exit code and one line on stderr per error (see the module doc)."""
     from synth.output import OutputError
     from synth.run import describe_failure, run
     from synth.signals import Interrupted, handled
-    from tiers.errors import ConfigError
+    from tiers.errors import ConfigError, error_lines
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     with handled():  # SIGINT/SIGTERM unwind the synth: every `finally` removes what it made
         try:
             run(args)
-        except (ConfigError, OutputError) as exc:
+        except ConfigError as exc:  # every error of the run, one line each
+            for line in error_lines(exc):
+                print(f"error: {line}", file=sys.stderr)
+            return EXIT_CONFIG
+        except OutputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         except Interrupted as exc:

@@ -9,6 +9,8 @@ environment file); 2 bad input (one line naming the file and the key path, nothi
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,11 +40,13 @@ from ops.images_cmd import cmd_images, fleet_images  # noqa: E402
 from ops.migrate_cmd import cmd_migrate  # noqa: E402
 from ops.reference_docs import cmd_docs, cmd_schema, environment_schema, schema_text  # noqa: E402
 from ops.scaffold import cmd_new  # noqa: E402
+from ops.selection import add_selector_option  # noqa: E402
+from ops.stdout import cmd_stdout  # noqa: E402
 from ops.validate import cmd_validate  # noqa: E402
 from synth.output import OutputError  # noqa: E402
 from synth.run import describe_failure  # noqa: E402
 from tiers import TIERS  # noqa: E402
-from tiers.errors import ConfigError  # noqa: E402
+from tiers.errors import ConfigError, error_json, error_lines  # noqa: E402
 
 # The commands live in the ops package, one module per concern; these names stay importable from here.
 # The models (pydantic, ~0.4 s) are imported inside the commands that use them: `synth` re-runs itself
@@ -67,8 +71,16 @@ __all__ = [
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    if args.stdout:
+        return cmd_stdout(args)
+    names = list(args.env)
+    if args.selector:  # the releases the selector picks, then a synth of those as `make synth ENV=...`
+        from ops.fleet_render import _load
+        from ops.selection import select
+
+        names = [e.release for e in select(_load(args.environments, []), names, args.selector)]
     # app.main owns the synth's exit codes, signal handling and the resolution of --outdir.
-    argv = [f"--env={e}" for e in args.env] + ["--environments", str(args.environments)]
+    argv = [f"--env={e}" for e in names] + ["--environments", str(args.environments)]
     if args.outdir:
         argv += ["--outdir", args.outdir]
     if args.from_command_line:  # as `python app.py`: under `python -O`, as fast as `make synth`
@@ -90,6 +102,12 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write dist/ (like make synth)", description="Synthesize into dist/<release>/.")
     s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
+    add_selector_option(s)
+    s.add_argument(
+        "--stdout",
+        action="store_true",
+        help="print the releases as one YAML stream (as helm template) and write nothing: no dist/, cache or lock",
+    )
     s.add_argument(
         "--outdir", help="output folder (default: $CDK8S_OUTDIR or dist); relative to the project root, not the cwd"
     )
@@ -105,6 +123,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--strict", action="store_true", help="capacity warnings are errors; list the images without a digest"
     )
+    add_selector_option(s)
+    s.add_argument("--json", action="store_true", help="every finding as JSON on stdout (for CI bots)")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser(
@@ -120,11 +140,16 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "diff",
-        help="object-level diff: working change vs dist/, or ENV_A vs ENV_B",
-        description="With no ENV: what a synth would change in the committed dist/. With two: ENV_A against ENV_B "
-        "(release and namespace normalised). Exit 1 when there are differences.",
+        help="object-level diff: working change vs dist/ (all, ENV..., or -l), or --compare A B",
+        description="What a synth would change in the committed dist/: the whole fleet (shared folders included), "
+        "the releases named, or those -l selects. A change repeated on several objects is one line; risky changes "
+        "are marked '!'. --compare A B: environment A against B (release and namespace normalised). "
+        "Exit 1 when there are differences.",
     )
-    s.add_argument("env", nargs="*", metavar="ENV")
+    s.add_argument("env", nargs="*", metavar="ENV", help="only these releases (default: all)")
+    add_selector_option(s)
+    s.add_argument("--compare", nargs=2, metavar=("A", "B"), help="environment A against environment B")
+    s.add_argument("--json", action="store_true", help="the report as JSON (for CI bots)")
     s.add_argument("--dist", type=Path, default=ROOT / "dist", help="the committed output (default: dist)")
     s.set_defaults(func=cmd_diff)
 
@@ -132,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
         "explain", help="what an environment deploys, and its capacity", description="Explain one environment."
     )
     s.add_argument("env_name", metavar="ENV")
+    s.add_argument("--json", action="store_true", help="as JSON (for CI bots)")
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser(
@@ -198,12 +224,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Commands that render the fleet in memory: from the command line they run under ``python -O``, as synth does
+#: (app.py ``run_optimized``: the jsii bindings' runtime type checks cost more than the rest; same output).
+OPTIMIZED = frozenset({"validate", "diff", "explain", "synth"})
+
+
+def _run_optimized(argv: Sequence[str]) -> None:
+    """Replace this process with ``python -O cli.py ARGV`` unless it runs optimized already or ``PYTHONOPTIMIZE``
+    says how it should run."""
+    if sys.flags.optimize or "PYTHONOPTIMIZE" in os.environ:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-O", str(ROOT / "cli.py"), *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     args.from_command_line = argv is None  # the console script or `python cli.py`, not a caller in process
+    if args.from_command_line and args.command in OPTIMIZED and (args.command != "synth" or args.stdout):
+        _run_optimized(sys.argv[1:])
     try:
         return int(args.func(args))
-    except (ConfigError, OutputError) as exc:
+    except ConfigError as exc:  # every error of the run, one line each (--json: as JSON on stdout)
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "errors": [error_json(e) for e in exc.errors]}, indent=2))
+        for line in error_lines(exc):
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:  # internal or environment failure: one line, never blamed on a file

@@ -5,6 +5,7 @@ capacity printed out.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     (env,) = _load(args.environments, [args.env_name])
     objs = render([env])[env.release]
+    if getattr(args, "json", False):
+        print(json.dumps(explain_json(env, objs), indent=2))
+        return EXIT_OK
     print(f"{env.release}: namespace {env.namespace}, tier {env.tier}")
     for line in _placement(env, args.environments):
         print(line)
@@ -136,3 +140,62 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if unguarded:
         print(f"warning: {unguarded}")
     return EXIT_OK
+
+
+def explain_json(env: Any, objs: list[Manifest]) -> dict[str, Any]:
+    """What ``explain`` prints, as JSON (for CI bots and pull-request comments)."""
+    from constructs.isolation.api_admission_policies import unguarded_warning
+    from constructs.lifecycle.secrets_provider import secret_plan
+    from tiers.capacity import capacity
+
+    workloads = [
+        {
+            "kind": o["kind"],
+            "name": o["metadata"]["name"],
+            "replicas": o["spec"].get("replicas"),
+            "containers": [
+                {"name": c["name"], "image": c["image"], "resources": c.get("resources", {})} for c in _containers(o)
+            ],
+        }
+        for o in objs
+        if o["kind"] in ("Deployment", "StatefulSet")
+    ]
+    hpas = [
+        {"name": h["metadata"]["name"], "min": h["spec"]["minReplicas"], "max": h["spec"]["maxReplicas"]}
+        for h in objs
+        if h["kind"] == "HorizontalPodAutoscaler"
+    ]
+    plan = {n.name: n for n in secret_plan(env)}
+    required, made = [], []
+    for name in _secret_refs(objs):
+        need = plan.get(name)
+        if need is None or need.source in ("generated", "resolver"):
+            made.append(name)
+        else:
+            required.append({"name": name, "source": need.source})
+    cap = capacity(env)
+    warnings = [f"{f.key}: {f.message}" for f in cap.findings]
+    unguarded = unguarded_warning(env)
+    if unguarded:
+        warnings.append(unguarded)
+    return {
+        "release": env.release,
+        "namespace": env.namespace,
+        "tier": str(env.tier),
+        "workloads": workloads,
+        "autoscalers": hpas,
+        "hosts": _hosts(objs),
+        "secrets": {"required": required, "made_by_the_cluster": made},
+        "capacity": {
+            "rated_rps": cap.rated_rps,
+            "stream_maxlen": cap.stream_maxlen,
+            "buffer_seconds": cap.buffer_seconds if cap.rated_rps else None,
+            "redis_maxmemory_bytes": cap.redis_maxmemory_bytes,
+            "stream_bytes": cap.stream_bytes,
+            "db_connections_max": cap.db_connections_max,
+            "db_client_connections": cap.db_client_connections,
+            "db_connection_budget": cap.db_connection_budget,
+            "db_max_connections": cap.db_max_connections,
+        },
+        "warnings": warnings,
+    }

@@ -28,19 +28,23 @@ Manifest = dict[str, Any]
 def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """Every environment's objects as plain dicts, built in one process, nothing written."""
     from constructs.api_objects import Root
+    from synth.render import _few_collections
 
-    charts = release_charts(Root(tempfile.gettempdir()), envs)
-    return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
+    with _few_collections():  # as synth renders (synth/render.py): the cyclic collector kept out of the way
+        charts = release_charts(Root(tempfile.gettempdir()), envs)
+        return {env.release: list(chart.to_json()) for env, chart in zip(envs, charts, strict=True)}
 
 
 def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
     """The shared charts (dist/cluster/, dist/argocd/) of a fleet, built as synth builds them."""
     from constructs.api_objects import Root
     from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
+    from synth.render import _few_collections
     from tiers.shared import shared_props
 
     scope, props = Root(tempfile.gettempdir()), shared_props(envs)
-    return {CLUSTER: list(ClusterChart(scope, props).to_json()), ARGOCD: list(ArgoCdChart(scope, props).to_json())}
+    with _few_collections():
+        return {CLUSTER: list(ClusterChart(scope, props).to_json()), ARGOCD: list(ArgoCdChart(scope, props).to_json())}
 
 
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:
@@ -65,9 +69,8 @@ def _containers(obj: Manifest) -> Iterable[Manifest]:
 
 def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
     """The contract every object must meet (labels, namespace, pinned images, resources, no Secrets)."""
-    import kubernetes_validate
-
     from constructs.platform import LABEL_KEYS
+    from ops.schema_check import schema_problem
 
     problems: list[str] = []
     # Isolation: fleet objects live in the fleet namespaces the model declares (platform-facts §11).
@@ -93,11 +96,9 @@ def policy_problems(env: Environment, objs: list[Manifest]) -> list[str]:
                 problems.append(f"{ref}: container {c['name']}: needs cpu/memory requests and a memory limit")
         group = o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else ""
         if "." not in group or group.endswith(".k8s.io") and not group.startswith("gateway."):
-            try:
-                kubernetes_validate.validate(o, "1.27", strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                path = ".".join(str(p) for p in exc.path)
-                problems.append(f"{ref}: schema (Kubernetes 1.27, strict): {path}: {exc.message}")
+            problem = schema_problem(o)
+            if problem is not None:
+                problems.append(f"{ref}: schema (Kubernetes 1.27, strict): {problem}")
     return problems
 
 
@@ -121,3 +122,16 @@ def identity_clashes(
             owner.setdefault((where, ident), folder)
             anywhere.setdefault(ident, folder)
     return clashes
+
+
+def release_files(rendered: dict[str, list[Manifest]], envs: Sequence[Environment] = ()) -> dict[Path, str]:
+    """``{<folder>/<file>: text}``: the files synth writes for these rendered folders, the same bytes
+    (synth/manifest_writer.py), with each environment's REQUIRED-SECRETS.md."""
+    from constructs.lifecycle.required_secrets import FILENAME
+    from constructs.lifecycle.required_secrets import render as required_secrets
+    from synth.manifest_writer import render_files
+
+    files = render_files(sorted(rendered.items()))
+    for env in envs:
+        files[Path(env.release) / FILENAME] = required_secrets(env)
+    return files

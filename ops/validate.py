@@ -6,70 +6,94 @@ Checks models, fleet rules, schema, policy and capacity in memory; writes nothin
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ops.fleet_render import (
-    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
-    _containers,
     _load,
     identity_clashes,
-    policy_problems,
-    render,
     render_shared,
 )
+from ops.selection import select
+from tiers.errors import raise_all
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """The synth's rules (models, fleet, shared charts), then policy, schema and capacity; errors on stderr."""
+    """The synth's rules (models, fleet, shared charts), then policy, schema and capacity; errors on stderr
+    (``--json``: every finding as JSON on stdout instead)."""
     from constructs.isolation.api_admission_policies import unguarded_warning
     from tiers.capacity import capacity
     from tiers.fleet import Sources, fleet_capacity, validate_fleet
     from tiers.images import LOCK_LABEL, unpinned
 
-    all_envs = _load(args.environments, [])
-    if args.env:
-        _load(args.environments, args.env)  # a name without a file: "file not found"
-    envs = [e for e in all_envs if not args.env or e.release in args.env]
-    sources = Sources.of(all_envs, args.environments, Path.cwd())
-    fleet = validate_fleet(all_envs, sources)
-    for err in fleet:
-        print(f"error: {err}", file=sys.stderr)
-    if fleet:
-        return EXIT_CONFIG
-    rendered = render(all_envs)
-    rendered.update(render_shared(all_envs))
+    findings: list[dict[str, Any]] = []
+
+    def report(level: str, text: str, file: str | None = None, stream: Any = sys.stderr) -> None:
+        findings.append({"level": level, "file": file, "text": text})
+        if not args.json:
+            print(f"{level}: {text}", file=stream)
+
+    from ops.fleet_parallel import Workers, _validate_worker, validate_chunk
+
+    with Workers(args.environments) as workers:
+        all_envs = _load(args.environments, [])
+        if args.env and not args.selector:
+            _load(args.environments, args.env)  # a name without a file: "file not found"
+        envs = select(all_envs, args.env, args.selector)
+        sources = Sources.of(all_envs, args.environments, Path.cwd())
+        fleet = validate_fleet(all_envs, sources)
+        if fleet:
+            raise_all(fleet)  # every error, one line each (cli.py; --json: as JSON)
+        check = frozenset(e.release for e in envs)
+        # Every environment rendered (object names are checked across the fleet), the chosen ones checked.
+        collect = workers.submit(all_envs, lambda chunk: validate_chunk(chunk, check), _validate_worker, check)
+        rendered: dict[str, list[Any]] = render_shared(all_envs)
+        problems: dict[str, list[str]] = {}
+        images: dict[str, set[str]] = {}
+        for part in collect():
+            for release, found, idents, used in part:
+                rendered[release], problems[release], images[release] = idents, found, set(used)
     failed = False
     warnings = 0
     for folder, other, ident in identity_clashes(rendered, {e.release: e.cluster.name for e in all_envs}):
-        print(f"error: {sources.label(folder)}: {ident} is also written by dist/{other}/", file=sys.stderr)
+        report("error", f"{sources.label(folder)}: {ident} is also written by dist/{other}/", sources.label(folder))
         failed = True
     for env in envs:
         label = sources.label(env.release)
-        for problem in policy_problems(env, rendered[env.release]):
-            print(f"error: {label}: {problem}", file=sys.stderr)
+        for problem in problems[env.release]:
+            report("error", f"{label}: {problem}", label)
             failed = True
         unguarded = unguarded_warning(env)
         if unguarded:
-            print(f"warning: {label}: {unguarded}")
+            report("warning", f"{label}: {unguarded}", label, sys.stdout)
         if args.strict:  # never a failure: a digest is recorded, never made up (docs/hardening.md)
-            deployed = {c["image"] for o in rendered[env.release] for c in _containers(o)}
+            deployed = images[env.release]
             for where, ref in unpinned(env):
                 if ref not in deployed:  # a component this environment does not run
                     continue
-                print(f"unpinned: {label}: {where}: {ref} has no digest in {LOCK_LABEL}; it keeps its tag")
+                report(
+                    "unpinned",
+                    f"{label}: {where}: {ref} has no digest in {LOCK_LABEL}; it keeps its tag",
+                    label,
+                    sys.stdout,
+                )
         for finding in capacity(env).findings:
             level = "error" if args.strict else finding.level
-            print(f"{level}: {label}: {finding.key}: {finding.message}", file=sys.stderr)
+            report(level, f"{label}: {finding.key}: {finding.message}", label)
             failed = failed or args.strict
             warnings += 1
     for shared in fleet_capacity(all_envs, sources):
         level = "error" if args.strict else "warning"
-        print(f"{level}: {shared}", file=sys.stderr)
+        report(level, str(shared), getattr(shared, "file", None))
         failed = failed or args.strict
         warnings += 1
-    if not failed:
-        print(f"ok: {len(envs)} environment(s) valid" + (f", {warnings} capacity warning(s)" if warnings else ""))
+    summary = f"ok: {len(envs)} environment(s) valid" + (f", {warnings} capacity warning(s)" if warnings else "")
+    if args.json:
+        print(json.dumps({"ok": not failed, "environments": [e.release for e in envs], "findings": findings}, indent=2))
+    elif not failed:
+        print(summary)
     return EXIT_FAILED if failed else EXIT_OK

@@ -3,6 +3,10 @@
 
 Usage: .venv/bin/python scripts/bench.py [--repeats N] [--sizes 10,50] [--markdown] [--check] [--no-optimize]
        .venv/bin/python scripts/bench.py --entry-points [--repeats N] [--sizes 200]
+       .venv/bin/python scripts/bench.py --commands [--repeats N] [--sizes 1,124,1000]
+
+``--commands``: a cold synth, ``validate`` and ``diff`` (no change) of the same generated fleets side by side, with
+their ratios to the synth (goal: at most 1.5x, docs/performance.md).
 
 Cases (each run as a fresh process from the repo root, with ``python -O`` as ``make synth`` runs it
 unless --no-optimize; the median of --repeats runs is kept):
@@ -496,6 +500,72 @@ def entry_points(args: argparse.Namespace, sizes: list[int]) -> int:
     return 0
 
 
+#: validate and diff of a fleet against a cold synth of the same fleet (docs/performance.md).
+GOAL_COMMAND_RATIO = 1.5
+
+
+def commands(args: argparse.Namespace, sizes: list[int]) -> int:
+    """The ``--commands`` table: a cold synth (``python -O app.py --no-cache``, what ``make synth`` runs with an
+    empty cache), ``iotistica-k8s validate`` and ``iotistica-k8s diff`` (no change: against that synth's own
+    output) of the same generated fleet, side by side, each as the operator runs it (``python cli.py``)."""
+    env = child_env()
+    env.pop("PYTHONOPTIMIZE", None)
+    python = sys.executable
+    with tempfile.TemporaryDirectory(prefix="iotistica-bench-") as tmp_str:
+        tmp = Path(tmp_str)
+        TRASH[:] = [tmp / "trash"]
+        TRASH[0].mkdir()
+        rows: list[tuple[int, Case, Case, Case]] = []
+        cases: list[Case] = []
+        for n in sizes:
+            gen = tmp / f"envs-{n}"
+            generate_environments(ROOT / "environments", gen, n)
+            reference = tmp / f"reference-{n}"  # what diff compares with: a synth of the same fleet
+            subprocess.run(
+                [python, "-O", "app.py", "--environments", str(gen), "--no-cache", "--outdir", str(reference)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            out = tmp / f"out-{n}"
+            synth = Case(
+                f"{n}: synth, cold",
+                [python, "-O", "app.py", "--environments", str(gen), "--no-cache", "--outdir", str(out)],
+                n,
+                out,
+            )
+            validate = Case(f"{n}: validate", [python, "cli.py", "--environments", str(gen), "validate"], n)
+            diff = Case(
+                f"{n}: diff", [python, "cli.py", "--environments", str(gen), "diff", "--dist", str(reference)], n
+            )
+            rows.append((n, synth, validate, diff))
+            cases += [synth, validate, diff]
+        for case in cases:
+            run(case, env, [])  # warm-up (page cache, .pyc files); not counted
+            forget_warm_up(case)
+        rounds(cases, env, [], args.repeats, quiet=args.markdown)
+    ok = True
+    lines = [
+        "| environments | synth, cold s | validate s | validate / synth | diff s | diff / synth | goal "
+        "| CPU s: synth, validate, diff |",
+        "|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for n, synth, validate, diff in rows:
+        rv, rd = validate.median / synth.median, diff.median / synth.median
+        passed = rv <= GOAL_COMMAND_RATIO and rd <= GOAL_COMMAND_RATIO
+        ok = ok and passed
+        lines.append(
+            f"| {n} | {synth.median:.2f} | {validate.median:.2f} | {rv:.2f}x | {diff.median:.2f} | {rd:.2f}x "
+            f"| <= {GOAL_COMMAND_RATIO}x {'PASS' if passed else 'FAIL'} "
+            f"| {synth.cpu:.2f}, {validate.cpu:.2f}, {diff.cpu:.2f} |"
+        )
+    if not args.markdown:
+        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.repeats} repeats, median\n")
+    print("\n".join(lines))
+    return 1 if args.check and not ok else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; the median is reported (default 3)")
@@ -521,7 +591,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--entry-points", action="store_true", help="compare make synth, cdk8s synth, iotistica-k8s synth, app.py"
     )
+    parser.add_argument(
+        "--commands", action="store_true", help="synth (cold), validate and diff of the same fleets side by side"
+    )
     args = parser.parse_args(argv)
+    if args.commands and args.sizes == parser.get_default("sizes"):
+        args.sizes = "1,124,1000"
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     try:
@@ -541,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rules_only:
         print(rules_table(fleet_rules(rule_sizes, args.clusters, args.repeats), args.clusters))
         return 0
+    if args.commands:
+        return commands(args, sizes)
 
     env = child_env()
     if args.no_optimize:  # app.py runs itself under -O unless PYTHONOPTIMIZE is set (even to 0)

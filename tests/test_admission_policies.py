@@ -564,5 +564,5 @@ def test_agent_namespace_setting(tmp_path: Path, environments) -> None:
         assert_allowed(v, request(user, "CREATE", ns(name, agents)))
     assert_denied(v, request(IOT, "CREATE", ns("virtual-agents-demo", agents)), create_agents)
     assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents-demo")), create_agents)  # unlabelled
-    for key in ("iotistica.com/tenant", "iotistica.com/release-namespace", "iotistica.com/fleet-namespace"):
-        assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents-demo", {**agents, key: "demo"})), create_agents)
+    for label in ("iotistica.com/tenant", "iotistica.com/release-namespace", "iotistica.com/fleet-namespace"):
+        assert_denied(v, request(DEMO, "CREATE", ns("virtual-agents-demo", {**agents, label: "demo"})), create_agents)

@@ -68,7 +68,7 @@ def test_validate_bad_input_is_one_line_exit_2(capsys, tmp_path: Path) -> None:
     rc, out, err = run(capsys, "--environments", str(tmp_path), "validate")
     assert rc == 2 and out == ""
     assert err.strip().endswith(
-        "x.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise"
+        "x.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise (line 3)"
     )
 
 
@@ -90,7 +90,7 @@ def test_explain_reports_capacity_and_secrets(capsys) -> None:
 
 
 def test_diff_between_two_environments(capsys) -> None:
-    rc, out, _ = run(capsys, "diff", "client-demo", "iotistica")
+    rc, out, _ = run(capsys, "diff", "--compare", "client-demo", "iotistica")
     assert rc == 1
     assert "+ HorizontalPodAutoscaler/{namespace}/{release}-api" in out
     assert "~ Deployment/{namespace}/{release}-api" in out
@@ -99,7 +99,7 @@ def test_diff_between_two_environments(capsys) -> None:
 
 
 def test_diff_same_environment_is_empty(capsys) -> None:
-    rc, out, _ = run(capsys, "diff", "iotistica", "iotistica")
+    rc, out, _ = run(capsys, "diff", "--compare", "iotistica", "iotistica")
     assert rc == 0 and out.strip().endswith("0 added, 0 removed, 0 changed")
 
 

@@ -43,18 +43,20 @@ def test_models_are_frozen() -> None:
 
 def test_fails_hpa_min_above_max_with_exact_message(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "api": {"hpa": {"minReplicas": 6}}})
-    assert msg == "environments/acme.yaml: api.hpa.minReplicas: must be <= maxReplicas (4), got 6"
+    assert msg == "environments/acme.yaml: api.hpa.minReplicas: must be <= maxReplicas (4), got 6 (line 3)"
 
 
 def test_fails_unknown_tier(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "tier": "gold"})
     assert (
-        msg == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise"
+        msg == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise (line 3)"
     )
 
 
 def test_fails_unknown_key(tmp_path: Path) -> None:
-    assert error_of(tmp_path, {**BASE, "api": {"replicaz": 2}}) == "environments/acme.yaml: api.replicaz: unknown key"
+    assert error_of(tmp_path, {**BASE, "api": {"replicaz": 2}}) == (
+        "environments/acme.yaml: api.replicaz: unknown key; did you mean 'replicas'? (line 2)"
+    )
 
 
 def test_fails_wrong_type(tmp_path: Path) -> None:
@@ -80,7 +82,7 @@ def test_fails_not_a_mapping(tmp_path: Path) -> None:
 
 def test_fails_release_not_matching_file_name(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "release": "other", "namespace": "other"})
-    assert msg == "environments/acme.yaml: release: must match the file name ('acme'), got 'other'"
+    assert msg == "environments/acme.yaml: release: must match the file name ('acme'), got 'other' (line 2)"
 
 
 def test_fails_release_not_dns(tmp_path: Path) -> None:
@@ -90,7 +92,7 @@ def test_fails_release_not_dns(tmp_path: Path) -> None:
 
 def test_fails_namespace_too_long(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "namespace": "n" * 64})
-    assert msg == "environments/acme.yaml: namespace: must be at most 63 characters, got 64 ('" + "n" * 64 + "')"
+    assert msg == "environments/acme.yaml: namespace: must be at most 63 characters, got 64 ('" + "n" * 64 + "') (line 1)"
 
 
 def test_fails_bare_star_cors(tmp_path: Path) -> None:
@@ -109,7 +111,7 @@ def test_fails_redis_limit_without_headroom(tmp_path: Path) -> None:
     )
     assert msg == (
         "environments/acme.yaml: redis.resources.limits.memory: must exceed maxmemoryMb (2048 MiB) by 25% "
-        "(>= 2560Mi), got 2Gi"
+        "(>= 2560Mi), got 2Gi (line 5)"
     )
 
 
@@ -117,7 +119,7 @@ def test_fails_enterprise_without_redis_cluster(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "tier": "enterprise", "redis": {"cluster": {"enabled": False}}})
     assert msg == (
         "environments/acme.yaml: redis.cluster.enabled: must be true on the enterprise tier "
-        "(the seed requires Redis Cluster)"
+        "(the seed requires Redis Cluster) (line 4)"
     )
 
 
@@ -136,13 +138,13 @@ def test_persistent_spool_with_several_pods_becomes_a_statefulset(tmp_path: Path
 
 def test_fails_latest_image(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "api": {"image": {"repository": "iotistic/api", "tag": "latest"}}})
-    assert msg == "environments/acme.yaml: api.image.tag: must be a pinned tag (not 'latest'), got 'latest'"
+    assert msg == "environments/acme.yaml: api.image.tag: must be a pinned tag (not 'latest'), got 'latest' (line 4)"
 
 
 def test_fails_bad_memory_quantity(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "api": {"resources": {"limits": {"memory": "2GB"}}}})
     assert msg == (
-        "environments/acme.yaml: api.resources.limits.memory: must be a memory quantity such as 512Mi or 4Gi, got '2GB'"
+        "environments/acme.yaml: api.resources.limits.memory: must be a memory quantity such as 512Mi or 4Gi, got '2GB' (line 4)"
     )
 
 

@@ -99,10 +99,10 @@ def tenant_objects(base: Path) -> list[Obj]:
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=SYNTH_ENV)
     assert proc.returncode == 0, proc.stderr
     objs = [d for p in sorted(out.rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d and "kind" in d]
-    fleets = {f"fleet-{n}-{f}" for n, fs in TENANT_FLEETS.items() for f in fs}
+    fleet_names = {f"fleet-{n}-{f}" for n, fs in TENANT_FLEETS.items() for f in fs}
     keep = [o for o in objs if o["kind"] in ("Namespace", "ClusterRoleBinding")]
-    keep += [o for o in objs if o["metadata"].get("namespace") in fleets]
-    assert {o["metadata"]["name"] for o in keep if o["kind"] == "Namespace"} == {*TENANT_FLEETS, *fleets}
+    keep += [o for o in objs if o["metadata"].get("namespace") in fleet_names]
+    assert {o["metadata"]["name"] for o in keep if o["kind"] == "Namespace"} == {*TENANT_FLEETS, *fleet_names}
     return sorted(keep, key=lambda o: o["kind"] != "Namespace")
 
 

@@ -451,7 +451,7 @@ def test_fleet_namespace_longer_than_63_is_refused_at_its_path(tmp_path: Path) -
     assert msg == (
         "environments/acme.yaml: fleetNamespaces.fleets.1.name: the fleet namespace "
         f"'fleet-acme-{name}x' must be a DNS-1123 label of at most 63 characters, got 64; "
-        "use a name of at most 52 characters"
+        "use a name of at most 52 characters (line 7)"
     )
 
 

@@ -28,7 +28,7 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 CONSOLE = str(ROOT / ".venv" / "bin" / "iotistica-k8s")
 ENV = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK8S_CHECK_UPGRADE": "false"}
 ENV.pop("CDK8S_OUTDIR", None)
-BROKEN = "error: environments/iotistica.yaml: api.hpa.minReplicas: must be <= maxReplicas (4), got 6"
+BROKEN = "error: environments/iotistica.yaml: api.hpa.minReplicas: must be <= maxReplicas (4), got 6 (line 3)"
 NOT_THE_FILES = "this is not a problem in the environment files"
 
 

@@ -99,9 +99,9 @@ def test_a_tier_is_one_line_and_every_example_uncomments(tmp_path: Path, capsys:
             path = fleet / f"ex-{tier}-0.yaml" if i == 0 else new(fleet, f"ex-{tier}-{i}", tier)
             text = path.read_text()
             assert examples(text) == spans  # the same scaffold, another name
-            changed = uncomment(text, span)
-            assert yaml.safe_load(changed) != yaml.safe_load(text), (tier, i, changed)
-            path.write_text(changed)
+            edited = uncomment(text, span)
+            assert yaml.safe_load(edited) != yaml.safe_load(text), (tier, i, edited)
+            path.write_text(edited)
             cases += 1
     capsys.readouterr()
     rc = cli.main(["--environments", str(fleet), "validate", "--strict"])

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiers.errors import raise_all
 from tiers.fleet_file import NO_FLEET_FILE, FleetFile
 from tiers.loader import ConfigError, load_environments, load_fleet_file
 from tiers.models import Environment
@@ -522,11 +523,11 @@ def check_directory(directory: Path, base: Path | None = None) -> None:
 
 
 def load_fleet(directory: Path, base: Path | None = None) -> tuple[list[Environment], Sources]:
-    """Load every environment and apply the fleet's rules; raise the first error (ConfigError)."""
+    """Load every environment and apply the fleet's rules; raise every error (ConfigError, ConfigErrors)."""
     check_directory(directory, base)
     envs = load_environments(directory, base=base)
     sources = Sources.of(envs, directory, base)
     errors = validate_fleet(envs, sources)
     if errors:
-        raise errors[0]
+        raise_all(errors)
     return envs, sources

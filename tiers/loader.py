@@ -12,6 +12,7 @@ e.g. ``environments/iotistica.yaml: api.hpa.minReplicas: must be <= maxReplicas 
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from tiers import TIERS
-from tiers.errors import ConfigError
+from tiers.errors import ConfigError, ConfigErrors, raise_all
 from tiers.fleet_file import FleetFile, fleet_layer, fleet_path, read_fleet
 from tiers.images import LOCK, LOCK_LABEL, check_lock, pin
 from tiers.models import Environment
@@ -29,6 +30,7 @@ PRESETS = Path(__file__).resolve().parent / "presets"
 
 __all__ = [
     "ConfigError",
+    "ConfigErrors",
     "deep_merge",
     "format_error",
     "load_environment",
@@ -199,7 +201,7 @@ def _parse_yaml(text: str, label: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(label, "", f"{where}invalid YAML: {problem}") from None
+        raise ConfigError(label, "", f"{where}invalid YAML: {plain_words(problem)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -208,6 +210,31 @@ def _parse_yaml(text: str, label: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise ConfigError(label, str(key), "keys must be strings")
     return data
+
+
+#: The YAML parser's problems in plain words (the parser's own words kept in parentheses).
+_PLAIN = (
+    ("found character '\\t' that cannot start any token", "a tab character: indent with spaces only"),
+    (
+        "mapping values are not allowed here",
+        "a second ':' on the line: quote a value that holds ': ', or fix the indentation",
+    ),
+    ("could not find expected ':'", "a line that is not 'key: value': a ':' is missing, or the indentation is off"),
+    ("did not find expected key", "this line's indentation does not match the keys above it"),
+    ("expected <block end>", "this line's indentation does not match the keys above it"),
+    ("did not find expected '-' indicator", "a list item's indentation does not match the items above it"),
+    ("found unexpected end of stream", "the file ends inside a quoted value: a closing quote is missing"),
+    ("found unknown escape character", "an unknown backslash escape inside double quotes: use single quotes"),
+    ("but found another document", "more than one YAML document ('---'): an environment file holds one"),
+)
+
+
+def plain_words(problem: str) -> str:
+    """A YAML parser problem said plainly, e.g. a tab: "a tab character: indent with spaces only"."""
+    for raw, plain in _PLAIN:
+        if problem.startswith(raw):
+            return f"{plain} ({problem})"
+    return problem
 
 
 def _loc(loc: Iterable[Any]) -> str:
@@ -252,7 +279,8 @@ def read_lock(path: Path = LOCK, label: str = LOCK_LABEL) -> dict[str, str]:
 def load_environment(
     path: Path, label: str | None = None, lock: Mapping[str, str] | None = None, fleet: FleetFile | None = None
 ) -> Environment:
-    """Read one environment file and return its validated model, or raise ConfigError.
+    """Read one environment file and return its validated model, or raise ConfigError (ConfigErrors: every
+    error of the file, each with its line).
 
     ``lock``: the images lock (tiers/images.py); default: the committed ``tiers/images.lock``.
     ``fleet``: the fleet file (tiers/fleet_file.py); default: ``fleet.yaml`` beside the file's folder.
@@ -262,12 +290,22 @@ def load_environment(
         lock = read_lock()
     if fleet is None:
         fleet = read_fleet(fleet_path(path.parent))
-    data = _read_yaml(path, label)
+    text = _read_text(path, label)
+    data = _parse_yaml(text, label)
+    if not data:
+        raise ConfigError(label, "", "empty file (no settings; `iotistica-k8s new NAME --tier TIER` writes one)")
     tier = data.get("tier")
     if tier is None:
         raise ConfigError(label, "tier", "required key is missing")
     if tier not in TIERS:
-        raise ConfigError(label, "tier", f"unknown tier {_short(tier)}; expected one of {', '.join(TIERS)}")
+        near = difflib.get_close_matches(str(tier), TIERS, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ConfigError(
+            label,
+            "tier",
+            f"unknown tier {_short(tier)}; {hint}expected one of {', '.join(TIERS)}",
+            _line_of(text, ["tier"]),
+        )
     preset = _read_preset(tier)
     layer = fleet_layer(fleet, data, label)
     merged = deep_merge(deep_merge(preset, layer) if layer else preset, data)
@@ -275,12 +313,15 @@ def load_environment(
         env = Environment.model_validate(merged)
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=lambda e: [str(p) for p in e.get("loc", ())])
-        where, message = format_error(errors[0])
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more)"
-        raise ConfigError(label, where, message) from None
+        raise_all([_located(label, text, err) for err in errors])
+        raise  # unreachable: raise_all raises for a non-empty list
     if env.release != path.stem:
-        raise ConfigError(label, "release", f"must match the file name ({path.stem!r}), got {env.release!r}")
+        raise ConfigError(
+            label,
+            "release",
+            f"must match the file name ({path.stem!r}), got {env.release!r}",
+            _line_of(text, ["release"]),
+        )
     pinned: Environment = pin(env, lock, label)
     return pinned
 
@@ -293,6 +334,63 @@ def load_fleet_file(directory: Path, base: Path | None = None) -> FleetFile:
     except ValueError:
         label = str(path)
     return read_fleet(path, label)
+
+
+def _located(label: str, text: str, err: Mapping[str, Any]) -> ConfigError:
+    """One pydantic error as a ConfigError with its line in the file and, for an unknown key, the nearest
+    known one ("did you mean")."""
+    where, message = format_error(err)
+    parts = [str(p) for p in err.get("loc", ())]
+    if err.get("type") == "extra_forbidden" and parts:
+        near = difflib.get_close_matches(parts[-1], model_keys(parts[:-1]), n=1)
+        if near:
+            message += f"; did you mean {near[0]!r}?"
+    return ConfigError(label, where, message, _line_of(text, where.split(".") if where else []))
+
+
+def model_keys(loc: Iterable[str]) -> list[str]:
+    """The keys a mapping of an environment file may have at ``loc`` (a key path), [] when unknown."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def models(annotation: Any) -> list[Any]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models(arg)]
+
+    current: list[Any] = [Environment]
+    for part in loc:
+        nxt: list[Any] = []
+        for m in current:
+            for name, info in m.model_fields.items():
+                if part in (name, info.alias):
+                    nxt += models(info.annotation)
+        if not nxt:  # a list index or a map key: the same models one level down
+            nxt = current if part.isdigit() or current else []
+        current = nxt
+    return sorted({info.alias or name for m in current for name, info in m.model_fields.items()})
+
+
+def _line_of(text: str, keys: list[str]) -> int | None:
+    """The 1-based line of the deepest key of ``keys`` (a key path; list items by index) the file has."""
+    try:
+        node = yaml.compose(text, Loader=StrictLoader)
+    except (yaml.YAMLError, _Refused, RecursionError):
+        return None
+    line = None
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if str(k.value) == key), None)
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+            node = node.value[int(key)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def load_environments(
@@ -316,6 +414,12 @@ def load_environments(
             raise ConfigError(label(directory), "", "no environment files (*.yaml) found")
     lock = read_lock() if images_lock is None else read_lock(images_lock, label(images_lock))
     fleet = load_fleet_file(directory, base)
-    envs = [load_environment(p, label(p), lock, fleet) for p in paths]
+    envs, errors = [], []
+    for p in paths:  # every file read: every error of the run reported, not the first only
+        try:
+            envs.append(load_environment(p, label(p), lock, fleet))
+        except ConfigError as exc:
+            errors.append(exc)
+    raise_all(errors)
     # Rules across environments (namespaces, hosts, names, ...) are tiers/fleet.py's: validate_fleet.
     return sorted(envs, key=lambda e: e.release)
