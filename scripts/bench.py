@@ -145,7 +145,12 @@ def generate_environments(source: Path, target: Path, n: int, clusters: int = 0)
     if clusters:
         (target.parent / "fleet.yaml").write_text(yaml.safe_dump(fleet_of(clusters, n)), encoding="utf-8")
     elif fleet_file.exists():
-        shutil.copy(fleet_file, target.parent / "fleet.yaml")
+        # The project's fleet file, each server sized for its share of the clients (a real operator adds
+        # servers; the bench measures synth, not the capacity rule, which refuses an overfull server).
+        fleet = yaml.safe_load(fleet_file.read_text(encoding="utf-8")) or {}
+        for server in fleet.get("databaseServers") or []:
+            server["maxConnections"] = max(int(server.get("maxConnections", 0)), 160 * n + 10)
+        (target.parent / "fleet.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
     for i in range(1, n + 1):
         data = copy.deepcopy(templates[(i - 1) % len(templates)])
         data["release"] = data["namespace"] = f"client-{i}"
