@@ -49,7 +49,8 @@ def test_fails_hpa_min_above_max_with_exact_message(tmp_path: Path) -> None:
 def test_fails_unknown_tier(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "tier": "gold"})
     assert (
-        msg == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise (line 3)"
+        msg
+        == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise (line 3)"
     )
 
 
@@ -92,7 +93,9 @@ def test_fails_release_not_dns(tmp_path: Path) -> None:
 
 def test_fails_namespace_too_long(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "namespace": "n" * 64})
-    assert msg == "environments/acme.yaml: namespace: must be at most 63 characters, got 64 ('" + "n" * 64 + "') (line 1)"
+    assert (
+        msg == "environments/acme.yaml: namespace: must be at most 63 characters, got 64 ('" + "n" * 64 + "') (line 1)"
+    )
 
 
 def test_fails_bare_star_cors(tmp_path: Path) -> None:
