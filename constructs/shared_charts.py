@@ -31,8 +31,18 @@ def cluster_folder(cluster: str) -> str:
     return f"{CLUSTER}/{cluster}"
 
 
+def only_cluster(props: SharedProps) -> ClusterSlice:
+    """The one cluster of a fleet that has one (a fleet without environments: ``in-cluster``, no tenant)."""
+    if len(props.clusters) > 1:
+        raise ValueError(f"the fleet has {len(props.clusters)} clusters: name the one to build")
+    if props.clusters:
+        return props.clusters[0]
+    return ClusterSlice(name="in-cluster", server="https://kubernetes.default.svc", tenants=())
+
+
 class ClusterChart(ObjectChart):
-    def __init__(self, scope: Root, props: SharedProps, cluster: ClusterSlice) -> None:
+    def __init__(self, scope: Root, props: SharedProps, cluster: ClusterSlice | None = None) -> None:
+        cluster = cluster if cluster is not None else only_cluster(props)
         super().__init__(scope, f"{CLUSTER}-{cluster.name}", disable_resource_name_hashes=True)
         # Isolation: the API deployer's ClusterRoles (platform-facts §11; instance `cluster`, no tier label).
         from constructs.isolation.cluster_rbac import ClusterRbac

@@ -25,7 +25,9 @@ from ops.fleet_render import (
 def cmd_validate(args: argparse.Namespace) -> int:
     """The synth's rules (models, fleet, shared charts), then policy, schema and capacity; errors on stderr."""
     from constructs.isolation.api_admission_policies import unguarded_warning
+    from synth.render import check_tenant_objects
     from tiers.capacity import capacity
+    from tiers.errors import ConfigError
     from tiers.fleet import Sources, fleet_capacity, validate_fleet
     from tiers.images import LOCK_LABEL, unpinned
 
@@ -48,6 +50,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         failed = True
     for env in envs:
         label = sources.label(env.release)
+        try:  # as synth refuses it (synth/render.py): tenant folders hold namespaced objects only
+            check_tenant_objects(label, env.release, rendered[env.release])
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed = True
         for problem in policy_problems(env, rendered[env.release]):
             print(f"error: {label}: {problem}", file=sys.stderr)
             failed = True

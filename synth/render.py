@@ -129,7 +129,7 @@ def _render(
 
     write_required_secrets(envs, outdir)
     # Delivery: the tenant file the ApplicationSet's Git files generator discovers (not applied either).
-    write_tenant_files(envs, outdir)
+    write_tenant_files(envs, outdir, previous)
 
 
 #: Kinds that are cluster-scoped whatever their metadata says (Kubernetes and the CRDs this project uses).
@@ -184,17 +184,19 @@ def check_tenant_objects(source: str, folder: str, objects: Sequence[Any]) -> No
             )
 
 
-def write_tenant_files(envs: Sequence[Environment], outdir: Path) -> None:
-    """Write ``<outdir>/<release>/argocd-tenant.json`` (tiers/shared.py ``tenant_record``) for each environment."""
+def write_tenant_files(envs: Sequence[Environment], outdir: Path, previous: Path | None = None) -> None:
+    """Write ``<outdir>/<release>/argocd-tenant.json`` (tiers/shared.py ``tenant_record``) for each
+    environment (linked from ``previous`` when the bytes are the same, as the manifests: synth/files.py)."""
     import json
 
+    from synth.files import write_tree
     from tiers.shared import TENANT_FILE, tenant_record
 
-    for e in envs:
-        folder = outdir / e.release
-        folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(tenant_record(e), indent=2, sort_keys=True) + "\n"
-        (folder / TENANT_FILE).write_text(text, encoding="utf-8")
+    files = [
+        (e.release, TENANT_FILE, (json.dumps(tenant_record(e), indent=2, sort_keys=True) + "\n").encode())
+        for e in envs
+    ]
+    write_tree(outdir, files, previous)
 
 
 # --------------------------------------------------------------------------------------------------

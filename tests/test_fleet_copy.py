@@ -98,7 +98,8 @@ def test_the_copy_holds_a_client_of_every_tier(grown: Path) -> None:
         data = yaml.safe_load((grown / "environments" / f"tenant-{tier}.yaml").read_text())
         assert data["tier"] == tier
         assert (grown / "dist" / f"tenant-{tier}" / "REQUIRED-SECRETS.md").is_file()
-        assert (grown / "dist" / "argocd" / f"Application.tenant-{tier}.k8s.yaml").is_file()
+        assert (grown / "dist" / "argocd" / f"AppProject.tenant-{tier}.k8s.yaml").is_file()
+        assert (grown / "dist" / f"tenant-{tier}" / "argocd-tenant.json").is_file()
 
 
 def test_validate_strict_and_docs_check_pass_on_the_grown_fleet(grown: Path) -> None:
