@@ -42,6 +42,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if fleet:
         return EXIT_CONFIG
     rendered = render(all_envs)
+    try:  # as synth refuses it (synth/render.py): tenant folders hold namespaced objects only
+        for env in all_envs:
+            check_tenant_objects(sources.label(env.release), env.release, rendered[env.release])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     rendered.update(render_shared(all_envs))
     failed = False
     warnings = 0
@@ -50,11 +56,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         failed = True
     for env in envs:
         label = sources.label(env.release)
-        try:  # as synth refuses it (synth/render.py): tenant folders hold namespaced objects only
-            check_tenant_objects(label, env.release, rendered[env.release])
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            failed = True
         for problem in policy_problems(env, rendered[env.release]):
             print(f"error: {label}: {problem}", file=sys.stderr)
             failed = True
