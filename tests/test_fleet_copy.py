@@ -28,7 +28,9 @@ LINKED = (".venv", ".venv-tools", "node_modules", "imports", ".synth-cache")
 FLEET_TESTS = (
     "tests/test_fleet_validation.py",
     "tests/test_cli.py::test_every_shipped_environment_passes_strict",
-    "tests/test_lifecycle_manifests.py::test_one_application_per_environment_plus_cluster_and_app_of_apps",
+    "tests/test_lifecycle_manifests.py::test_one_project_per_environment_one_application_set_and_the_platform_applications",
+    "tests/test_argocd_projects.py::test_every_object_of_every_application_is_permitted_by_its_project",
+    "tests/test_argocd_projects.py::test_a_tenant_project_permits_nothing_of_another_tenant_and_nothing_cluster_wide",
     "tests/test_graph.py::test_docs_pages_are_current_and_check_catches_staleness",
     "tests/test_graph.py::test_a_release_owns_its_page_and_the_index_names_none",
     "tests/test_dist.py::test_dist_equals_a_fresh_synth",
