@@ -221,12 +221,12 @@ class Project:
             white = self.spec.get("namespaceResourceWhitelist")
             black = self.spec.get("namespaceResourceBlacklist")
             whitelisted = white is None or (len(white) != 0 and _in_list(group, kind, white))
-            blacklisted = bool(black) and _in_list(group, kind, black)
+            blacklisted = bool(black) and _in_list(group, kind, black or [])
             return whitelisted and not blacklisted
         white = self.spec.get("clusterResourceWhitelist")
         black = self.spec.get("clusterResourceBlacklist")
-        whitelisted = bool(white) and _in_named_list(group, kind, name, white)
-        blacklisted = bool(black) and _in_named_list(group, kind, name, black)
+        whitelisted = bool(white) and _in_named_list(group, kind, name, white or [])
+        blacklisted = bool(black) and _in_named_list(group, kind, name, black or [])
         return whitelisted and not blacklisted
 
     def is_resource_permitted(self, group: str, kind: str, name: str, namespace: str, cluster: Cluster) -> bool:

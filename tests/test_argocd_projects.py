@@ -353,8 +353,8 @@ def test_a_tenant_project_permits_nothing_of_another_tenant_and_nothing_cluster_
     owned = {name: {namespace_of(o, a) for o in a.objects(DIST)} for name, a in tenants.items()}
     for name, app in tenants.items():
         project = projects[name]
-        for kind in FORBIDDEN_CLUSTER_KINDS:
-            assert not project.is_group_kind_name_permitted(*kind, "anything", False), (name, kind)
+        for forbidden in FORBIDDEN_CLUSTER_KINDS:
+            assert not project.is_group_kind_name_permitted(*forbidden, "anything", False), (name, forbidden)
         for group, kind in (("", "Secret"), ("argoproj.io", "Application"), ("argoproj.io", "AppProject")):
             assert not project.is_resource_permitted(
                 group, kind, "x", app.spec["destination"]["namespace"], app.cluster

@@ -304,8 +304,8 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
     # One Argo CD destination per cluster, one cluster per destination (tiers/shared.py).
     try:
         cluster_servers(ordered, sources.label)
-    except ConfigError as err:
-        add(err)
+    except ConfigError as clash:
+        add(clash)
 
     # One database server, one max_connections.
     for server in sorted({e.database.server for e in ordered}):
