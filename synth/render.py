@@ -193,8 +193,7 @@ def write_tenant_files(envs: Sequence[Environment], outdir: Path, previous: Path
     from tiers.shared import TENANT_FILE, tenant_record
 
     files = [
-        (e.release, TENANT_FILE, (json.dumps(tenant_record(e), indent=2, sort_keys=True) + "\n").encode())
-        for e in envs
+        (e.release, TENANT_FILE, (json.dumps(tenant_record(e), indent=2, sort_keys=True) + "\n").encode()) for e in envs
     ]
     write_tree(outdir, files, previous)
 
