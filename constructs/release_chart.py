@@ -1,4 +1,4 @@
-"""ReleaseChart: one environment, one ArgoCD Application, one folder ``dist/<release>/``.
+"""ReleaseChart: one environment, one ArgoCD Application, one folder ``dist/<release>/`` (namespaced objects only).
 
 This is the one place where constructs are wired to each other: each construct receives its slice
 of the environment plus the outputs (service names, ports, URLs, network endpoints) of the constructs
@@ -7,8 +7,9 @@ it talks to. A release is four steps, one per concern (docs/architecture.md):
 1. core: Redis, the broker, the API, ingestion, the dashboard, Node-RED (optional);
 2. edge: Gateway API routes, the API rate limit, the broker certificate, monitoring;
 3. lifecycle: the secrets provider and the hook Jobs (sync order: constructs/lifecycle/sync_hooks.py);
-4. isolation: the release namespace, API cluster access, fleet namespaces and the NetworkPolicies
-   over the pods of the three steps before it.
+4. isolation: what the fleet namespaces hold and the NetworkPolicies over the pods of the three steps
+   before it (the cluster-scoped objects of a release, its Namespaces and the API's ClusterRoleBinding,
+   are in its cluster's platform folder: constructs/shared_charts.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from constructs.edge.api_rate_limit import ApiRateLimit, ApiRateLimitProps
 from constructs.edge.broker_certificate import BrokerCertificate, BrokerCertificateProps
 from constructs.edge.gateway_routes import Backend, GatewayRoutes, GatewayRoutesProps
 from constructs.edge.monitoring import HpaTarget, Monitoring, MonitoringProps, RedisClusterTarget, ScrapeTarget
-from constructs.isolation.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
 from constructs.isolation.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
 from constructs.isolation.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
-from constructs.isolation.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
 from constructs.lifecycle.db_init_job import DbInitJob, DbInitJobProps
 from constructs.lifecycle.platform_config_job import PlatformConfigJob, PlatformConfigJobProps
 from constructs.lifecycle.secrets_provider import SecretsProvider, SecretsProviderProps
@@ -290,17 +289,12 @@ class ReleaseChart(ObjectChart):
         ]
 
     def _isolation(self) -> None:
-        """Pod security of the namespace, the API's cluster access, fleet namespaces, NetworkPolicies."""
+        """What the fleet namespaces hold, NetworkPolicies."""
         env, rel = self.env, self.rel
-        if env.pod_security.manage_namespace:
-            ReleaseNamespace(self, "Namespace", props=ReleaseNamespaceProps(release=rel, level=env.pod_security.level))
+        # The release Namespace, the fleet Namespaces and the API's ClusterRoleBinding are cluster-scoped:
+        # they are the tenant's files in its cluster's platform folder (constructs/shared_charts.py), never
+        # here (synth/render.py refuses a cluster-scoped object in a tenant folder).
         fleets = env.fleet_namespaces
-        if fleets.virtual_agent_manager:
-            ApiClusterAccess(
-                self,
-                "ApiClusterAccess",
-                props=ApiClusterAccessProps(release=rel, service_account=self.api.service_account),
-            )
         endpoints = self._endpoints()
         self.network_endpoints = {e.key: e for e in endpoints}
         self.fleets: list[FleetNamespace] = []
@@ -315,7 +309,6 @@ class ReleaseChart(ObjectChart):
                             fleet=fleet,
                             namespace=env.fleet_namespace(fleet.name),
                             object_name=env.fleet_object_name(fleet.name),
-                            enforce=fleets.pod_security_enforce,
                             service_account=self.api.service_account,
                             broker=self.mosquitto.network_endpoint,
                             api=self.api.network_endpoint,

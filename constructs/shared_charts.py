@@ -1,8 +1,16 @@
-"""Charts that are not one release: ``dist/cluster/`` and ``dist/argocd/``.
+"""Charts that are not one release: ``dist/cluster/<cluster>/`` and ``dist/argocd/``.
 
-- ``ClusterChart`` holds cluster-scoped objects shared by every release (the fleet ClusterRoles and the
-  ValidatingAdmissionPolicies that confine the API's cluster-wide grant).
-- ``ArgoCdChart`` holds the Argo CD Applications (one per release) and the app-of-apps.
+- ``ClusterChart``, one per cluster (``cluster.name``), is the platform folder ``dist/cluster/<cluster>/``
+  synced by the platform Application ``iotistica-cluster-<cluster>``: every cluster-scoped object of the
+  tenants on that cluster and what they share.
+  - Shared: the fleet ClusterRoles and the ValidatingAdmissionPolicies that confine the API's
+    cluster-wide grant.
+  - Per tenant, one file per object, named after the object (so adding a tenant only adds files): its
+    release Namespace, its fleet Namespaces and the API's ClusterRoleBinding
+    ``<release>-virtual-agent-manager``. The same objects (labels, annotations) the release chart made
+    before they moved here.
+- ``ArgoCdChart`` holds the Argo CD objects (constructs/argocd_apps.py): one AppProject per tenant, the
+  platform AppProject, the tenants' ApplicationSet, the platform Applications and the app-of-apps.
 
 Both are built from the slice of *all* environments they read (tiers/shared.py ``SharedProps``), also
 when ``app.py --env`` limits the release folders, so they never describe a subset.
@@ -11,16 +19,31 @@ when ``app.py --env`` limits the release folders, so they never describe a subse
 from __future__ import annotations
 
 from constructs.api_objects import ObjectChart, Root
-from tiers.shared import SharedProps
+from tiers.shared import ClusterSlice, SharedProps, TenantClusterObjects
 
 CLUSTER = "cluster"
 ARGOCD = "argocd"
 SHARED_FOLDERS = (ARGOCD, CLUSTER)
 
 
+def cluster_folder(cluster: str) -> str:
+    """The platform folder of one cluster, relative to the output folder."""
+    return f"{CLUSTER}/{cluster}"
+
+
+def only_cluster(props: SharedProps) -> ClusterSlice:
+    """The one cluster of a fleet that has one (a fleet without environments: ``in-cluster``, no tenant)."""
+    if len(props.clusters) > 1:
+        raise ValueError(f"the fleet has {len(props.clusters)} clusters: name the one to build")
+    if props.clusters:
+        return props.clusters[0]
+    return ClusterSlice(name="in-cluster", server="https://kubernetes.default.svc", tenants=())
+
+
 class ClusterChart(ObjectChart):
-    def __init__(self, scope: Root, props: SharedProps) -> None:
-        super().__init__(scope, CLUSTER, disable_resource_name_hashes=True)
+    def __init__(self, scope: Root, props: SharedProps, cluster: ClusterSlice | None = None) -> None:
+        cluster = cluster if cluster is not None else only_cluster(props)
+        super().__init__(scope, f"{CLUSTER}-{cluster.name}", disable_resource_name_hashes=True)
         # Isolation: the API deployer's ClusterRoles (platform-facts §11; instance `cluster`, no tier label).
         from constructs.isolation.cluster_rbac import ClusterRbac
 
@@ -30,12 +53,42 @@ class ClusterChart(ObjectChart):
 
         admission = props.admission
         self.admission = ApiAdmissionPolicies(self, "Admission", props=admission) if admission is not None else None
+        for tenant in cluster.tenants:
+            self._tenant(tenant)
+
+    def _tenant(self, t: TenantClusterObjects) -> None:
+        """One tenant's cluster-scoped objects (platform-facts §11: the Namespaces and the API's binding)."""
+        from constructs.core.api_service import SERVICE_ACCOUNT
+        from constructs.isolation.api_cluster_access import ApiClusterAccess, ApiClusterAccessProps
+        from constructs.isolation.fleet_namespace import FleetNamespaceObject, FleetNamespaceObjectProps
+        from constructs.isolation.release_namespace import ReleaseNamespace, ReleaseNamespaceProps
+        from constructs.platform import Release
+
+        rel = Release(release=t.release, namespace=t.namespace, tier=t.tier, helm_selectors=frozenset(t.helm_selectors))
+        if t.namespace_level is not None:
+            ReleaseNamespace(
+                self, f"{t.release}-Namespace", props=ReleaseNamespaceProps(release=rel, level=t.namespace_level)
+            )
+        if t.cluster_access:
+            ApiClusterAccess(
+                self,
+                f"{t.release}-ApiClusterAccess",
+                props=ApiClusterAccessProps(release=rel, service_account=SERVICE_ACCOUNT),
+            )
+        for f in t.fleets:
+            FleetNamespaceObject(
+                self,
+                f"{t.release}-Fleet-{f.fleet.name}",
+                props=FleetNamespaceObjectProps(
+                    release=rel, fleet=f.fleet, namespace=f.namespace, enforce=t.fleet_enforce
+                ),
+            )
 
 
 class ArgoCdChart(ObjectChart):
     def __init__(self, scope: Root, props: SharedProps) -> None:
         super().__init__(scope, ARGOCD, disable_resource_name_hashes=True)
-        # Delivery: one Application per environment, dist/cluster/, and the app-of-apps.
+        # Delivery: the AppProjects, the tenants' ApplicationSet, the platform Applications, the app-of-apps.
         from constructs.argocd_apps import ArgoCdApplications
 
         self.applications = ArgoCdApplications(self, "Applications", props=props.argocd)

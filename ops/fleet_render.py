@@ -36,15 +36,18 @@ def render(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
 
 
 def render_shared(envs: Sequence[Environment]) -> dict[str, list[Manifest]]:
-    """The shared charts (dist/cluster/, dist/argocd/) of a fleet, built as synth builds them."""
+    """The shared charts (``cluster/<cluster>`` for each cluster, ``argocd``) of a fleet, built as synth
+    builds them, by folder."""
     from constructs.api_objects import Root
-    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
+    from constructs.shared_charts import ARGOCD, ArgoCdChart, ClusterChart, cluster_folder
     from synth.render import _few_collections
     from tiers.shared import shared_props
 
     scope, props = Root(tempfile.gettempdir()), shared_props(envs)
     with _few_collections():
-        return {CLUSTER: list(ClusterChart(scope, props).to_json()), ARGOCD: list(ArgoCdChart(scope, props).to_json())}
+        shared = {cluster_folder(c.name): list(ClusterChart(scope, props, c).to_json()) for c in props.clusters}
+        shared[ARGOCD] = list(ArgoCdChart(scope, props).to_json())
+    return shared
 
 
 def _load(env_dir: Path, names: Sequence[str]) -> list[Environment]:

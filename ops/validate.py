@@ -26,7 +26,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """The synth's rules (models, fleet, shared charts), then policy, schema and capacity; errors on stderr
     (``--json``: every finding as JSON on stdout instead)."""
     from constructs.isolation.api_admission_policies import unguarded_warning
+    from synth.render import check_tenant_objects
     from tiers.capacity import capacity
+    from tiers.errors import ConfigError
     from tiers.fleet import Sources, fleet_capacity, validate_fleet
     from tiers.images import LOCK_LABEL, unpinned
 
@@ -57,6 +59,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for part in collect():
             for release, found, idents, used in part:
                 rendered[release], problems[release], images[release] = idents, found, set(used)
+        # As synth refuses it (synth/render.py): tenant folders hold namespaced objects only.
+        misplaced: list[ConfigError] = []
+        for env in all_envs:
+            try:
+                check_tenant_objects(sources.label(env.release), env.release, rendered[env.release])
+            except ConfigError as err:
+                misplaced.append(err)
+        raise_all(misplaced)
     failed = False
     warnings = 0
     for folder, other, ident in identity_clashes(rendered, {e.release: e.cluster.name for e in all_envs}):

@@ -38,7 +38,7 @@ GROUPS_SPEC=(
   "cert-manager.io|imports.io.cert_manager|cert-manager/cert-manager.io_certificates.yaml cert-manager/cert-manager.io_issuers.yaml cert-manager/cert-manager.io_clusterissuers.yaml"
   "monitoring.coreos.com|imports.com.coreos.monitoring|prometheus-operator/monitoring.coreos.com_servicemonitors.yaml prometheus-operator/monitoring.coreos.com_podmonitors.yaml prometheus-operator/monitoring.coreos.com_prometheusrules.yaml"
   "onepassword.com|imports.com.onepassword|onepassword-operator/onepassword.com_onepassworditems.yaml"
-  "argoproj.io|imports.io.argoproj|argo-cd/application-crd.yaml argo-cd/appproject-crd.yaml"
+  "argoproj.io|imports.io.argoproj|argo-cd/application-crd.yaml argo-cd/applicationset-crd.yaml argo-cd/appproject-crd.yaml"
   "postgresql.cnpg.io|imports.io.cnpg.postgresql|cloudnative-pg/postgresql.cnpg.io_clusters.yaml"
 )
 

@@ -2,11 +2,12 @@
 
 Takes validated environments (and, for the shared charts, the fleet's slice they read:
 tiers/shared.py) and a folder; gives, in that folder, ``<release>/<kind>.<name>.k8s.yaml`` for every
-object of each environment's ``ReleaseChart`` (constructs/release_chart.py), ``cluster/`` and
-``argocd/`` for the shared charts (constructs/shared_charts.py), and each release's
-``REQUIRED-SECRETS.md``. Each object is turned into JSON by the Python renderer
-(synth/python_renderer.py) or, with ``renderer="cdk8s"``, by its cdk8s object in the jsii kernel
-(same output), then into YAML by synth/manifest_writer.py.
+object of each environment's ``ReleaseChart`` (constructs/release_chart.py; namespaced objects only,
+:func:`check_tenant_objects`), ``cluster/<cluster>/`` and ``argocd/`` for the shared charts
+(constructs/shared_charts.py), and each release's ``REQUIRED-SECRETS.md`` and ``argocd-tenant.json``.
+Each object is turned into JSON by the Python renderer (synth/python_renderer.py) or, with
+``renderer="cdk8s"``, by its cdk8s object in the jsii kernel (same output), then into YAML by
+synth/manifest_writer.py.
 
 The worker processes of synth/workers.py run the same :func:`render`: :func:`worker_init`,
 :func:`worker_prepare` and :func:`render_part` are what they run.
@@ -95,26 +96,106 @@ def _render(
     previous: Path | None,
 ) -> None:
     from constructs.api_objects import Root
-    from constructs.shared_charts import ARGOCD, CLUSTER, ArgoCdChart, ClusterChart
+    from constructs.shared_charts import ARGOCD, ArgoCdChart, ClusterChart, cluster_folder
     from synth import manifest_writer
 
     app = Root(str(outdir))
-    charts: list[tuple[str, Callable[[], Any]]] = [
-        (env.release, functools.partial(release_chart, app, env, labels)) for env in envs
+    # (folder, chart maker, the environment file a tenant folder comes from; None for a shared folder)
+    charts: list[tuple[str, Callable[[], Any], str | None]] = [
+        (
+            env.release,
+            functools.partial(release_chart, app, env, labels),
+            (labels or {}).get(env.release, f"environments/{env.release}.yaml"),
+        )
+        for env in envs
     ]
     if shared is not None:
         props = shared
-        charts += [(CLUSTER, lambda: ClusterChart(app, props)), (ARGOCD, lambda: ArgoCdChart(app, props))]
+        charts += [
+            (cluster_folder(c.name), functools.partial(ClusterChart, app, props, c), None) for c in props.clusters
+        ]
+        charts.append((ARGOCD, lambda: ArgoCdChart(app, props), None))
     # One chart at a time: built, written (same files as app.synth(), the YAML written in Python by
     # synth/manifest_writer.py) and released, so memory holds one chart, not all of them.
-    for name, make in charts:
+    for name, make, source in charts:
         chart = make()
-        manifest_writer.synth([(name, chart)], outdir, previous)
+        objects = chart.to_json()
+        if source is not None:
+            check_tenant_objects(source, name, objects)
+        manifest_writer.write_files(outdir, manifest_writer.render_files([(name, objects)]), previous)
         chart.release()
     # Lifecycle: the human-readable list of Secrets beside each release's manifests (not applied).
     from constructs.lifecycle.required_secrets import write_required_secrets
 
     write_required_secrets(envs, outdir)
+    # Delivery: the tenant file the ApplicationSet's Git files generator discovers (not applied either).
+    write_tenant_files(envs, outdir, previous)
+
+
+#: Kinds that are cluster-scoped whatever their metadata says (Kubernetes and the CRDs this project uses).
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "APIService",
+        "CertificateSigningRequest",
+        "ClusterIssuer",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CSIDriver",
+        "CSINode",
+        "CustomResourceDefinition",
+        "FlowSchema",
+        "GatewayClass",
+        "IngressClass",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "PriorityClass",
+        "PriorityLevelConfiguration",
+        "RuntimeClass",
+        "StorageClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingWebhookConfiguration",
+        "VolumeAttachment",
+    }
+)
+
+
+def check_tenant_objects(source: str, folder: str, objects: Sequence[Any]) -> None:
+    """A tenant folder holds namespaced objects only: its Argo CD project permits no cluster-scoped kind
+    (docs/argocd.md), and its cluster-scoped objects are its files in the platform folder
+    dist/cluster/<cluster>/. A cluster-scoped object here (a known cluster-scoped kind, or an object
+    without ``metadata.namespace``: a namespaced chart stamps it on every object) is a configuration
+    error naming the environment file and the object."""
+    for obj in objects:
+        if obj is None:
+            continue
+        meta = obj.get("metadata") or {}
+        kind, name = obj.get("kind"), meta.get("name")
+        if kind in CLUSTER_SCOPED_KINDS or not meta.get("namespace"):
+            raise ConfigError(
+                source,
+                f"{kind}/{name}",
+                f"a cluster-scoped object in the tenant folder dist/{folder}/; it belongs in the platform "
+                "folder dist/cluster/<cluster>/ (tenant projects permit no cluster-scoped kind)",
+            )
+
+
+def write_tenant_files(envs: Sequence[Environment], outdir: Path, previous: Path | None = None) -> None:
+    """Write ``<outdir>/<release>/argocd-tenant.json`` (tiers/shared.py ``tenant_record``) for each
+    environment (linked from ``previous`` when the bytes are the same, as the manifests: synth/files.py)."""
+    import json
+
+    from synth.files import write_tree
+    from tiers.shared import TENANT_FILE, tenant_record
+
+    files = [
+        (e.release, TENANT_FILE, (json.dumps(tenant_record(e), indent=2, sort_keys=True) + "\n").encode()) for e in envs
+    ]
+    write_tree(outdir, files, previous)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -36,12 +36,23 @@ def error_of(tmp_path: Path, data: dict[str, Any] | str, name: str = "acme") -> 
 
 
 def synth_env(env: Environment) -> list[Manifest]:
-    """Synthesize one environment in memory and return its objects as plain dicts."""
+    """Synthesize one environment in memory and return its objects as plain dicts: its folder's, then its
+    own files of its cluster's platform folder (its Namespaces, its ClusterRoleBinding)."""
     from constructs.api_objects import Root
     from constructs.release_chart import ReleaseChart
 
     chart = ReleaseChart(Root(), env)
-    return list(chart.to_json())
+    return list(chart.to_json()) + tenant_cluster_objects(env)
+
+
+def tenant_cluster_objects(env: Environment) -> list[Manifest]:
+    """The environment's own objects of dist/cluster/<cluster>/ (constructs/shared_charts.py)."""
+    from constructs.api_objects import Root
+    from constructs.shared_charts import ClusterChart
+    from tiers.shared import shared_props
+
+    objs = ClusterChart(Root(), shared_props([env])).to_json()
+    return [o for o in objs if o["metadata"]["labels"].get("app.kubernetes.io/instance") == env.release]
 
 
 def env_from(release: str = "client-demo", **overrides: Any) -> Environment:

@@ -545,10 +545,10 @@ def crd_for_1_28(crd: Obj) -> Obj | None:
 
 
 def dist_objects(dist: Path = DIST) -> list[tuple[str, Obj]]:
-    """(path relative to dist/, object) for every object of every release, cluster/ and argocd/."""
+    """(path relative to dist/, object) for every object of every release, cluster/<cluster>/ and argocd/."""
     return [
         (str(path.relative_to(dist)), doc)
-        for path in sorted(dist.glob("*/*.yaml"))
+        for path in sorted([*dist.glob("*/*.yaml"), *dist.glob("cluster/*/*.yaml")])
         for doc in _yaml_docs(path)
         if isinstance(doc, dict) and "kind" in doc
     ]

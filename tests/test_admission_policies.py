@@ -36,7 +36,7 @@ from tiers.loader import ConfigError
 from tiers.models import AdmissionPolicyVersion, Cluster, Environment
 
 ROOT = Path(__file__).resolve().parent.parent
-CLUSTER_DIR = ROOT / "dist" / "cluster"
+CLUSTER_DIR = ROOT / "dist" / "cluster" / "in-cluster"
 DEMO = "system:serviceaccount:demo:iotistic-api"  # release client-demo, namespace demo
 IOT = "system:serviceaccount:iotistica:iotistic-api"  # release iotistica, chart fleet fleet-iotistica-pilot
 GROUPS = ["system:serviceaccounts", "system:serviceaccounts:demo", "system:authenticated"]

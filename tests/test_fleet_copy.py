@@ -28,7 +28,9 @@ LINKED = (".venv", ".venv-tools", "node_modules", "imports", ".synth-cache")
 FLEET_TESTS = (
     "tests/test_fleet_validation.py",
     "tests/test_cli.py::test_every_shipped_environment_passes_strict",
-    "tests/test_lifecycle_manifests.py::test_one_application_per_environment_plus_cluster_and_app_of_apps",
+    "tests/test_lifecycle_manifests.py::test_one_project_per_environment_one_application_set_and_the_platform_applications",
+    "tests/test_argocd_projects.py::test_every_object_of_every_application_is_permitted_by_its_project",
+    "tests/test_argocd_projects.py::test_a_tenant_project_permits_nothing_of_another_tenant_and_nothing_cluster_wide",
     "tests/test_graph.py::test_docs_pages_are_current_and_check_catches_staleness",
     "tests/test_graph.py::test_a_release_owns_its_page_and_the_index_names_none",
     "tests/test_dist.py::test_dist_equals_a_fresh_synth",
@@ -97,7 +99,8 @@ def test_the_copy_holds_a_client_of_every_tier(grown: Path) -> None:
         data = yaml.safe_load((grown / "environments" / f"tenant-{tier}.yaml").read_text())
         assert data["tier"] == tier
         assert (grown / "dist" / f"tenant-{tier}" / "REQUIRED-SECRETS.md").is_file()
-        assert (grown / "dist" / "argocd" / f"Application.tenant-{tier}.k8s.yaml").is_file()
+        assert (grown / "dist" / "argocd" / f"AppProject.tenant-{tier}.k8s.yaml").is_file()
+        assert (grown / "dist" / f"tenant-{tier}" / "argocd-tenant.json").is_file()
 
 
 def test_validate_strict_and_docs_check_pass_on_the_grown_fleet(grown: Path) -> None:

@@ -151,15 +151,19 @@ def test_shared_application_names_are_the_charts(environments: dict[str, Environ
 
     envs = list(environments.values())
     names = {o["metadata"]["name"] for o in ArgoCdChart(Root(), shared_props(envs)).to_json()}
-    assert names - {e.release for e in envs} == set(SHARED_APPLICATIONS)
+    clusters = {f"iotistica-cluster-{e.cluster.name}" for e in envs}
+    assert names - {e.release for e in envs} - clusters == set(SHARED_APPLICATIONS) - {"iotistica-cluster"}
 
 
 def test_validate_builds_the_shared_charts(capsys: pytest.CaptureFixture[str]) -> None:
     rendered = cli.render_shared(load_environments(ENV_DIR))
     names = {o["metadata"]["name"] for o in rendered["argocd"]}
-    assert {"iotistica-apps", "iotistica-cluster", *(p.stem for p in ENV_DIR.glob("*.yaml"))} == names
-    assert {o["kind"] for o in rendered["cluster"]} == {
+    shared = {"iotistica-apps", "iotistica-cluster-in-cluster", "iotistica-platform", "iotistica-tenants"}
+    assert {*shared, *(p.stem for p in ENV_DIR.glob("*.yaml"))} == names
+    assert {o["kind"] for o in rendered["cluster/in-cluster"]} == {
         "ClusterRole",
+        "ClusterRoleBinding",
+        "Namespace",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     }

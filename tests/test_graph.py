@@ -467,7 +467,7 @@ def test_rights_view_with_admission_policies(tmp_path) -> None:
         "metadata": {"name": "other"},
         "spec": {"policyName": "other", "validationActions": ["Deny"]},
     }
-    (dist / "cluster" / "ValidatingAdmissionPolicy.guard.k8s.yaml").write_text(
+    (dist / "cluster" / "in-cluster" / "ValidatingAdmissionPolicy.guard.k8s.yaml").write_text(
         yaml.safe_dump_all([vap, binding, lonely, other, other_binding])
     )
     t = graph.build(dist, "iotistica", view="rights")
@@ -482,7 +482,7 @@ def test_rights_view_with_admission_policies(tmp_path) -> None:
     # The shipped guardrail (dist/cluster) names every release's API user, so it confines this one too.
     shipped = {
         f"vap:{yaml.safe_load(f.read_text())['metadata']['name']}"
-        for f in (dist / "cluster").glob("ValidatingAdmissionPolicy.iotistic-api-*.k8s.yaml")
+        for f in (dist / "cluster" / "in-cluster").glob("ValidatingAdmissionPolicy.iotistic-api-*.k8s.yaml")
     }
     assert shipped, "dist/cluster ships the API's admission guardrail"
     assert confines == {("vap:fleet-deployer-guardrail", sa)} | {(v, sa) for v in shipped}

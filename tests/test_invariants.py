@@ -177,17 +177,21 @@ def test_strict_kubernetes_1_27_schema(manifests, release) -> None:
 # --- dist/cluster/ (isolation): shared by every release, so instance `cluster` and no tier label ------
 
 
-def test_cluster_chart_objects_are_cluster_scoped_labelled_and_valid(cluster_manifests) -> None:
-    assert cluster_manifests, "dist/cluster/ must not be empty"
+def test_cluster_chart_objects_are_cluster_scoped_labelled_and_valid(cluster_manifests, environments) -> None:
+    assert cluster_manifests, "dist/cluster/<cluster>/ must not be empty"
     for o in cluster_manifests:
         where = f"cluster {o['kind']}/{o['metadata']['name']}"
         assert o["kind"] in CLUSTER_SCOPED | ADMISSION_KINDS and "namespace" not in o["metadata"], where
         labels = o["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/name") and labels.get("app.kubernetes.io/component"), where
-        assert labels.get("app.kubernetes.io/instance") == "cluster", where
         assert labels.get("app.kubernetes.io/part-of") == "iotistica", where
         assert labels.get("app.kubernetes.io/managed-by") == "cdk8s", where
-        assert "iotistica.com/tier" not in labels, f"{where}: shared objects carry no tier"
+        owner = labels.get("app.kubernetes.io/instance")
+        if owner == "cluster":
+            assert "iotistica.com/tier" not in labels, f"{where}: shared objects carry no tier"
+        else:  # a tenant's own file in the platform folder (its Namespaces, its ClusterRoleBinding)
+            assert owner in environments, where
+            assert labels.get("iotistica.com/tier") == environments[owner].tier, where
         name = o["metadata"]["name"]
         assert DNS_LABEL.match(name) and len(name) <= 63 and not HASHED.search(name), where
         if o["kind"] in ADMISSION_KINDS:

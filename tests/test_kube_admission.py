@@ -330,7 +330,7 @@ def test_policies_are_the_committed_v1_bodies_served_as_v1beta1(cluster: KubeApi
 
 def test_a_bare_variable_validation_is_refused_by_1_28(cluster: KubeApiServer) -> None:
     """Why no validation is a bare ``variables.x`` (platform-facts §17): 1.28 refuses the whole policy."""
-    path = ROOT / "dist" / "cluster" / "ValidatingAdmissionPolicy.iotistic-api-fleet-scope.k8s.yaml"
+    path = ROOT / "dist" / "cluster" / "in-cluster" / "ValidatingAdmissionPolicy.iotistic-api-fleet-scope.k8s.yaml"
     policy = as_v1beta1(yaml.safe_load(path.read_text()))
     policy["metadata"] = {"name": "bare-variable-probe"}
     (rule,) = policy["spec"]["validations"]

@@ -427,28 +427,43 @@ def argocd_objects(envs: list[Any]) -> list[dict[str, Any]]:
     return list(ArgoCdChart(Root(), shared_props(envs)).to_json())
 
 
-def test_one_application_per_environment_plus_cluster_and_app_of_apps(environments) -> None:
+def test_one_project_per_environment_one_application_set_and_the_platform_applications(environments) -> None:
     objs = argocd_objects(list(environments.values()))
-    apps = {o["metadata"]["name"]: o for o in objs}
+    by_kind: dict[str, dict[str, Any]] = {}
+    for o in objs:
+        by_kind.setdefault(o["kind"], {})[o["metadata"]["name"]] = o
     files = {p.stem for p in ENV_DIR.glob("*.yaml")}  # the fleet as environments/ holds it, not as shipped
-    assert set(apps) == {*files, "iotistica-cluster", "iotistica-apps"}
+    assert set(by_kind["AppProject"]) == {*files, "iotistica-platform"}
+    assert set(by_kind["Application"]) == {"iotistica-cluster-in-cluster", "iotistica-apps"}
+    assert set(by_kind["ApplicationSet"]) == {"iotistica-tenants"}
     for release, env in environments.items():
-        app = apps[release]
-        assert app["metadata"]["namespace"] == "argocd"
-        assert app["spec"]["source"] == {
-            "repoURL": "https://github.com/Iotistica/iotistica-k8s.git",
-            "targetRevision": "main",
-            "path": f"dist/{release}",
-            "directory": {"include": "*.yaml", "recurse": False},  # REQUIRED-SECRETS.md is never applied
+        project = by_kind["AppProject"][release]["spec"]
+        assert project["sourceRepos"] == ["https://github.com/Iotistica/iotistica-k8s.git"]
+        owned = {env.namespace} | {
+            env.fleet_namespace(f.name) for f in env.fleet_namespaces.fleets if env.fleet_namespaces.enabled
         }
-        assert app["spec"]["destination"] == {"server": "https://kubernetes.default.svc", "namespace": env.namespace}
-        assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-        assert app["spec"]["syncPolicy"]["syncOptions"] == ["CreateNamespace=true"]
-        assert app["spec"]["project"] == "default"
+        assert project["destinations"] == [
+            {"namespace": ns, "server": "https://kubernetes.default.svc"} for ns in sorted(owned)
+        ]
+        assert project["clusterResourceWhitelist"] == []
+    appset = by_kind["ApplicationSet"]["iotistica-tenants"]["spec"]
+    template = appset["template"]["spec"]
+    assert template["source"] == {
+        "repoURL": "https://github.com/Iotistica/iotistica-k8s.git",
+        "targetRevision": "main",
+        "path": "{{ .path.path }}",
+        "directory": {"include": "*.yaml", "recurse": False},  # REQUIRED-SECRETS.md is never applied
+    }
+    assert template["destination"] == {"server": "{{ .cluster.server }}", "namespace": "{{ .namespace }}"}
+    assert template["project"] == "{{ .project }}"
+    assert template["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    assert "syncOptions" not in template["syncPolicy"], "no CreateNamespace: the platform Application creates them"
+    apps = by_kind["Application"]
     root = apps["iotistica-apps"]
     assert root["spec"]["source"]["path"] == "dist/argocd" and root["spec"]["destination"]["namespace"] == "argocd"
     assert root["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-    assert apps["iotistica-cluster"]["spec"]["source"]["path"] == "dist/cluster"
+    assert apps["iotistica-cluster-in-cluster"]["spec"]["source"]["path"] == "dist/cluster/in-cluster"
+    assert {a["spec"]["project"] for a in apps.values()} == {"iotistica-platform"}
     for o in objs:
         validate_crd(o)
         assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "iotistica"
@@ -457,15 +472,23 @@ def test_one_application_per_environment_plus_cluster_and_app_of_apps(environmen
 def test_repo_and_revision_are_configurable_and_must_agree(environments) -> None:
     settings = {"repoUrl": "https://git.example.com/ops/iot.git", "targetRevision": "v1.2.3", "project": "iot"}
     envs = [env_from(r, argocd=settings) for r in SHIPPED]
-    apps = {o["metadata"]["name"]: o for o in argocd_objects(envs)}
-    assert apps["client-demo"]["spec"]["source"]["repoURL"] == "https://git.example.com/ops/iot.git"
-    assert apps["iotistica-apps"]["spec"]["source"]["targetRevision"] == "v1.2.3"
-    assert apps["iotistica"]["spec"]["project"] == "iot"
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in argocd_objects(envs)}
+    appset = objs["ApplicationSet", "iotistica-tenants"]["spec"]
+    assert appset["template"]["spec"]["source"]["repoURL"] == "https://git.example.com/ops/iot.git"
+    assert appset["generators"][0]["git"] == {
+        "repoURL": "https://git.example.com/ops/iot.git",
+        "revision": "v1.2.3",
+        "files": [{"path": "dist/*/argocd-tenant.json"}],
+    }
+    assert objs["Application", "iotistica-apps"]["spec"]["source"]["targetRevision"] == "v1.2.3"
+    assert objs["AppProject", "iotistica"]["spec"]["sourceRepos"] == ["https://git.example.com/ops/iot.git"]
     mixed = [env_from("client-demo", argocd={"targetRevision": "release"}), env_from("iotistica")]
     with pytest.raises(ConfigError, match="argocd.targetRevision: must be the same in every environment"):
         argocd_objects(mixed)
     with pytest.raises(ConfigError, match="name of a shared Argo CD Application"):
         argocd_objects([env_from("client-demo").model_copy(update={"release": "iotistica-apps"})])
+    with pytest.raises(ConfigError, match="name of a shared Argo CD object"):
+        argocd_objects([env_from("client-demo").model_copy(update={"release": "iotistica-platform"})])
 
 
 # --------------------------------------------------------------------------------------------------

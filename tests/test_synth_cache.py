@@ -68,8 +68,9 @@ def test_changing_one_environment_misses_only_that_one(tmp_path: Path) -> None:
 
 
 def test_a_change_the_shared_charts_read_misses_them_too(tmp_path: Path) -> None:
-    """A new namespace is in the release's Argo CD Application and in the admission policies' list of
-    release namespaces: the release and the shared charts are rendered again, and match a fresh synth."""
+    """A new namespace is in the release's Argo CD AppProject, in its Namespace file of the platform
+    folder and in the admission policies' list of release namespaces: the release and the shared charts
+    are rendered again, and match a fresh synth."""
     env_dir, cache_dir, path, data = _primed_with_demo(tmp_path)
     data["namespace"] = "demo-moved"
     path.write_text(yaml.safe_dump(data))
@@ -77,9 +78,10 @@ def test_a_change_the_shared_charts_read_misses_them_too(tmp_path: Path) -> None
     cache = SynthCache(cache_dir)
     pipeline.synthesize(envs, tmp_path / "b", partial=False, all_envs=envs, cache=cache)
     assert cache.misses == 2, "the changed release and the shared charts"
-    argocd = (tmp_path / "b" / "argocd" / "Application.client-demo.k8s.yaml").read_text()
+    argocd = (tmp_path / "b" / "argocd" / "AppProject.client-demo.k8s.yaml").read_text()
     assert "namespace: demo-moved" in argocd
-    assert "demo-moved" in "".join(p.read_text() for p in (tmp_path / "b" / "cluster").glob("*.yaml"))
+    assert (tmp_path / "b" / "cluster" / "in-cluster" / "Namespace.demo-moved.k8s.yaml").is_file()
+    assert not (tmp_path / "b" / "cluster" / "in-cluster" / "Namespace.demo.k8s.yaml").exists()
     fresh = tmp_path / "c"
     pipeline.synthesize(envs, fresh, partial=False, all_envs=envs)
     assert tree(fresh) == tree(tmp_path / "b")

@@ -467,8 +467,9 @@ def test_partial_synth_prunes_releases_whose_file_is_gone(tmp_path: Path) -> Non
 
 
 def test_partial_synth_writes_no_application_for_a_folder_it_did_not_write(tmp_path: Path) -> None:
-    """An environment file added but not synthesized (`make synth ENV=other`) gets no Application whose
-    `path: dist/<release>` would not exist; its own synth adds it (app.py, what `make synth` runs)."""
+    """An environment file added but not synthesized (`make synth ENV=other`) gets no AppProject and no
+    files in the platform folder (and no tenant file: the ApplicationSet makes no Application whose
+    `path: dist/<release>` would not exist); its own synth adds them (app.py, what `make synth` runs)."""
     envs, out = tmp_path / "environments", tmp_path / "out"
     envs.mkdir()
     shutil.copy2(ROOT / "environments" / "client-demo.yaml", envs)
@@ -481,14 +482,18 @@ def test_partial_synth_writes_no_application_for_a_folder_it_did_not_write(tmp_p
     assert proc.stdout == f"synth: {out}: 0 written, 3 unchanged, 0 removed\n"
     assert not (out / "beta").exists()
     assert sorted(p.name for p in (out / "argocd").iterdir()) == [
-        "Application.client-demo.k8s.yaml",
+        "AppProject.client-demo.k8s.yaml",
+        "AppProject.iotistica-platform.k8s.yaml",
         "Application.iotistica-apps.k8s.yaml",
-        "Application.iotistica-cluster.k8s.yaml",
+        "Application.iotistica-cluster-in-cluster.k8s.yaml",
+        "ApplicationSet.iotistica-tenants.k8s.yaml",
     ]
-    assert not [f.name for f in (out / "argocd").iterdir() if "dist/beta" in f.read_text()]
+    assert not (out / "cluster" / "in-cluster" / "Namespace.beta.k8s.yaml").exists()
     proc = run(*argv, "--env", "beta")
-    assert proc.stdout == f"synth: {out}: 2 written (argocd, beta), 1 unchanged, 0 removed\n"
-    assert "path: dist/beta\n" in (out / "argocd" / "Application.beta.k8s.yaml").read_text()
+    assert proc.stdout == f"synth: {out}: 3 written (argocd, beta, cluster), 0 unchanged, 0 removed\n"
+    assert "- namespace: beta\n" in (out / "argocd" / "AppProject.beta.k8s.yaml").read_text()
+    assert (out / "beta" / "argocd-tenant.json").is_file()
+    assert (out / "cluster" / "in-cluster" / "Namespace.beta.k8s.yaml").is_file()
 
 
 # --------------------------------------------------------------------------------------------------

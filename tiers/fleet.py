@@ -41,10 +41,10 @@ from tiers.fleet_file import NO_FLEET_FILE, FleetFile
 from tiers.loader import ConfigError, load_environments, load_fleet_file
 from tiers.models import Environment
 from tiers.models.fleet import did_you_mean
-from tiers.shared import APP_OF_APPS, CLUSTER_APP
+from tiers.shared import APP_OF_APPS, CLUSTER_APP, PLATFORM_PROJECT, TENANTS_APPSET, cluster_servers
 
-#: The shared Argo CD Applications of dist/argocd/.
-SHARED_APPLICATIONS = (APP_OF_APPS, CLUSTER_APP)
+#: The shared Argo CD objects of dist/argocd/ (and the platform Applications ``iotistica-cluster-<cluster>``).
+SHARED_APPLICATIONS = (APP_OF_APPS, CLUSTER_APP, PLATFORM_PROJECT, TENANTS_APPSET)
 #: Namespaces no environment may take, besides those the environments reference.
 RESERVED_NAMESPACES = ("default", "argocd", "cert-manager")
 RESERVED_PREFIXES = ("kube-",)
@@ -258,6 +258,7 @@ def shared_identities(env: Environment) -> list[tuple[str, tuple[str, str, str]]
     if env.fleet_namespaces.virtual_agent_manager:
         ids.append(("release", ("ClusterRoleBinding", "", f"{env.release}-virtual-agent-manager")))
     ids.append(("release", ("Application", env.argocd.namespace, env.release)))
+    ids.append(("release", ("AppProject", env.argocd.namespace, env.release)))
     pooler = env.database.pooler
     if pooler.enabled and pooler.kind == "cnpg" and env.network.database.namespace:
         ids.append(("release", ("Pooler", env.network.database.namespace, f"{env.release}-pooler")))
@@ -282,7 +283,7 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
 
     # Release names that are shared Applications.
     for e in ordered:
-        if e.release in SHARED_APPLICATIONS:
+        if e.release in SHARED_APPLICATIONS or e.release.startswith(f"{CLUSTER_APP}-"):
             add(
                 ConfigError(
                     sources.label(e.release),
@@ -427,6 +428,12 @@ def validate_fleet(envs: Sequence[Environment], sources: Sources) -> list[Config
             "must be the same in every environment (the app-of-apps syncs dist/argocd/ from one source)",
         ):
             add(err)
+
+    # One Argo CD destination per cluster, one cluster per destination (tiers/shared.py).
+    try:
+        cluster_servers(ordered, sources.label)
+    except ConfigError as clash:
+        add(clash)
 
     # One database server, one max_connections.
     by_server: dict[str, list[Environment]] = {}

@@ -1,10 +1,10 @@
 """ApiClusterAccess: binds the API's ServiceAccount to ``iotistic-virtual-agent-manager`` cluster-wide.
 
-The ClusterRole itself is shared (dist/cluster/, constructs/isolation/cluster_rbac.py); the binding names this
-release's namespace in its subject, so it lives in ``dist/<release>/`` as
-``ClusterRoleBinding/{release}-virtual-agent-manager``. It grants only the calls that cannot be
-scoped to a namespace the API already owns (see cluster_rbac.py); everything the API does inside a
-fleet namespace comes from that namespace's RoleBinding.
+The ClusterRole itself is shared (dist/cluster/<cluster>/, constructs/isolation/cluster_rbac.py); the binding
+names this release's namespace in its subject: it is the release's own file in its cluster's platform
+folder, ``dist/cluster/<cluster>/ClusterRoleBinding.{release}-virtual-agent-manager.k8s.yaml``.
+It grants only the calls that cannot be scoped to a namespace the API already owns (see cluster_rbac.py);
+everything the API does inside a fleet namespace comes from that namespace's RoleBinding.
 """
 
 from __future__ import annotations

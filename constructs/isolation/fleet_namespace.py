@@ -2,14 +2,14 @@
 
 For each ``fleetNamespaces.fleets[]`` entry, when ``fleetNamespaces.enabled``:
 
-- ``Namespace/fleet-{release namespace}-{name}`` (the model checks it is a DNS-1123 label of at most
-  63 characters). Labels: the platform's set plus the old chart's fleet labels
-  (``iotistica.com/fleet-namespace: "true"``, ``customer-id``, ``max-agents``, ``max-devices``,
-  ``fleet-type``), the tenant label ``iotistica.com/tenant: <release namespace>`` the API's admission
-  guardrail keys on (constructs/isolation/release_namespace.py) and Pod Security Admission:
-  ``enforce`` = ``fleetNamespaces.podSecurityEnforce`` (default ``baseline``: the API's agent
-  Deployments set pod-level security only, which ``restricted`` would reject), ``audit``/``warn`` =
-  ``restricted``. Where the old chart's ``managed-by``/``part-of``
+- ``Namespace/fleet-{release namespace}-{name}`` (:class:`FleetNamespaceObject`, in the cluster's platform
+  folder dist/cluster/<cluster>/; the model checks it is a DNS-1123 label of at most 63 characters).
+  Labels: the platform's set plus the old chart's fleet labels (``iotistica.com/fleet-namespace: "true"``,
+  ``customer-id``, ``max-agents``, ``max-devices``, ``fleet-type``), the tenant label
+  ``iotistica.com/tenant: <release namespace>`` the API's admission guardrail keys on
+  (constructs/isolation/release_namespace.py) and Pod Security Admission:
+  ``enforce`` = ``fleetNamespaces.podSecurityEnforce`` (default ``baseline``: the API's agent Deployments set pod-level security only, which ``restricted``
+  would reject), ``audit``/``warn`` = ``restricted``. Where the old chart's ``managed-by``/``part-of``
   values collide with the platform's label set, the platform's set wins (``cdk8s``/``iotistica``).
   Annotations ``iotistica.com/{description,created-by,quota-policy}``; ``Prune=false`` because agent
   data lives here and the platform only ever soft-deletes fleets.
@@ -19,7 +19,7 @@ For each ``fleetNamespaces.fleets[]`` entry, when ``fleetNamespaces.enabled``:
 - ``LimitRange``: container default 100m/256Mi, defaultRequest 50m/64Mi, max 1000m/1Gi, min 25m/32Mi;
   pod max 800m/2Gi.
 - ``RoleBinding`` granting ServiceAccount ``iotistic-api`` of the release namespace the ClusterRole
-  ``iotistic-fleet-namespace-manager`` (dist/cluster/).
+  ``iotistic-fleet-namespace-manager`` (dist/cluster/<cluster>/).
 - Optional ``NetworkPolicy`` (on by default), all pods, Ingress + Egress:
   - ingress from the release namespace (any pod), and between the fleet's own pods on the protocol
     ports (agents and the simulators the API deploys beside them);
@@ -74,20 +74,27 @@ class FleetNamespaceProps(Props):
     fleet: Fleet
     namespace: str
     object_name: str
-    enforce: Literal["baseline", "restricted"]
     service_account: str
     broker: Endpoint
     api: Endpoint
     dns: NetworkDns
 
 
-class FleetNamespace(Component):
-    """Outputs: ``namespace``, ``name`` (of the objects inside)."""
+class FleetNamespaceObjectProps(Props):
+    release: Release
+    fleet: Fleet
+    namespace: str
+    enforce: Literal["baseline", "restricted"]
 
-    def __init__(self, scope: Scope, id: str, *, props: FleetNamespaceProps) -> None:
+
+class FleetNamespaceObject(Component):
+    """The ``Namespace`` of one fleet: cluster-scoped, so it lives in the cluster's platform folder
+    (constructs/shared_charts.py), never in the tenant's folder. Outputs: ``namespace``."""
+
+    def __init__(self, scope: Scope, id: str, *, props: FleetNamespaceObjectProps) -> None:
         super().__init__(scope, id)
         rel, fleet = props.release, props.fleet
-        self.namespace, self.name = props.namespace, props.object_name
+        self.namespace = props.namespace
         fleet_labels = {
             **fleet_selector_labels(rel.namespace),
             TENANT_LABEL: rel.namespace,
@@ -117,6 +124,16 @@ class FleetNamespace(Component):
                 ),
             )
         )
+
+
+class FleetNamespace(Component):
+    """What one fleet puts inside its namespace (the Namespace itself: :class:`FleetNamespaceObject`).
+    Outputs: ``namespace``, ``name`` (of the objects inside)."""
+
+    def __init__(self, scope: Scope, id: str, *, props: FleetNamespaceProps) -> None:
+        super().__init__(scope, id)
+        rel, fleet = props.release, props.fleet
+        self.namespace, self.name = props.namespace, props.object_name
         self._quota(rel, fleet)
         self._limit_range(rel, fleet)
         api_object(

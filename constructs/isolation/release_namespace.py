@@ -1,9 +1,9 @@
 """ReleaseNamespace: the release's own Namespace object, with Pod Security Admission labels.
 
-- ``dist/<release>/Namespace.<namespace>.k8s.yaml`` carries the full label set and
+- ``dist/cluster/<cluster>/Namespace.<namespace>.k8s.yaml`` (the cluster's platform folder, synced by the
+  platform Application before the tenant's) carries the full label set and
   ``pod-security.kubernetes.io/{enforce,audit,warn}`` (``podSecurity.level``, default ``restricted``:
-  every pod of the release meets it, tests/test_network_and_rbac.py proves it). Argo CD's
-  ``CreateNamespace=true`` may create the namespace first; applying this object then only adds the labels.
+  every pod of the release meets it, tests/test_network_and_rbac.py proves it).
 - The tenant labels the API's admission guardrail keys on (constructs/isolation/api_admission_policies.py,
   docs/guardrail.md): ``iotistica.com/tenant: <release namespace>`` (the tenant that owns the namespace;
   chart-provisioned fleet namespaces carry it too) and ``iotistica.com/release-namespace: "true"`` (a

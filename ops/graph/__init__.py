@@ -1,6 +1,7 @@
 """The topology of one environment, drawn from what the app wrote into dist/ (never from the model).
 
-``build(dist, release)`` reads ``dist/<release>/*.yaml`` (and ``dist/cluster/*.yaml`` for cluster-wide
+``build(dist, release)`` reads ``dist/<release>/*.yaml`` and its cluster's platform folder
+``dist/cluster/<cluster>/*.yaml`` (its own Namespaces and binding there, the rest for cluster-wide
 rights) and returns a :class:`Topology`: nodes grouped in clusters per concern, and edges. Two views:
 
 - ``network``: public hosts -> Gateway listeners -> routes -> Services -> workloads (replicas or HPA

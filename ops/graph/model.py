@@ -4,6 +4,7 @@ and the helpers that read a release's manifests and their pod templates. Takes f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +120,18 @@ def load(dist: Path, release: str) -> tuple[list[Manifest], list[Manifest]]:
     if release in ("cluster", "argocd") or not folder.is_dir() or not any(folder.glob("*.yaml")):
         known = ", ".join(releases(dist)) if dist.is_dir() else "none"
         raise DistError(f"{folder}: no synthesized release {release!r} (known: {known}; run make synth)")
+    # The release's cluster-scoped objects are its own files in its cluster's platform folder
+    # dist/cluster/<cluster>/ (named in its argocd-tenant.json): they are drawn with the release, as when
+    # they were in its folder; the rest of that folder is what the release shares (cluster-wide rights).
     cluster = dist / "cluster"
-    return read_folder(folder), read_folder(cluster) if cluster.is_dir() else []
+    tenant_file = folder / "argocd-tenant.json"
+    if tenant_file.is_file():
+        cluster = cluster / json.loads(tenant_file.read_text())["cluster"]["name"]
+    shared = read_folder(cluster) if cluster.is_dir() else []
+    own = [o for o in shared if (_meta(o).get("labels") or {}).get("app.kubernetes.io/instance") == release]
+    objs = read_folder(folder) + own
+    objs.sort(key=lambda o: (o["kind"], _meta(o).get("name") or ""))  # file order, as one folder read them
+    return objs, [o for o in shared if o not in own]
 
 
 def _meta(o: Manifest) -> Manifest:

@@ -1,6 +1,9 @@
 """Argo CD's part: a release of dist/ synced to the real API server in Argo CD's order.
 
-- ``CreateNamespace=true`` (the Application's syncOption): the destination namespace exists first.
+- The platform Application first (:meth:`ArgoCD.sync_platform`): the tenant's own files of its cluster's
+  platform folder ``dist/cluster/<cluster>/`` (its Namespaces, its ClusterRoleBinding: the objects there
+  whose ``app.kubernetes.io/instance`` is the release), Namespaces first. The tenant's Application has no
+  ``CreateNamespace``; the namespace exists when it syncs.
 - Phases PreSync, Sync, PostSync; in each, waves in ascending order (annotation
   ``argocd.argoproj.io/sync-wave``, default 0); in a wave, resources by Argo CD's kind order then name,
   and the phase's hooks (``argocd.argoproj.io/hook``) with them. The next wave starts only when every
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +82,18 @@ def load(release_dir: Path) -> list[Obj]:
     return out
 
 
+def tenant(release_dir: Path) -> dict[str, Any]:
+    """The tenant file of a release folder (what the ApplicationSet's Git files generator reads)."""
+    return json.loads((release_dir / "argocd-tenant.json").read_text())
+
+
+def platform_objects(release_dir: Path) -> list[Obj]:
+    """The release's own objects in its cluster's platform folder (``dist/cluster/<cluster>/``)."""
+    release = tenant(release_dir)["release"]
+    folder = release_dir.parent / "cluster" / tenant(release_dir)["cluster"]["name"]
+    return [o for o in load(folder) if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == release]
+
+
 def _ann(obj: Obj, key: str, default: str = "") -> str:
     return str((obj.get("metadata", {}).get("annotations") or {}).get(key, default))
 
@@ -112,11 +128,19 @@ class ArgoCD:
             self.kube.refresh_discovery()
         return key in self.kube._discovery
 
+    def sync_platform(self, objects: list[Obj]) -> list[str]:
+        """The platform Application's sync of a tenant's cluster-scoped files (in Argo CD's kind order)."""
+        applied = []
+        for obj in sorted(objects, key=_order):
+            self.kube.apply(obj)
+            applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        return applied
+
     def sync(self, objects: list[Obj], wave_timeout: float = 180.0) -> SyncResult:
         res = SyncResult()
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
-        if self.kube.get(ns) is None:  # CreateNamespace=true: created when missing, never re-applied
-            self.kube.create(ns)
+        if self.kube.get(ns) is None:
+            raise SyncFailed(f"namespace {self.namespace} does not exist: the platform Application creates it first")
         tasks: dict[tuple[int, int, int], list[Obj]] = {}
         phases = {"PreSync": 0, "Sync": 1, "PostSync": 2}
         for obj in objects:

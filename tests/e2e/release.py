@@ -105,6 +105,9 @@ class Release:
         return argocd.load(self.dir)
 
     def sync(self, wave_timeout: float = 180.0) -> argocd.SyncResult:
+        # The platform Application first: this tenant's files of dist/cluster/<cluster>/ (its Namespaces and
+        # ClusterRoleBinding), then the tenant's Application.
+        self.argo.sync_platform(argocd.platform_objects(self.dir))
         return self.argo.sync(self.objects(), wave_timeout=wave_timeout)
 
     def svc_ip(self, short: str) -> str:
@@ -201,10 +204,7 @@ def running_release(release: str, built: Built) -> Iterator[Release]:
     from tests.realpostgres import running_postgres
 
     rdir = ROOT / "dist" / release
-    import yaml
-
-    app = yaml.safe_load((ROOT / "dist" / "argocd" / f"Application.{release}.k8s.yaml").read_text())
-    ns = app["spec"]["destination"]["namespace"]
+    ns = argocd.tenant(rdir)["namespace"]
     busy = Kubelet.ports_in_use(argocd.load(rdir))
     if busy:
         raise AssertionError(

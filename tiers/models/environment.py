@@ -89,7 +89,8 @@ class Environment(Model):
         default_factory=Migration, description="Compatibility with a live release of the old Helm chart."
     )
     cluster: Cluster = Field(
-        default_factory=Cluster, description="Cluster-wide objects (dist/cluster/); the same in every environment."
+        default_factory=Cluster,
+        description="The cluster this environment runs on and its cluster-wide objects (dist/cluster/<name>/).",
     )
 
     @property

@@ -174,8 +174,10 @@ class PodSecurity(Model):
     )
     manage_namespace: bool = Field(
         default=True,
-        description="Emit the release Namespace object (labels, PSS labels) into dist/<release>/. Argo CD's "
-        "CreateNamespace=true is harmless beside it. Default: true.",
+        description="Emit the release Namespace object (labels, PSS labels) into the cluster's platform folder "
+        "dist/cluster/<cluster.name>/ (tenant folders hold no cluster-scoped object; the platform Application "
+        "creates the namespace before the tenant's Application syncs into it). When false, the namespace must "
+        "exist before the first sync: the tenant's Application does not create it. Default: true.",
     )
 
 
@@ -297,19 +299,20 @@ AdmissionPolicyVersion = Literal["v1", "v1beta1", "none"]
 
 
 class Cluster(Model):
-    """The cluster the environment runs on, and its cluster-wide objects. Every environment on one cluster
-    must agree on these: one cluster runs them."""
+    """The cluster this environment runs on, and the cluster-wide objects of its platform folder
+    dist/cluster/<name>/ (synced by the platform Application iotistica-cluster-<name>)."""
 
     name: DnsLabel = Field(
         default="in-cluster",
         description="The cluster, as fleet.yaml names it in `clusters` (docs/fleet.md): it fills argocd."
-        "destinationServer, edge.gateway, edge.certificate.issuerName and admissionPolicies. Default: the only "
-        "cluster of fleet.yaml, else in-cluster (the cluster Argo CD runs in).",
+        "destinationServer, edge.gateway, edge.certificate.issuerName and admissionPolicies. Its platform folder "
+        "is dist/cluster/<name>/, synced by the platform Application iotistica-cluster-<name>. Default: the only "
+        "cluster of fleet.yaml, else in-cluster (Argo CD's name for the cluster it runs in).",
     )
     admission_policies: AdmissionPolicyVersion = Field(
         default="v1",
         description="API version of the ValidatingAdmissionPolicies that confine the API's cluster-wide rights "
-        "(dist/cluster/): v1 (Kubernetes >= 1.30), v1beta1 (1.28-1.29 with the ValidatingAdmissionPolicy "
+        "(dist/cluster/<name>/): v1 (Kubernetes >= 1.30), v1beta1 (1.28-1.29 with the ValidatingAdmissionPolicy "
         "feature gate and admissionregistration.k8s.io/v1beta1 runtime-config), or none (the cluster enforces "
         "the same elsewhere; validate and explain then warn that the API's grant is cluster-wide). Must be the "
         "same in every environment. Default: v1.",
