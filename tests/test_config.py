@@ -49,8 +49,8 @@ def test_fails_hpa_min_above_max_with_exact_message(tmp_path: Path) -> None:
 def test_fails_unknown_tier(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "tier": "gold"})
     assert (
-        msg
-        == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, enterprise (line 3)"
+        msg == "environments/acme.yaml: tier: unknown tier 'gold'; expected one of demo, starter, standard, "
+        "enterprise (line 3)"
     )
 
 
@@ -147,7 +147,8 @@ def test_fails_latest_image(tmp_path: Path) -> None:
 def test_fails_bad_memory_quantity(tmp_path: Path) -> None:
     msg = error_of(tmp_path, {**BASE, "api": {"resources": {"limits": {"memory": "2GB"}}}})
     assert msg == (
-        "environments/acme.yaml: api.resources.limits.memory: must be a memory quantity such as 512Mi or 4Gi, got '2GB' (line 4)"
+        "environments/acme.yaml: api.resources.limits.memory: must be a memory quantity such as 512Mi or 4Gi, "
+        "got '2GB' (line 4)"
     )
 
 

@@ -210,7 +210,6 @@ def test_validate_and_diff_of_a_fleet_in_worker_processes(tmp_path: Path) -> Non
     """At PARALLEL_MIN environments and more, validate and diff run in worker processes (ops/fleet_parallel.py):
     the same findings, no change against a synth of the same fleet, one changed release found."""
     from ops.fleet_parallel import PARALLEL_MIN
-
     from scripts.bench import generate_environments
 
     envs, out = tmp_path / "environments", tmp_path / "dist"

@@ -8,8 +8,9 @@ For each ``fleetNamespaces.fleets[]`` entry, when ``fleetNamespaces.enabled``:
   ``customer-id``, ``max-agents``, ``max-devices``, ``fleet-type``), the tenant label
   ``iotistica.com/tenant: <release namespace>`` the API's admission guardrail keys on
   (constructs/isolation/release_namespace.py) and Pod Security Admission:
-  ``enforce`` = ``fleetNamespaces.podSecurityEnforce`` (default ``baseline``: the API's agent Deployments set pod-level security only, which ``restricted``
-  would reject), ``audit``/``warn`` = ``restricted``. Where the old chart's ``managed-by``/``part-of``
+  ``enforce`` = ``fleetNamespaces.podSecurityEnforce`` (default ``baseline``: the API's agent
+  Deployments set pod-level security only, which ``restricted`` would reject), ``audit``/``warn`` =
+  ``restricted``. Where the old chart's ``managed-by``/``part-of``
   values collide with the platform's label set, the platform's set wins (``cdk8s``/``iotistica``).
   Annotations ``iotistica.com/{description,created-by,quota-policy}``; ``Prune=false`` because agent
   data lives here and the platform only ever soft-deletes fleets.
