@@ -76,13 +76,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runbooks")
     envs = root / "environments"
     envs.mkdir()
-    shutil.copy(ENV_DIR / "client-demo.yaml", envs)  # the server's max_connections, as the fleet declares it
+    shutil.copy(ENV_DIR / "client-demo.yaml", envs)
+    shutil.copy(ENV_DIR.parent / "fleet.yaml", root)  # the cluster and the server's max_connections
     for release, extra in (
         (ONBOARD, ""),
         (OFFBOARD, "fleetNamespaces:\n  enabled: true\n  fleets:\n    - name: lab\n      maxAgents: 2\n"),
     ):
         (envs / f"{release}.yaml").write_text(
-            f"release: {release}\nnamespace: {release}\ntier: starter\ndatabase:\n  maxConnections: 500\n{extra}"
+            f"release: {release}\nnamespace: {release}\ntier: starter\n{extra}"
         )
     proc = subprocess.run(
         [str(ROOT / ".venv/bin/python"), str(ROOT / "app.py"), "--environments", str(envs)]
