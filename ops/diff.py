@@ -16,7 +16,7 @@ import difflib
 import json
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -361,7 +361,7 @@ def _read_files(path: Path) -> dict[Path, str]:
 
     if not path.exists():
         return {}
-    found = [*path.glob("*/*.yaml"), *path.glob(f"*/{FILENAME}")]
+    found = [*path.glob("*/*.yaml"), *path.glob("*/*/*.yaml"), *path.glob(f"*/{FILENAME}")]
     return {p.relative_to(path): p.read_text(encoding="utf-8") for p in sorted(found)}
 
 
@@ -380,7 +380,7 @@ def diff_trees(old: dict[Path, str], new: dict[Path, str], folders: Iterable[str
 
     report = Report()
     for folder in sorted(folders):
-        names = {p for p in old if p.parts[0] == folder} | {p for p in new if p.parts[0] == folder}
+        names = {p for p in old if str(p.parent) == folder} | {p for p in new if str(p.parent) == folder}
         differ = sorted(p for p in names if old.get(p) != new.get(p))
         if not differ:
             continue
@@ -404,6 +404,32 @@ def diff_trees(old: dict[Path, str], new: dict[Path, str], folders: Iterable[str
                 )
             )
     return report
+
+
+def diff_chunk(envs: Sequence[Environment], base: Path | None, committed: dict[Path, str] | None = None) -> Report:
+    """The differences of these environments' folders between ``base`` (a dist/ tree on disk; or the files
+    ``committed`` holds) and what a synth writes for them."""
+    from ops.fleet_render import release_files, render
+    from synth.render import _few_collections
+
+    folders = [e.release for e in envs]
+    with _few_collections():
+        fresh = release_files(render(envs), envs)
+        if committed is None:
+            committed = {}
+            for folder in folders:
+                d = base / folder if base is not None else None
+                if d is not None and d.is_dir():
+                    for p in sorted(d.iterdir()):
+                        if p.suffix == ".yaml" or p.name == "REQUIRED-SECRETS.md":
+                            committed[Path(folder) / p.name] = p.read_text(encoding="utf-8")
+        return diff_trees(committed, fresh, folders)
+
+
+def _diff_worker(envs: list[dict[str, Any]], base: str | None) -> Report:
+    from ops.fleet_parallel import revalidated
+
+    return diff_chunk(revalidated(envs), Path(base) if base else None)
 
 
 def print_report(report: Report) -> None:
@@ -479,7 +505,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             lines = _object_lines(report)
             print("\n".join([*lines, f"{c['added']} added, {c['removed']} removed, {c['changed']} changed"]))
         return EXIT_OK if report.empty else EXIT_FAILED
-    from ops.fleet_parallel import Workers, _diff_worker, diff_chunk
+    from ops.fleet_parallel import Workers
 
     with Workers(args.environments) as workers, tempfile.TemporaryDirectory() as tmp:
         envs = _load(args.environments, [])
@@ -497,14 +523,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if whole:  # the shared folders, and the folders of releases whose file is gone, compared here
             releases = {e.release for e in chosen}
             fresh = release_files(render_shared(envs))
-            others = {p.parent.name for p in base.glob("*/*")} - releases if base.is_dir() else set()
+            found = [*base.glob("*/*.yaml"), *base.glob("*/*/*.yaml"), *base.glob(f"*/{FILENAME}")]
+            others = {str(p.parent.relative_to(base)) for p in found} - releases if base.is_dir() else set()
             committed = {
                 p.relative_to(base): p.read_text(encoding="utf-8")
                 for folder in sorted(others)
                 for p in sorted((base / folder).iterdir())
                 if p.suffix == ".yaml" or p.name == FILENAME
             }
-            report = diff_trees(committed, fresh, others | {p.parts[0] for p in fresh})
+            report = diff_trees(committed, fresh, others | {str(p.parent) for p in fresh})
         for part in collect():
             report.changes += part.changes
             report.texts.update(part.texts)

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ops.diff import Report
     from tiers.models import Environment
 
 #: Fewer environments than this are validated or compared in this process (a worker's start is ~0.6 s).
 PARALLEL_MIN = 8
 
 
-def _revalidated(envs: list[dict[str, Any]]) -> list[Environment]:
+def revalidated(envs: list[dict[str, Any]]) -> list[Environment]:
     from tiers.models import Environment
 
     return [Environment.model_validate(d) for d in envs]
@@ -62,35 +61,10 @@ def validate_chunk(
         return out
 
 
-def diff_chunk(envs: Sequence[Environment], base: Path | None, committed: dict[Path, str] | None = None) -> Report:
-    """The differences of these environments' folders between ``base`` (a dist/ tree on disk; or the files
-    ``committed`` holds) and what a synth writes for them."""
-    from ops.diff import diff_trees
-    from ops.fleet_render import release_files, render
-    from synth.render import _few_collections
-
-    folders = [e.release for e in envs]
-    with _few_collections():
-        fresh = release_files(render(envs), envs)
-        if committed is None:
-            committed = {}
-            for folder in folders:
-                d = base / folder if base is not None else None
-                if d is not None and d.is_dir():
-                    for p in sorted(d.iterdir()):
-                        if p.suffix == ".yaml" or p.name == "REQUIRED-SECRETS.md":
-                            committed[Path(folder) / p.name] = p.read_text(encoding="utf-8")
-        return diff_trees(committed, fresh, folders)
-
-
 def _validate_worker(
     envs: list[dict[str, Any]], check: frozenset[str]
 ) -> list[tuple[str, list[str], list[Any], list[str]]]:
-    return validate_chunk(_revalidated(envs), check)
-
-
-def _diff_worker(envs: list[dict[str, Any]], base: str | None) -> Report:
-    return diff_chunk(_revalidated(envs), Path(base) if base else None)
+    return validate_chunk(revalidated(envs), check)
 
 
 def _prepare() -> None:
@@ -100,7 +74,6 @@ def _prepare() -> None:
     worker_prepare()
     import kubernetes_validate  # noqa: F401
 
-    import ops.diff  # noqa: F401
     import ops.fleet_render  # noqa: F401
     from ops.schema_check import _definitions
 

@@ -69,7 +69,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise_all(misplaced)
     failed = False
     warnings = 0
-    for folder, other, ident in identity_clashes(rendered, {e.release: e.cluster.name for e in all_envs}):
+    from constructs.shared_charts import cluster_folder
+
+    # Each folder's cluster: a release's, and each platform folder dist/cluster/<cluster>/ its own.
+    on = {e.release: e.cluster.name for e in all_envs} | {
+        cluster_folder(e.cluster.name): e.cluster.name for e in all_envs
+    }
+    for folder, other, ident in identity_clashes(rendered, on):
         report("error", f"{sources.label(folder)}: {ident} is also written by dist/{other}/", sources.label(folder))
         failed = True
     for env in envs:

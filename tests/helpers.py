@@ -58,7 +58,8 @@ def tenant_cluster_objects(env: Environment) -> list[Manifest]:
 def env_from(release: str = "client-demo", **overrides: Any) -> Environment:
     """A shipped environment with deep-merged overrides (keys as in YAML, camelCase), laid over its tier
     preset and the fleet file's layer (fleet.yaml: its cluster and database server), as the loader does."""
-    from tiers.fleet_file import fleet_layer, fleet_path, read_fleet
+    from tiers.fleet_file import fleet_layer, fleet_path
+    from tiers.loader import read_fleet
 
     data = yaml.safe_load((ENV_DIR / f"{release}.yaml").read_text())
     preset = yaml.safe_load((PRESETS / f"{data['tier']}.yaml").read_text())

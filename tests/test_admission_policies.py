@@ -549,7 +549,7 @@ def test_agent_namespace_setting(tmp_path: Path, environments) -> None:
         assert error_of(tmp_path, data) == (
             "environments/acme.yaml: api.extraEnv.VIRTUAL_AGENT_NAMESPACE: must be virtual-agents or "
             "virtual-agents-acme, the agent namespaces the admission guardrail lets this release's API create "
-            f"(docs/guardrail.md), got {bad!r}"
+            f"(docs/guardrail.md), got {bad!r} (line 3)"  # api: / extraEnv: / the key (keys sorted)
         )
     env = env_from("client-demo", api={"extraEnv": {"VIRTUAL_AGENT_NAMESPACE": "virtual-agents-demo"}})
     envs = [env, *(e for e in environments.values() if e.release != "client-demo")]

@@ -17,8 +17,7 @@ import app
 import cli
 from tests.helpers import ENV_DIR, container, env_map, synth_env
 from tiers.fleet import Sources, validate_fleet
-from tiers.fleet_file import read_fleet
-from tiers.loader import load_environments
+from tiers.loader import load_environments, read_fleet
 from tiers.reference import FLEET_END, FLEET_START, fleet_reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,7 +264,9 @@ def test_the_rules_refuse_environments_made_in_code(tmp_path: Path) -> None:
     acme, beta = load_environments(d)
     stray = beta.model_copy(update={"cluster": beta.cluster.model_copy(update={"name": "mars"})})
     sources = Sources(labels={}, status={}, fleet=read_fleet(tmp_path / "fleet.yaml", "fleet.yaml"))
-    (err,) = validate_fleet([acme, stray], sources)
+    errors = validate_fleet([acme, stray], sources)
+    assert [str(e) for e in errors if "unknown cluster" in str(e)] == [str(errors[0])], errors
+    err = errors[0]
     assert (err.file, err.path) == ("environments/beta.yaml", "cluster.name") and "unknown cluster 'mars'" in str(err)
 
 

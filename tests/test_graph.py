@@ -479,7 +479,7 @@ def test_rights_view_with_admission_policies(tmp_path) -> None:
     assert any(line == "binding (none: not enforced): " for line in t.nodes["vap:unbound"].label)
     _names, edges = parsed(svg_of(t))
     confines = {(tail, head) for cls, _e, tail, head in edges if cls == "confines"}
-    # The shipped guardrail (dist/cluster) names every release's API user, so it confines this one too.
+    # The shipped guardrail (dist/cluster) matches every release's API user, so it confines this one too.
     shipped = {
         f"vap:{yaml.safe_load(f.read_text())['metadata']['name']}"
         for f in (dist / "cluster" / "in-cluster").glob("ValidatingAdmissionPolicy.iotistic-api-*.k8s.yaml")

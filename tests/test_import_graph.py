@@ -113,7 +113,7 @@ def test_the_graph_sees_our_modules() -> None:
 
 
 #: The models' modules by layer: each imports only from layers before it (base <- concerns <- environment).
-MODEL_LAYERS = (("base",), ("core", "edge", "lifecycle", "isolation"), ("environment",))
+MODEL_LAYERS = (("base",), ("core", "edge", "lifecycle", "isolation"), ("environment", "fleet"))
 
 
 def test_the_models_import_one_way() -> None:

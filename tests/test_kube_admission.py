@@ -956,7 +956,6 @@ def test_adding_a_tenant_changes_only_its_own_files(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     path = project / "environments" / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
-    data["database"] = {**data.get("database", {}), "server": "guard-cnpg", "maxConnections": 500}
     data["fleetNamespaces"] = {
         "enabled": True,
         "virtualAgentManager": True,

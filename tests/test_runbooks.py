@@ -82,9 +82,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (ONBOARD, ""),
         (OFFBOARD, "fleetNamespaces:\n  enabled: true\n  fleets:\n    - name: lab\n      maxAgents: 2\n"),
     ):
-        (envs / f"{release}.yaml").write_text(
-            f"release: {release}\nnamespace: {release}\ntier: starter\n{extra}"
-        )
+        (envs / f"{release}.yaml").write_text(f"release: {release}\nnamespace: {release}\ntier: starter\n{extra}")
     proc = subprocess.run(
         [str(ROOT / ".venv/bin/python"), str(ROOT / "app.py"), "--environments", str(envs)]
         + ["--outdir", str(root / "dist"), "--no-cache", "--env", ONBOARD, "--env", OFFBOARD],

@@ -458,9 +458,9 @@ def test_partial_synth_prunes_releases_whose_file_is_gone(tmp_path: Path) -> Non
     (envs / "iotistica-starter.yaml").unlink()
     proc = run(*argv, "--env", "client-demo")
     assert proc.returncode == 0, proc.stderr
-    # The one summary line shows the folder removed with its file (the Applications lose its own; the
-    # admission policies of cluster/ name no tenant).
-    assert proc.stdout == f"synth: {out}: 1 written (argocd), 2 unchanged, 1 removed (iotistica-starter)\n"
+    # The one summary line shows the folder removed with its file (the shared folders lose its own files:
+    # its AppProject, its Namespace and ClusterRoleBinding).
+    assert proc.stdout == f"synth: {out}: 2 written (argocd, cluster), 1 unchanged, 1 removed (iotistica-starter)\n"
     assert sorted(p.name for p in out.iterdir()) == sorted([output.MARKER, "argocd", "client-demo", "cluster"])
     assert not [f for f in (out / "argocd").iterdir() if "iotistica-starter" in f.read_text()]
     assert tree(out / "client-demo") == tree(ROOT / "dist" / "client-demo")

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from tiers.errors import ConfigError
 from tiers.models.fleet import DEFAULT_CLUSTER, DEFAULT_FLEET, IMAGE_COMPONENTS, FleetSettings, did_you_mean
 
@@ -37,41 +35,11 @@ class FleetFile:
 
 #: No fleet.yaml: one cluster, no declared server, no layer.
 NO_FLEET_FILE = FleetFile(DEFAULT_FLEET)
-#: The last parse of each fleet file, by path: (its text, the result).
-_READ: dict[str, tuple[str, FleetFile]] = {}
 
 
 def fleet_path(environments: Path) -> Path:
     """The fleet file of an environments folder: ``fleet.yaml`` beside it."""
     return environments.parent / FLEET_FILE
-
-
-def read_fleet(path: Path, label: str | None = None) -> FleetFile:
-    """The fleet file at ``path`` (absent: :data:`NO_FLEET_FILE`), validated; parsed once per content."""
-    from tiers.loader import _parse_yaml, format_error
-
-    label = label or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return NO_FLEET_FILE
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(label, "", f"cannot read the file ({exc.__class__.__name__})") from None
-    known = _READ.get(str(path))
-    if known is not None and known[0] == text and known[1].label == label:
-        return known[1]
-    data = _parse_yaml(text, label)
-    try:
-        fleet = FleetSettings.model_validate(data)
-    except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: [str(p) for p in e.get("loc", ())])
-        where, message = format_error(errors[0])
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more)"
-        raise ConfigError(label, where, message) from None
-    result = FleetFile(fleet, label, True)
-    _READ[str(path)] = (text, result)
-    return result
 
 
 def _get(data: Mapping[str, Any], *keys: str) -> Any:

@@ -22,9 +22,10 @@ from pydantic import ValidationError
 
 from tiers import TIERS
 from tiers.errors import ConfigError, ConfigErrors, raise_all
-from tiers.fleet_file import FleetFile, fleet_layer, fleet_path, read_fleet
+from tiers.fleet_file import NO_FLEET_FILE, FleetFile, fleet_layer, fleet_path
 from tiers.images import LOCK, LOCK_LABEL, check_lock, pin
 from tiers.models import Environment
+from tiers.models.fleet import FleetSettings
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
@@ -36,6 +37,7 @@ __all__ = [
     "load_environment",
     "load_environments",
     "load_fleet_file",
+    "read_fleet",
     "read_lock",
     "read_yaml",
 ]
@@ -324,6 +326,36 @@ def load_environment(
         )
     pinned: Environment = pin(env, lock, label)
     return pinned
+
+
+#: Fleet files read in this process: path -> (text, result).
+_FLEETS_READ: dict[str, tuple[str, FleetFile]] = {}
+
+
+def read_fleet(path: Path, label: str | None = None) -> FleetFile:
+    """The fleet file at ``path`` (absent: :data:`NO_FLEET_FILE`), validated; parsed once per content."""
+    label = label or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return NO_FLEET_FILE
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(label, "", f"cannot read the file ({exc.__class__.__name__})") from None
+    known = _FLEETS_READ.get(str(path))
+    if known is not None and known[0] == text and known[1].label == label:
+        return known[1]
+    data = _parse_yaml(text, label)
+    try:
+        fleet = FleetSettings.model_validate(data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: [str(p) for p in e.get("loc", ())])
+        where, message = format_error(errors[0])
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        raise ConfigError(label, where, message) from None
+    result = FleetFile(fleet, label, True)
+    _FLEETS_READ[str(path)] = (text, result)
+    return result
 
 
 def load_fleet_file(directory: Path, base: Path | None = None) -> FleetFile:

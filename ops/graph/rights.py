@@ -48,6 +48,14 @@ def _confines(text: str, ns: str, name: str) -> bool:
         return True
     if "userInfo" not in text:
         return False
+    # A pattern the user name must match (CEL ``matches``: RE2, unanchored unless the pattern says so).
+    user = f"system:serviceaccount:{ns}:{name}"
+    for pattern in re.findall(r"username\.matches\('((?:[^'\\]|\\.)*)'\)", text):
+        try:
+            if re.search(pattern, user):
+                return True
+        except re.error:
+            continue
     quoted = (r"[\'\"]" + re.escape(x) + r"[\'\"]" for x in (ns, name))
     return all(re.search(q, text) for q in quoted)
 

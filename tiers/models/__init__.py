@@ -86,7 +86,10 @@ from tiers.models.edge import (
 )
 from tiers.models.environment import RATED_READINGS_PER_SECOND, Environment, Tier
 from tiers.models.fleet import (
+    DEFAULT_CLUSTER,
     DEFAULT_FLEET,
+    IMAGE_COMPONENTS,
+    IN_CLUSTER_SERVER,
     DatabaseServer,
     FleetArgoCd,
     FleetCluster,
@@ -95,7 +98,10 @@ from tiers.models.fleet import (
     FleetGit,
     FleetImages,
     FleetSettings,
+    ImageComponent,
     ImageDefault,
+    admission_for_minor,
+    did_you_mean,
 )
 from tiers.models.isolation import (
     PRIVATE_CIDRS,
@@ -134,7 +140,13 @@ from tiers.models.lifecycle import (
 )
 
 __all__ = [
+    "DEFAULT_CLUSTER",
     "DEFAULT_FLEET",
+    "IMAGE_COMPONENTS",
+    "IN_CLUSTER_SERVER",
+    "ImageComponent",
+    "admission_for_minor",
+    "did_you_mean",
     "DatabaseServer",
     "FleetArgoCd",
     "FleetCluster",
