@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import re
 import secrets
@@ -33,6 +34,8 @@ from tests.e2e.kubelet import Kubelet
 from tests.e2e.platform_build import Built
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Held while a release runs (fixed ports on loopback): e2e modules in parallel workers take turns.
+PORTS_LOCK = Path(tempfile.gettempdir()) / "iotistica-e2e-ports.lock"
 DB_HOST = "iotistica-cnpg-cl01-rw.iotistica-cnpg-cl01.svc.cluster.local"
 TENANT = "73eddd385ce8"  # sha256(customer id)[0:12], the generator's form (platform-facts §1 row 2)
 
@@ -194,17 +197,32 @@ def _secret(ns: str, name: str, data: dict[str, bytes], type_: str = "Opaque") -
 
 
 @contextlib.contextmanager
-def running_release(release: str, built: Built) -> Iterator[Release]:
+def running_release(release: str, built: Built, *, pod_addresses: bool = False) -> Iterator[Release]:
     """A fresh API server, database server and kubelet for ``dist/<release>``, the operator's part done;
-    not yet synced. Everything started here is ended on exit (also on failure and Ctrl-C)."""
-    from tests.realkube import running_kube_apiserver
-    from tests.realpostgres import running_postgres
-
+    not yet synced. Everything started here is ended on exit (also on failure and Ctrl-C). ``pod_addresses``:
+    a pod address per replica and Service proxies (tests/e2e/podnet.py), for workloads with several replicas."""
     rdir = ROOT / "dist" / release
     import yaml
 
     app = yaml.safe_load((ROOT / "dist" / "argocd" / f"Application.{release}.k8s.yaml").read_text())
     ns = app["spec"]["destination"]["namespace"]
+    # One release at a time on this machine: the programs bind fixed ports (several e2e modules may run in
+    # parallel pytest-xdist workers, `make test -n 2`; the lock is released when this process lets it go).
+    lock = open(PORTS_LOCK, "a+")  # noqa: SIM115 - held for the release's life
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        with _running_release(release, built, rdir, ns, pod_addresses) as r:
+            yield r
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+@contextlib.contextmanager
+def _running_release(release: str, built: Built, rdir: Path, ns: str, pod_addresses: bool) -> Iterator[Release]:
+    from tests.realkube import running_kube_apiserver
+    from tests.realpostgres import running_postgres
+
     busy = Kubelet.ports_in_use(argocd.load(rdir))
     if busy:
         raise AssertionError(
@@ -243,7 +261,9 @@ def running_release(release: str, built: Built) -> Iterator[Release]:
                 )  # fmt: skip
             )
             (work / "mqtt-ca.crt").write_bytes(ca)
-            kubelet = Kubelet(kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns])
+            kubelet = Kubelet(
+                kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns], pod_addresses=pod_addresses
+            )
             kubelet.extra_hosts[DB_HOST] = "127.0.0.1"
             r = Release(
                 release, ns, rdir, kube, kubelet, argocd.ArgoCD(kube, kubelet, ns), pg, work, values,
