@@ -223,7 +223,10 @@ def _running_release(release: str, built: Built, rdir: Path, ns: str, pod_addres
     from tests.realkube import running_kube_apiserver
     from tests.realpostgres import running_postgres
 
-    busy = Kubelet.ports_in_use(argocd.load(rdir))
+    # A release that just ended may still be letting its ports go: wait a little before calling them taken.
+    deadline = time.monotonic() + 60
+    while (busy := Kubelet.ports_in_use(argocd.load(rdir))) and time.monotonic() < deadline:
+        time.sleep(2)
     if busy:
         raise AssertionError(
             f"e2e {release}: ports in use on this machine: {', '.join(busy)} (the programs bind 0.0.0.0)"
