@@ -202,6 +202,8 @@ def main() -> int:
                     row["go_auth_cache"] = "on" if cache else "off"
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    if row["readings_per_s"] == 0:  # what the programs said meanwhile
+                        print(r.kubelet.report(lines=15), flush=True)
                     wait_flowing(r, mqtt, agent, topic)
     print("\n| go-auth cache | publishers | readings/message | readings/s into TimescaleDB | messages/s | cores |")
     print("|---|---:|---:|---:|---:|---|")
