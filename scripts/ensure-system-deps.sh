@@ -6,7 +6,8 @@
 #   kube-apiserver in tests/realkube.py), openssl (test certificates), docker-registry (a real
 #   OCI registry on loopback) and skopeo (pushes an image into it) for the images-lock resolver
 #   (docs/hardening.md), mosquitto-clients (mosquitto_sub/mosquitto_pub: the seed's operational
-#   checks in tests/e2e).
+#   checks in tests/e2e), gcc (compiles tests/e2e/bindshim.c, a pod address per replica; libc6-dev
+#   comes with it).
 # Silent when everything is present. Installs only the missing packages when run as
 # root; otherwise prints what to install and exits 1.
 set -euo pipefail
@@ -31,6 +32,7 @@ have_cmd openssl || missing+=(openssl)
 have_cmd docker-registry || missing+=(docker-registry)
 have_cmd skopeo || missing+=(skopeo)
 have_cmd mosquitto_sub || missing+=(mosquitto-clients)
+have_cmd gcc || missing+=(gcc)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
