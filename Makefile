@@ -16,7 +16,7 @@ export CDK8S_CHECK_UPGRADE := false
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help setup checkov-venv bytecode synth test e2e bench imports lint clean
+.PHONY: help setup checkov-venv bytecode synth test e2e bench bench-e2e imports lint clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -81,6 +81,9 @@ e2e: bytecode ## run the end-to-end tests only (real API, ingestion, broker, Red
 bench: bytecode ## measure synth wall time against the import floor; synth, validate and diff side by side
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench.py --commands
+
+bench-e2e: bytecode ## sustained telemetry rate through broker, go-auth, API, Redis, ingestion into TimescaleDB (docs/performance.md)
+	$(PY) scripts/bench_e2e.py
 
 imports: setup ## regenerate imports/ from ../shared/crds (one module per API group)
 	scripts/import-crds.sh

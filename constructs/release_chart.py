@@ -28,6 +28,7 @@ from constructs.edge.gateway_routes import Backend, GatewayRoutes, GatewayRoutes
 from constructs.edge.monitoring import HpaTarget, Monitoring, MonitoringProps, RedisClusterTarget, ScrapeTarget
 from constructs.isolation.fleet_namespace import FleetNamespace, FleetNamespaceProps, fleet_selector_labels
 from constructs.isolation.network_policies import Endpoint, PlatformNetworkPolicies, PlatformNetworkPoliciesProps
+from constructs.lifecycle.api_migrations_job import ApiMigrationsJob, ApiMigrationsJobProps
 from constructs.lifecycle.db_init_job import DbInitJob, DbInitJobProps
 from constructs.lifecycle.platform_config_job import PlatformConfigJob, PlatformConfigJobProps
 from constructs.lifecycle.secrets_provider import SecretsProvider, SecretsProviderProps
@@ -236,6 +237,16 @@ class ReleaseChart(ObjectChart):
                 "DbInit",
                 props=DbInitJobProps(release=rel, values=env.db_init, database=env.database, scheduling=env.scheduling),
             )
+        # The API's migrations, once per sync before the API starts; the API pods skip them (platform-facts §17).
+        self.api_migrations = ApiMigrationsJob(
+            self,
+            "ApiMigrations",
+            props=ApiMigrationsJobProps(
+                release=rel, values=env.api, database=env.database, scheduling=self._sched(env.api.scheduling)
+            ),
+        )
+        if self.api.skip_migrations_env != ApiMigrationsJob.SKIP_ENV:
+            raise AssertionError("the API pods must leave the migrations to the api-migrations Job")
         self.timescale_policy: TimescalePolicyJob | None = None
         if env.timescaledb.enabled:
             self.timescale_policy = TimescalePolicyJob(
@@ -278,6 +289,7 @@ class ReleaseChart(ObjectChart):
             self.db_init.network_endpoint if self.db_init else None,
             self.timescale_policy.network_endpoint if self.timescale_policy else None,
             self.platform_config.network_endpoint,
+            self.api_migrations.network_endpoint,
         )
         return [
             self.api.network_endpoint,

@@ -6,7 +6,8 @@
 #   kube-apiserver in tests/realkube.py), openssl (test certificates), docker-registry (a real
 #   OCI registry on loopback) and skopeo (pushes an image into it) for the images-lock resolver
 #   (docs/hardening.md), mosquitto-clients (mosquitto_sub/mosquitto_pub: the seed's operational
-#   checks in tests/e2e).
+#   checks in tests/e2e), gcc and libc6-dev (compile tests/e2e/bindshim.c, a pod address per replica;
+#   gcc only recommends libc6-dev, and the install skips recommends).
 # Silent when everything is present. Installs only the missing packages when run as
 # root; otherwise prints what to install and exits 1.
 set -euo pipefail
@@ -31,6 +32,8 @@ have_cmd openssl || missing+=(openssl)
 have_cmd docker-registry || missing+=(docker-registry)
 have_cmd skopeo || missing+=(skopeo)
 have_cmd mosquitto_sub || missing+=(mosquitto-clients)
+have_cmd gcc || missing+=(gcc)
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

@@ -258,10 +258,11 @@ def test_hook_jobs_are_chained_in_sync_order(topologies, svgs) -> None:
     jobs = [first]
     while jobs[-1] in chain:
         jobs.append(chain[jobs[-1]])
-    # db-init, redis-auth-generator, redis-cluster-init, stream-key-resolver, platform-config, timescaledb-policy
-    assert len(set(jobs)) == len(jobs) == 6
+    # db-init, redis-auth-generator, redis-cluster-init, stream-key-resolver, api-migrations, platform-config,
+    # timescaledb-policy
+    assert len(set(jobs)) == len(jobs) == 7
     waves = [int(re.search(r"wave (-?\d+)", " ".join(t.nodes[j].label)).group(1)) for j in jobs]  # type: ignore[union-attr]
-    assert waves == sorted(waves) and waves[0] == -1 and waves[-1] == 1
+    assert waves == sorted(waves) and waves[0] == -2 and waves[-1] == 1
     assert {t.nodes[j].cluster[-1] for j in jobs} == {"hook Jobs (sync order)"}
 
 

@@ -138,8 +138,13 @@ def test_the_whole_sync_order(variants, key) -> None:
 
     # 3. db-init before the API; the resolver before ingestion; the generator before Redis.
     api = by(objs, "Deployment", f"{release}-api")
+    migrations = by(objs, "Job", f"{release}-api-migrations")
     if env.db_init.enabled:
-        assert order(by(objs, "Job", f"{release}-db-init")) < order(api)
+        assert order(by(objs, "Job", f"{release}-db-init")) < order(migrations)
+    # The API's migrations run once, before the API, whose pods skip them (platform-facts §17).
+    assert order(migrations) < order(api)
+    api_env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert api_env["DB_SKIP_MIGRATIONS"] == "true"
     ingestion = next(o for o in workloads if o["metadata"]["name"] == f"{release}-ingestion")
     resolver = by(objs, "Job", f"{release}-stream-key-resolver")
     assert order(resolver) < order(ingestion)
@@ -169,11 +174,13 @@ def test_the_whole_sync_order(variants, key) -> None:
 def test_the_waves_are_the_documented_ones(manifests) -> None:
     objs = manifests["iotistica"]
     waves = {(o["kind"], o["metadata"]["name"]): notes(o).get(WAVE) for o in objs}
-    assert waves[("Job", "iotistica-db-init")] == "-1"
-    assert waves[("Job", "iotistica-stream-key-resolver")] == "-1"
-    assert waves[("Job", "iotistica-redis-auth-generator")] == "-1"
-    assert waves[("Role", "iotistica-stream-key-resolver")] == "-2"
-    assert waves[("ConfigMap", "iotistica-db-init")] == "-2"
+    assert waves[("Job", "iotistica-db-init")] == "-2"
+    assert waves[("Job", "iotistica-stream-key-resolver")] == "-2"
+    assert waves[("Job", "iotistica-redis-auth-generator")] == "-2"
+    assert waves[("Role", "iotistica-stream-key-resolver")] == "-3"
+    assert waves[("ConfigMap", "iotistica-db-init")] == "-3"
+    # The API's migrations: once, after db-init and before the API, whose pods skip them (platform-facts §17).
+    assert waves[("Job", "iotistica-api-migrations")] == "-1"
     assert waves[("Job", "iotistica-timescaledb-policy")] == "1"
     assert waves[("Deployment", "iotistica-api")] is None  # wave 0
 
@@ -343,7 +350,7 @@ def test_onepassword_provider_items() -> None:
     assert items["openai-credentials-master"]["spec"] == {"itemPath": "vaults/shared/items/openai"}
     for o in items.values():
         assert o["apiVersion"] == "onepassword.com/v1" and o["metadata"]["namespace"] == "iotistica"
-        assert notes(o)[WAVE] == "-3"
+        assert notes(o)[WAVE] == "-4"
         assert o["metadata"]["labels"]["app.kubernetes.io/instance"] == "iotistica"
         assert "data" not in o and "stringData" not in o
         validate_crd(o)

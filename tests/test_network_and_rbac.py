@@ -157,7 +157,7 @@ def expected_flows(env: Environment, pods: set[str]) -> set[tuple[str, str, int,
         add(["api", "ingestion"], "database", [5432])
         add(["api"], "provisioning", [3100])
         # The lifecycle hook Jobs: SQL jobs reach the database; Secret jobs reach the Kubernetes API.
-        sql_jobs = [j for j in ("db-init", "timescaledb-policy", "platform-config") if j in pods]
+        sql_jobs = [j for j in ("db-init", "timescaledb-policy", "platform-config", "api-migrations") if j in pods]
         secret_jobs = [j for j in ("stream-key-resolver", "redis-auth-generator") if j in pods]
         for s in sql_jobs:
             add([s], "dns", [53], "UDP")

@@ -63,6 +63,8 @@ CHECKOV_REASONS = {
     CKV_SA_TOKEN: REASON_CALLS_KUBE_API + ": it deploys virtual agents into the fleet namespaces (platform-facts §11)",
 }
 SPOOL_PATH = "/var/lib/iotistic/spool"
+#: The API's switch that leaves its migrations to the api-migrations Job (api/src/bootstrap/database.ts).
+MIGRATIONS_SKIP_ENV = "DB_SKIP_MIGRATIONS"
 
 
 class ApiServiceProps(Props):
@@ -78,7 +80,8 @@ class ApiServiceProps(Props):
 
 
 class ApiService(Component):
-    """The API. Outputs: ``service_name``, ``port``, ``url``, ``service_account``, ``network_endpoint``."""
+    """The API. Outputs: ``service_name``, ``port``, ``url``, ``service_account``, ``network_endpoint``,
+    ``skip_migrations_env`` (set to true: the api-migrations Job runs them)."""
 
     def __init__(self, scope: Scope, id: str, *, props: ApiServiceProps) -> None:
         super().__init__(scope, id)
@@ -88,6 +91,7 @@ class ApiService(Component):
         self.port = PORT
         self.url = f"http://{self.name}:{PORT}"
         self.service_account = SERVICE_ACCOUNT
+        self.skip_migrations_env = MIGRATIONS_SKIP_ENV
         self.network_endpoint = Endpoint(key=APP, app=APP, component=APP, ports={PORT_NAME: PORT})
 
         api_object(
@@ -149,6 +153,9 @@ class ApiService(Component):
             # Database (seed table: sql-credentials-{ns})
             *database_env(db, sql, v.db_pool_size),
             env("DB_STATEMENT_TIMEOUT_MS", v.db_statement_timeout_ms),
+            # The migrations run once per sync in the api-migrations hook Job, before any API pod starts: the
+            # API's runner takes no lock, so replicas starting at once race on them (platform-facts §17).
+            env(MIGRATIONS_SKIP_ENV, True),
             # Redis and the ingestion stream
             *props.redis.env(),
             env("REDIS_INGESTION_STREAM_MAXLEN", props.stream_maxlen),

@@ -6,9 +6,11 @@ its resources are healthy and its hook Jobs have succeeded, then moves on):
 ====  ==========================================================================================
 wave  what
 ====  ==========================================================================================
- -3   OnePasswordItems (provider ``onepassword``): the operator writes the Secrets
- -2   ServiceAccounts, Roles, RoleBindings and script ConfigMaps of the hook Jobs (plain resources)
- -1   Sync hook Jobs: redis-auth generator, stream key resolver, db-init
+ -4   OnePasswordItems (provider ``onepassword``): the operator writes the Secrets
+ -3   ServiceAccounts, Roles, RoleBindings and script ConfigMaps of the hook Jobs (plain resources)
+ -2   Sync hook Jobs: redis-auth generator, stream key resolver, db-init
+ -1   Sync hook Job api-migrations: the API's migrations, once, with the API image's runner (the API pods
+      skip them, so replicas never race on them, platform-facts §17)
   0   the workloads (API, ingestion, Redis, broker, dashboard, Node-RED): no annotation
   1   Sync hook Jobs timescaledb-policy (seed: wave "1") and platform-config (the agents' broker row and
       the admin user, platform-facts §17), once the API (and its migrations) is healthy
@@ -47,9 +49,10 @@ WAVE = "argocd.argoproj.io/sync-wave"
 DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
 HOOK_DELETE_POLICY = "BeforeHookCreation,HookSucceeded"
 
-WAVE_SECRETS = -3
-WAVE_PREREQUISITES = -2
-WAVE_SECRET_JOBS = -1
+WAVE_SECRETS = -4
+WAVE_PREREQUISITES = -3
+WAVE_SECRET_JOBS = -2
+WAVE_MIGRATIONS = -1
 WAVE_WORKLOADS = 0
 WAVE_POLICY = 1
 

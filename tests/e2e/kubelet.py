@@ -222,8 +222,16 @@ class Pod:
 class Kubelet:
     """Runs the pods of the Deployments, StatefulSets and Jobs in ``namespaces`` from the server's objects."""
 
-    def __init__(self, kube: Any, root: Path, apps: dict[str, Path], namespaces: list[str]) -> None:
+    def __init__(
+        self, kube: Any, root: Path, apps: dict[str, Path], namespaces: list[str], *, pod_addresses: bool = False
+    ) -> None:
+        """``pod_addresses``: each pod listens on its own address and each Service port is a proxy to the ready
+        pods it selects (tests/e2e/podnet.py), so that a workload may run several replicas."""
         self.server = Server(kube)
+        self.pod_addresses = pod_addresses
+        self.proxies: dict[tuple[str, str, int], Any] = {}
+        self._selectors: dict[tuple[str, str], dict[str, str]] = {}
+        self._shim: Path | None = None
         self.kube = kube
         self.root = root
         self.apps = apps
@@ -305,12 +313,39 @@ class Kubelet:
                 if key not in self.service_ips:
                     self.service_ip(*key)
                     changed = True
+                self._selectors[key] = dict(svc["spec"].get("selector") or {})
                 for p in svc["spec"].get("ports", []):
                     tp = p.get("targetPort", p["port"])
                     if isinstance(tp, int) and tp != p["port"]:
                         raise RuntimeError(f"Service {key}: port {p['port']} != targetPort {tp} (no kube-proxy here)")
+                    if self.pod_addresses and (ns, key[1], int(p["port"])) not in self.proxies:
+                        self._proxy(ns, key[1], int(p["port"]), p.get("targetPort", p["port"]))
         if changed:
             self.write_hosts()
+
+    def _proxy(self, ns: str, svc: str, port: int, target: int | str) -> None:
+        from tests.e2e.podnet import ServiceProxy
+
+        def endpoints() -> list[tuple[str, int]]:
+            sel = self._selectors.get((ns, svc)) or {}
+            out = []
+            for pod in list(self.pods.values()):  # no lock: a probe may hold it for seconds
+                if pod.namespace != ns or pod.deleted or not pod.ready or not sel:
+                    continue
+                if all(pod.labels.get(k) == v for k, v in sel.items()):
+                    for c in pod.containers:
+                        try:
+                            out.append((pod.ip, c.port(target)))
+                            break
+                        except ValueError:
+                            continue
+            return out
+
+        self.proxies[(ns, svc, port)] = ServiceProxy(self.service_ip(ns, svc), port, endpoints)
+
+    def endpoints(self, ns: str, svc: str, port: int) -> list[tuple[str, int]]:
+        """The ready endpoints the Service's proxy forwards to (pod addresses on)."""
+        return list(self.proxies[(ns, svc, port)].endpoints())
 
     # ---- the control loop -------------------------------------------------------------------
 
@@ -339,6 +374,9 @@ class Kubelet:
         if self._thread is not None:
             self._thread.join(timeout=60)
         self._kill_all()
+        for proxy in list(self.proxies.values()):
+            proxy.close()
+        self.proxies.clear()
 
     def _kill_all(self) -> None:
         with self._lock:
@@ -491,6 +529,8 @@ class Kubelet:
         fs_group = pod.spec.get("securityContext", {}).get("fsGroup")
         if fs_group is not None:
             groups.append(int(fs_group))
+        if self.pod_addresses:
+            mounts += self._pod_address_mounts(pod)
         work = pod.dir / f"{c.name}-{c.restarts}.root"
         work.mkdir()
         log = pod.dir / f"{c.name}-{c.restarts}.log"
@@ -531,6 +571,24 @@ class Kubelet:
         if "readinessProbe" not in c.probes:
             c.ready = c.started
         self.events.append(f"{pod.namespace}/{pod.name}/{c.name} started: {' '.join(argv[:3])}")
+
+    def _pod_address_mounts(self, pod: Pod) -> list[dict[str, Any]]:
+        """The pod's own address for its wildcard binds, in the container's root only (tests/e2e/podnet.py)."""
+        from tests.e2e.podnet import build_shim
+
+        if self._shim is None:
+            self._shim = build_shim(self.root)
+        ip_file, preload = pod.dir / "pod-ip", pod.dir / "ld.so.preload"
+        ports = sorted({int(p["containerPort"]) for c in pod.spec.get("containers", []) for p in c.get("ports", [])})
+        ip_file.write_text("\n".join([pod.ip, *map(str, ports)]) + "\n")
+        preload.write_text("/e2e/bindshim.so\n")
+        for f in (ip_file, preload):
+            f.chmod(0o644)
+        return [
+            {"src": str(self._shim), "dst": "/e2e/bindshim.so", "ro": True},
+            {"src": str(ip_file), "dst": "/etc/e2e-pod-ip", "ro": True},
+            {"src": str(preload), "dst": "/etc/ld.so.preload", "ro": True},
+        ]
 
     def _field(self, pod: Pod, c: Container, path: str) -> str:
         m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import re
 import secrets
@@ -33,6 +34,8 @@ from tests.e2e.kubelet import Kubelet
 from tests.e2e.platform_build import Built
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Held while a release runs (fixed ports on loopback): e2e modules in parallel workers take turns.
+PORTS_LOCK = Path(tempfile.gettempdir()) / "iotistica-e2e-ports.lock"
 DB_HOST = "iotistica-cnpg-cl01-rw.iotistica-cnpg-cl01.svc.cluster.local"
 TENANT = "73eddd385ce8"  # sha256(customer id)[0:12], the generator's form (platform-facts §1 row 2)
 
@@ -197,15 +200,33 @@ def _secret(ns: str, name: str, data: dict[str, bytes], type_: str = "Opaque") -
 
 
 @contextlib.contextmanager
-def running_release(release: str, built: Built) -> Iterator[Release]:
+def running_release(release: str, built: Built, *, pod_addresses: bool = False) -> Iterator[Release]:
     """A fresh API server, database server and kubelet for ``dist/<release>``, the operator's part done;
-    not yet synced. Everything started here is ended on exit (also on failure and Ctrl-C)."""
+    not yet synced. Everything started here is ended on exit (also on failure and Ctrl-C). ``pod_addresses``:
+    a pod address per replica and Service proxies (tests/e2e/podnet.py), for workloads with several replicas."""
+    rdir = ROOT / "dist" / release
+    ns = argocd.tenant(rdir)["namespace"]
+    # One release at a time on this machine: the programs bind fixed ports (several e2e modules may run in
+    # parallel pytest-xdist workers, `make test -n 2`; the lock is released when this process lets it go).
+    lock = open(PORTS_LOCK, "a+")  # noqa: SIM115 - held for the release's life
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        with _running_release(release, built, rdir, ns, pod_addresses) as r:
+            yield r
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+@contextlib.contextmanager
+def _running_release(release: str, built: Built, rdir: Path, ns: str, pod_addresses: bool) -> Iterator[Release]:
     from tests.realkube import running_kube_apiserver
     from tests.realpostgres import running_postgres
 
-    rdir = ROOT / "dist" / release
-    ns = argocd.tenant(rdir)["namespace"]
-    busy = Kubelet.ports_in_use(argocd.load(rdir))
+    # A release that just ended may still be letting its ports go: wait a little before calling them taken.
+    deadline = time.monotonic() + 60
+    while (busy := Kubelet.ports_in_use(argocd.load(rdir))) and time.monotonic() < deadline:
+        time.sleep(2)
     if busy:
         raise AssertionError(
             f"e2e {release}: ports in use on this machine: {', '.join(busy)} (the programs bind 0.0.0.0)"
@@ -243,7 +264,9 @@ def running_release(release: str, built: Built) -> Iterator[Release]:
                 )  # fmt: skip
             )
             (work / "mqtt-ca.crt").write_bytes(ca)
-            kubelet = Kubelet(kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns])
+            kubelet = Kubelet(
+                kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns], pod_addresses=pod_addresses
+            )
             kubelet.extra_hosts[DB_HOST] = "127.0.0.1"
             r = Release(
                 release, ns, rdir, kube, kubelet, argocd.ArgoCD(kube, kubelet, ns), pg, work, values,

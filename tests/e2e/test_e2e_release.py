@@ -4,9 +4,11 @@ the hook Jobs' scripts). See docs/e2e.md. Marked ``e2e`` (``make e2e``; ``-m "no
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import secrets
+import socket
 import subprocess
 import time
 import uuid
@@ -162,7 +164,12 @@ def _bootstrap_and_login(r: Release) -> str:
     assert status == 200, body
     status, body = _api(r, "POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
     assert status == 200, body
-    return str(body["data"]["accessToken"])
+    ACCESS_TOKENS[r.name] = str(body["data"]["accessToken"])
+    return ACCESS_TOKENS[r.name]
+
+
+#: The last access token a login gave, per release (the auth rate limit allows 10 attempts a minute).
+ACCESS_TOKENS: dict[str, str] = {}
 
 
 # ---- scenario 2 ----------------------------------------------------------------------------------
@@ -383,6 +390,107 @@ def test_settings_take_effect_in_the_running_programs(synced: tuple[Release, Any
     conn.close()
     line = next(x for x in metrics.splitlines() if x.startswith("iotistic_ingestion_db_pool_configured_max"))
     assert float(line.split()[-1]) == float(_container_env(r, "ingestion")["DB_POOL_SIZE"]), line
+
+
+# ---- scenario 7 (more settings) ------------------------------------------------------------------
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _metric(r: Release, workload: str, port: int, name: str) -> float:
+    conn = http.client.HTTPConnection(r.svc_ip(workload), port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    line = next((x for x in text.splitlines() if x.split("{")[0].split(" ")[0] == name), None)
+    assert line is not None, f"{workload} /metrics has no {name}"
+    return float(line.split()[-1])
+
+
+def _pod_logs(r: Release, workload: str) -> str:
+    pods = r.kubelet.pods_of(f"Deployment/{r.name}-{workload}", r.namespace)
+    return "\n".join(f.read_text(errors="replace") for p in pods for f in sorted(p.dir.glob("*.log")))
+
+
+def test_more_settings_take_effect_in_the_running_programs(synced: tuple[Release, Any]) -> None:
+    """CORS_ORIGINS, JWT_ACCESS_TOKEN_EXPIRY and LOG_LEVEL of the API; WORKER_COUNT and the autoscaler's bounds
+    of ingestion; every directive of the Redis ConfigMap that Redis reports; the broker's listeners (TLS only
+    on 8883, websockets on 9001). Each checked from outside the program."""
+    r, _ = synced
+    api_env, ing_env = _container_env(r, "api"), _container_env(r, "ingestion")
+
+    # CORS_ORIGINS: an allowed origin is echoed in the preflight answer; any other origin is not.
+    allowed = api_env["CORS_ORIGINS"].split(",")[0].strip()
+    for origin, want in ((allowed, allowed), ("https://not-allowed.example", None)):
+        conn = http.client.HTTPConnection(r.svc_ip("api"), 3002, timeout=10)
+        conn.request(
+            "OPTIONS", "/api/v1/auth/login", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+        )
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        assert resp.getheader("access-control-allow-origin") == want, (origin, resp.status, resp.getheaders())
+
+    # JWT_ACCESS_TOKEN_EXPIRY: the access token's lifetime (exp - iat) as the setting says (an earlier login's
+    # token, if any: the auth rate limit allows 10 attempts a minute and the tests before made them).
+    access = ACCESS_TOKENS.get(r.name) or _bootstrap_and_login(r)
+    claims = json.loads(base64.urlsafe_b64decode(access.split(".")[1] + "=="))
+    expiry = api_env["JWT_ACCESS_TOKEN_EXPIRY"]
+    assert claims["exp"] - claims["iat"] == int(expiry[:-1]) * _DURATION[expiry[-1]], claims
+
+    # LOG_LEVEL=info: info lines and no debug line in the logs, as kubectl logs shows them.
+    for workload, env_ in (("api", api_env), ("ingestion", ing_env)):
+        assert env_["LOG_LEVEL"] == "info"
+        logs = _pod_logs(r, workload)
+        assert "[info]" in logs and "[debug]" not in logs, workload
+
+    # Ingestion's workers: WORKER_COUNT at start, within the autoscaler's bounds (its /metrics).
+    workers = _metric(r, "ingestion", 3003, "iotistic_ingestion_worker_count")
+    assert int(ing_env["AUTOSCALE_MIN_WORKERS"]) <= workers <= int(ing_env["AUTOSCALE_MAX_WORKERS"]), workers
+    assert workers == float(ing_env["WORKER_COUNT"]), workers
+
+    # Redis: every directive of redis.conf that CONFIG GET reports is what the ConfigMap says.
+    redis_conf = next(o for o in r.objects() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{r.name}-redis")
+    redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
+    checked = []
+    for line in redis_conf["data"]["redis.conf"].splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, _, want = line.partition(" ")
+        if key == "bind":  # the addresses: not comparable on a shared loopback
+            continue
+        got = r.kubelet.exec(redis, ["redis-cli", "--no-auth-warning", "-a", _redis_password(r), "CONFIG", "GET", key])
+        lines = got.stdout.splitlines()
+        assert len(lines) == 2, (key, got.stdout, got.stderr)
+        want = want.strip().strip('"')
+        if want.endswith("mb"):
+            want = str(int(want[:-2]) * 2**20)
+        assert lines[1] == want, (key, lines[1], want)
+        checked.append(key)
+    assert {"save", "appendonly", "maxmemory", "maxmemory-policy"} <= set(checked), checked
+
+    # The broker: 8883 speaks only TLS (a plain MQTT CONNECT gets no CONNACK), 9001 is websockets.
+    creds = r.values[next(n for n in r.values if n.startswith("mqtt-credentials-"))]
+    plain = subprocess.run(
+        ["mosquitto_sub", "-h", r.svc_ip("mosquitto"), "-p", "8883", "-u", creds["username"], "-P", creds["password"],
+         "-t", "$SYS/broker/version", "-C", "1", "-W", "5"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert plain.returncode != 0
+    with socket.create_connection((r.svc_ip("mosquitto"), 9001), timeout=10) as s:
+        s.sendall(
+            b"GET /mqtt HTTP/1.1\r\nHost: broker\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        )
+        assert s.recv(200).startswith(b"HTTP/1.1 101"), "9001 is not a websockets listener"
+
+
+def _redis_password(r: Release) -> str:
+    live = r.kube.get(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{r.name}-redis-auth", "namespace": r.namespace}}
+    )
+    return base64.b64decode(live["data"]["password"]).decode()
 
 
 # ---- the public edge (edge_scenarios.py: the gateway hop in front of the real API) -------------------
