@@ -107,11 +107,11 @@ class Release:
     def objects(self) -> list[Obj]:
         return argocd.load(self.dir)
 
-    def sync(self, wave_timeout: float = 180.0) -> argocd.SyncResult:
-        # The platform Application first: this tenant's files of dist/cluster/<cluster>/ (its Namespaces and
-        # ClusterRoleBinding), then the tenant's Application.
+    def sync(self, wave_timeout: float = 180.0, objects: list[Obj] | None = None) -> argocd.SyncResult:
+        """The platform Application first: this tenant's files of dist/cluster/<cluster>/ (its Namespaces and
+        ClusterRoleBinding), then the tenant's Application (``objects``: the release's, as a test changed them)."""
         self.argo.sync_platform(argocd.platform_objects(self.dir))
-        return self.argo.sync(self.objects(), wave_timeout=wave_timeout)
+        return self.argo.sync(self.objects() if objects is None else objects, wave_timeout=wave_timeout)
 
     def svc_ip(self, short: str) -> str:
         return self.kubelet.service_ip(self.namespace, f"{self.name}-{short}")

@@ -46,7 +46,7 @@ def two_replicas() -> Iterator[tuple[Release, Any, int]]:
         replicas = int(hpa["spec"]["minReplicas"])
         assert replicas >= 2
         api["spec"]["replicas"] = replicas
-        result = r.argo.sync(objs, wave_timeout=240)
+        result = r.sync(wave_timeout=240, objects=objs)
         yield r, result, replicas
 
 
