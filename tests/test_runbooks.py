@@ -4,11 +4,15 @@
 - The blocks marked ``<!-- runbook-test: NAME -->`` run as written (bash, the machine's kubectl) on the
   suite's real kube-apiserver, against a tenant synthesized by app.py into a temporary folder; the test
   checks what each block is said to do.
+- The bootstrap runbook's blocks that need no Argo CD controller run on the same server with the Argo CD
+  v3.5.1 CRDs of ../shared/crds: the platform project, the platform Application and the root Application
+  are accepted as written.
 - The facts the offboarding table states about dist/ hold for every shipped release.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -42,7 +46,7 @@ def blocks() -> dict[str, str]:
 def test_every_runbook_is_linked_from_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     pages = sorted(p.name for p in RUNBOOKS.glob("*.md"))
-    assert {"onboard-tenant.md", "change-tier.md", "offboard-tenant.md"} <= set(pages)
+    assert {"bootstrap.md", "onboard-tenant.md", "change-tier.md", "offboard-tenant.md"} <= set(pages)
     for name in pages:
         assert f"(docs/runbooks/{name})" in readme, name
 
@@ -68,6 +72,7 @@ def test_every_cli_command_of_the_runbooks_parses() -> None:
 
 
 ONBOARD, OFFBOARD = "rb-onboard", "rb-offboard"
+CLUSTER = "in-cluster"  # the default cluster (fleet.yaml), where the tenants' Namespaces are synced from
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +117,46 @@ def objects(folder: Path) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def tenant_file(folder: Path) -> dict[str, Any]:
+    """What the ApplicationSet's Git files generator reads for the tenant of ``folder``."""
+    return json.loads((folder / "argocd-tenant.json").read_text())
+
+
+def generated_application(dist: Path, release: str) -> dict[str, Any]:
+    """The Application the ApplicationSet makes for ``release``: its Go template filled with the tenant's
+    argocd-tenant.json and ``path.path`` (the file's folder), as Argo CD's Git files generator gives them."""
+    appset = yaml.safe_load((dist / "argocd" / "ApplicationSet.iotistica-tenants.k8s.yaml").read_text())
+    params = {**tenant_file(dist / release), "path": {"path": f"dist/{release}"}}
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: fill(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fill(v) for v in node]
+        if isinstance(node, str):
+
+            def lookup(m: re.Match[str]) -> str:
+                value: Any = params
+                for key in m.group(1).split("."):
+                    value = value[key]  # KeyError: missingkey=error, as the ApplicationSet says
+                return str(value)
+
+            return re.sub(r"\{\{ \.([a-z.]+) \}\}", lookup, node)
+        return node
+
+    template = fill(appset["spec"]["template"])
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", **template}
+
+
 def required_secret_commands(folder: Path) -> list[str]:
     return [line for line in (folder / "REQUIRED-SECRETS.md").read_text().splitlines() if line.startswith("kubectl ")]
 
 
 def test_onboarding_namespace_then_secrets_on_a_real_api_server(kube_api: KubeApiServer, project: Path) -> None:
-    names = {"RELEASE": ONBOARD, "NS": ONBOARD}
+    names = {"RELEASE": ONBOARD, "NS": ONBOARD, "CLUSTER": CLUSTER}
     folder = project / "dist" / ONBOARD
+    assert tenant_file(folder)["cluster"]["name"] == CLUSTER
+    assert not [n for n, o in objects(folder) if o["kind"] == "Namespace"]  # not in the tenant's folder
     # Before the namespace: the check reports the Secrets (and the namespace) missing.
     before = run_block(kube_api, "secrets-present", project, **names)
     assert before.returncode != 0 and "NotFound" in before.stderr, before
@@ -144,24 +182,46 @@ def test_onboarding_namespace_then_secrets_on_a_real_api_server(kube_api: KubeAp
 def test_offboarding_keeps_namespaces_until_deleted_on_purpose(
     kube_dist: Any, kube_api: KubeApiServer, project: Path
 ) -> None:
-    names = {"RELEASE": OFFBOARD, "NS": OFFBOARD}
+    names = {"RELEASE": OFFBOARD, "NS": OFFBOARD, "CLUSTER": CLUSTER}
     folder = project / "dist" / OFFBOARD
-    failures = apply_all(kube_api, objects(folder))
+    platform = project / "dist" / "cluster" / CLUSTER
+    # The tenant as the platform Application (its Namespaces, its ClusterRoleBinding) and its own
+    # Application (its folder) made it.
+    owned = [(n, o) for n, o in objects(platform) if n.startswith(("Namespace.", "ClusterRoleBinding."))]
+    owned = [(n, o) for n, o in owned if OFFBOARD in n]
+    assert {n for n, _ in owned} == {
+        f"Namespace.{OFFBOARD}.k8s.yaml",
+        f"Namespace.fleet-{OFFBOARD}-lab.k8s.yaml",
+        f"ClusterRoleBinding.{OFFBOARD}-virtual-agent-manager.k8s.yaml",
+    }
+    failures = apply_all(kube_api, owned + objects(folder))
     assert failures == {}, failures
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-jwt-rb", "namespace": OFFBOARD}}
     kube_api.apply({**secret, "stringData": {"token": "t"}})
-    # Step 4: the objects of the tenant's folder one commit earlier, all but its Namespaces.
+    app = generated_application(project / "dist", OFFBOARD)
+    assert app["metadata"]["name"] == OFFBOARD and "finalizers" not in app["metadata"]
+    assert app["spec"]["source"]["path"] == f"dist/{OFFBOARD}" and app["spec"]["project"] == OFFBOARD
+    kube_api.apply(app)
+    # Step 4: the Application the ApplicationSet left behind goes, and only it (no finalizer: not cascading).
+    proc = run_block(kube_api, "delete-application", project, **names)
+    assert proc.returncode == 0, proc.stderr
+    assert kube_api.get(app) is None  # gone at once: nothing (no resources finalizer) holds it
+    assert all(kube_api.get(obj) is not None for _, obj in objects(folder))
+    # Then the objects of the tenant's folder one commit earlier (argocd-tenant.json is no object).
     old = project / "old"
     shutil.copytree(folder, old / "dist" / OFFBOARD)
+    tenant_json = old / "dist" / OFFBOARD / "argocd-tenant.json"
+    refused = kube_api.kubectl("delete", "--dry-run=server", "-f", str(tenant_json), check=False)
+    assert refused.returncode != 0 and "Kind" in refused.stderr, refused  # why the block removes it first
     proc = run_block(kube_api, "delete-objects", project, OLD=str(old), **names)
     assert proc.returncode == 0, proc.stderr
     for _, obj in objects(folder):
         live = kube_api.get(obj)
-        if obj["kind"] == "Namespace":
-            assert live is not None and "deletionTimestamp" not in live["metadata"], obj["metadata"]["name"]
-        else:
-            gone = live is None or "deletionTimestamp" in live["metadata"]
-            assert gone, f"{obj['kind']}/{obj['metadata']['name']} is still there"
+        gone = live is None or "deletionTimestamp" in live["metadata"]
+        assert gone, f"{obj['kind']}/{obj['metadata']['name']} is still there"
+    for name, obj in owned:  # the block leaves what the platform Application owns alone
+        live = kube_api.get(obj)
+        assert live is not None and "deletionTimestamp" not in live["metadata"], name
     assert kube_api.get(secret) is not None  # a Secret the operator made stays with its namespace
     # Step 5: what is left, then the namespaces deleted on purpose.
     left = run_block(kube_api, "leftovers", project, **names)
@@ -176,19 +236,114 @@ def test_offboarding_keeps_namespaces_until_deleted_on_purpose(
 
 
 # --------------------------------------------------------------------------------------------------
+# The bootstrap runbook, where no Argo CD controller is needed
+# --------------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_blocks_on_a_real_api_server_with_the_argo_cd_crds(
+    kube_dist: Any, kube_api: KubeApiServer, project: Path
+) -> None:
+    names = {"CLUSTER": CLUSTER}
+    argocd = project / "dist" / "argocd"
+    # Step 2: the flags docs/argocd.md names, set in the ConfigMap Argo CD's install ships (empty).
+    params = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cmd-params-cm", "namespace": "argocd"},
+    }
+    assert kube_api.get(params) is None
+    kube_api.apply(params)
+    try:
+        proc = run_block(kube_api, "progressive-syncs", project, **names)
+        assert proc.returncode == 0, proc.stderr
+        data = kube_api.get(params)["data"]
+        flags = ("applicationsetcontroller.enable.progressive.syncs", "applicationsetcontroller.enable.policy.override")
+        assert {k: data.get(k) for k in flags} == dict.fromkeys(flags, "true")
+        guide = (ROOT / "docs" / "argocd.md").read_text()
+        assert all(f'`{flag}: "true"`' in guide for flag in flags)
+    finally:
+        kube_api.kubectl("delete", "configmap", "-n", "argocd", "argocd-cmd-params-cm")
+    # Step 3: the platform project before anything in it; the root Application is in that project.
+    root = yaml.safe_load((argocd / "Application.iotistica-apps.k8s.yaml").read_text())
+    assert root["spec"]["project"] == "iotistica-platform" and root["spec"]["source"]["path"] == "dist/argocd"
+    block = blocks()["platform"]
+    assert block.index("AppProject.iotistica-platform") < block.index("Application.iotistica-cluster-")
+    # The kube-apiserver takes an Application whose project does not exist: only Argo CD refuses it.
+    orphan = {**root, "metadata": {**root["metadata"], "name": "rb-no-project"}}
+    orphan = {**orphan, "spec": {**root["spec"], "project": "rb-no-such-project"}}
+    orphan_file = project / "orphan.yaml"
+    orphan_file.write_text(yaml.safe_dump(orphan))
+    kube_api.kubectl("apply", "--dry-run=server", "-f", str(orphan_file))
+    proc = run_block(kube_api, "platform", project, **names)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("iotistica-platform"), proc.stdout
+    # Step 4: the root Application, then what it syncs, as written.
+    proc = run_block(kube_api, "root", project, **names)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("iotistica-platform dist/argocd"), proc.stdout
+    for name in (
+        "AppProject.iotistica-platform",
+        f"Application.iotistica-cluster-{CLUSTER}",
+        "Application.iotistica-apps",
+    ):
+        obj = yaml.safe_load((argocd / f"{name}.k8s.yaml").read_text())
+        live = kube_api.get(obj)
+        assert live is not None and live["spec"] == obj["spec"], name
+    # The AppProjects sync before the Applications and the ApplicationSet that need them.
+    for path in sorted(argocd.glob("*.k8s.yaml")):
+        obj = yaml.safe_load(path.read_text())
+        wave = obj["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0")
+        assert wave == ("-1" if obj["kind"] == "AppProject" else "0"), path.name
+
+
+# --------------------------------------------------------------------------------------------------
 # The facts the offboarding table states about dist/
 # --------------------------------------------------------------------------------------------------
 
 
 def test_the_offboarding_table_holds_for_the_shipped_dist() -> None:
+    dist = ROOT / "dist"
+    appset = yaml.safe_load((dist / "argocd" / "ApplicationSet.iotistica-tenants.k8s.yaml").read_text())
+    # The Application of a removed tenant: kept by the ApplicationSet (create-update), and not cascading
+    # where it is deleted (preserveResourcesOnDeletion: the controller gives it no resources finalizer).
+    assert appset["spec"]["syncPolicy"] == {"applicationsSync": "create-update", "preserveResourcesOnDeletion": True}
+    assert "finalizers" not in appset["spec"]["template"]["metadata"]
+    assert [g["git"]["files"] for g in appset["spec"]["generators"]] == [[{"path": "dist/*/argocd-tenant.json"}]]
+    root = yaml.safe_load((dist / "argocd" / "Application.iotistica-apps.k8s.yaml").read_text())
+    assert root["spec"]["source"]["path"] == "dist/argocd" and root["spec"]["syncPolicy"]["automated"]["prune"]
     releases = sorted(p.stem for p in ENV_DIR.glob("*.yaml"))
     for release in releases:
-        objs = objects(ROOT / "dist" / release)
-        namespaces = [o for _, o in objs if o["kind"] == "Namespace"]
-        assert namespaces, release
-        for ns in namespaces:  # kept by pruning, deleted by a cascading delete of the Application
+        folder = dist / release
+        tenant = tenant_file(folder)
+        cluster = dist / "cluster" / tenant["cluster"]["name"]
+        platform = yaml.safe_load(
+            (dist / "argocd" / f"Application.iotistica-cluster-{cluster.name}.k8s.yaml").read_text()
+        )
+        assert platform["spec"]["project"] == "iotistica-platform", release
+        assert platform["spec"]["source"]["path"] == f"dist/cluster/{cluster.name}", release
+        assert platform["spec"]["syncPolicy"]["automated"]["prune"] is True, release
+        objs = objects(folder)
+        # the tenant's folder holds no Namespace (nor any cluster-scoped object): a deleted tenant
+        # Application could not take a namespace with it
+        assert not [n for n, o in objs if o["kind"] == "Namespace" or "namespace" not in o["metadata"]], release
+        # its Namespaces are in the platform folder, kept by pruning, with no Delete=false
+        namespaces = [
+            o
+            for _, o in objects(cluster)
+            if o["kind"] == "Namespace"
+            and (o["metadata"]["name"] == tenant["namespace"]
+                 or o["metadata"]["labels"].get("iotistica.com/customer-id") == tenant["namespace"])
+        ]  # fmt: skip
+        assert tenant["namespace"] in {ns["metadata"]["name"] for ns in namespaces}, release
+        for ns in namespaces:
             options = ns["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-options", "")
             assert "Prune=false" in options and "Delete=false" not in options, (release, options)
+        # its ClusterRoleBinding and its AppProject carry no Prune=false: pruned when its files go
+        binding = yaml.safe_load((cluster / f"ClusterRoleBinding.{release}-virtual-agent-manager.k8s.yaml").read_text())
+        project = yaml.safe_load((dist / "argocd" / f"AppProject.{release}.k8s.yaml").read_text())
+        for obj in (binding, project):
+            options = obj["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-options", "")
+            assert "Prune=false" not in options, (release, obj["kind"])
         for _, o in objs:  # the Secrets are never objects of dist/ (so never deleted by Argo CD itself)
             assert o["kind"] != "Secret", release
         for _, o in objs:  # StatefulSet claims come from templates, not objects of dist/
@@ -197,11 +352,15 @@ def test_the_offboarding_table_holds_for_the_shipped_dist() -> None:
                     assert not any(x["metadata"]["name"] == claim["metadata"]["name"] for _, x in objs)
 
 
-def test_the_generated_applications_do_not_cascade_today() -> None:
-    """[Argo CD layout] The table's "no finalizer" column: the coordinator adjusts this with the layout."""
+def test_no_application_of_the_layout_cascades() -> None:
+    """The table's "nothing cascades": no Application of dist/argocd/ and none the ApplicationSet makes has
+    Argo CD's resources finalizer."""
     for path in sorted((ROOT / "dist" / "argocd").glob("Application.*.k8s.yaml")):
         app = yaml.safe_load(path.read_text())
         assert "resources-finalizer.argocd.argoproj.io" not in app["metadata"].get("finalizers", []), path.name
+    for release in sorted(p.stem for p in ENV_DIR.glob("*.yaml")):
+        app = generated_application(ROOT / "dist", release)
+        assert app["metadata"]["name"] == release and "finalizers" not in app["metadata"], release
 
 
 def test_what_the_onboarding_runbook_says_a_missing_license_does() -> None:
