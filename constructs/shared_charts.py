@@ -19,7 +19,7 @@ when ``app.py --env`` limits the release folders, so they never describe a subse
 from __future__ import annotations
 
 from constructs.api_objects import ObjectChart, Root
-from tiers.shared import ClusterSlice, SharedProps, TenantClusterObjects
+from tiers.shared import ClusterSlice, SharedProps, TenantClusterObjects, policies_props
 
 CLUSTER = "cluster"
 ARGOCD = "argocd"
@@ -37,7 +37,9 @@ def only_cluster(props: SharedProps) -> ClusterSlice:
         raise ValueError(f"the fleet has {len(props.clusters)} clusters: name the one to build")
     if props.clusters:
         return props.clusters[0]
-    return ClusterSlice(name="in-cluster", server="https://kubernetes.default.svc", tenants=())
+    return ClusterSlice(
+        name="in-cluster", server="https://kubernetes.default.svc", tenants=(), admission=policies_props(())
+    )
 
 
 class ClusterChart(ObjectChart):
@@ -51,7 +53,7 @@ class ClusterChart(ObjectChart):
         # The guardrail of the API's cluster-wide grant (platform-facts §16): ValidatingAdmissionPolicies.
         from constructs.isolation.api_admission_policies import ApiAdmissionPolicies
 
-        admission = props.admission
+        admission = cluster.admission
         self.admission = ApiAdmissionPolicies(self, "Admission", props=admission) if admission is not None else None
         for tenant in cluster.tenants:
             self._tenant(tenant)

@@ -169,7 +169,7 @@ def generate_environments(source: Path, target: Path, n: int, clusters: int = 0)
 
 
 def fleet_of(clusters: int, n: int) -> dict[str, object]:
-    """A fleet file of ``clusters`` clusters (one admission policy version: dist/cluster/ is one folder),
+    """A fleet file of ``clusters`` clusters,
     each with a database server whose max_connections holds its share of ``n`` tenants (160 each at most)."""
     per_server = 160 * (n // clusters + 1) + 10
     return {

@@ -494,4 +494,7 @@ def test_a_cluster_scoped_object_for_a_tenant_folder_is_a_config_error(tmp_path:
     assert cli.main(["--environments", str(ROOT / "environments"), "validate"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Namespace/" in lines[0] and "cluster-scoped object in the tenant folder" in lines[0]
+    # Every error of the run, one line each: one per environment (each release namespace's Namespace).
+    files = sorted(f"environments/{p.name}" for p in (ROOT / "environments").glob("*.yaml"))
+    assert sorted(line.split(": ")[1] for line in lines) == files, lines
+    assert all("Namespace/" in line and "cluster-scoped object in the tenant folder" in line for line in lines)

@@ -139,14 +139,45 @@ def test_the_cluster_and_server_fill_the_environment(tmp_path: Path) -> None:
     }
 
 
+def test_two_clusters_split_in_dist(tmp_path: Path) -> None:
+    """A synth (app.py, as `make synth`) of tenants on two clusters: each cluster its platform folder with the
+    admission policies in the version its Kubernetes minor serves, its tenants' Namespaces and bindings, and
+    its platform Application; each tenant's AppProject and record name its own cluster's destination only."""
+    eu: dict[str, Any] = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
+    us: dict[str, Any] = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
+    d = make_fleet(tmp_path, TWO_CLUSTERS, minimal("acme", **eu), minimal("beta", **us))
+    out = tmp_path / "dist"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--environments", str(d), "--outdir", str(out), "--no-cache"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (out / "cluster").iterdir()) == ["eu-1", "us-1"]
+    for cluster, tenant, version in (("eu-1", "acme", "v1"), ("us-1", "beta", "v1beta1")):
+        folder = out / "cluster" / cluster
+        policies = [yaml.safe_load(f.read_text()) for f in folder.glob("ValidatingAdmissionPolicy*.yaml")]
+        assert policies and {o["apiVersion"] for o in policies} == {f"admissionregistration.k8s.io/{version}"}
+        names = {f.name for f in folder.glob("Namespace.*.yaml")}
+        assert names == {f"Namespace.{tenant}.k8s.yaml"}, names  # its own tenant's only
+        server = next(c["destinationServer"] for c in TWO_CLUSTERS["clusters"] if c["name"] == cluster)
+        app = yaml.safe_load((out / "argocd" / f"Application.iotistica-cluster-{cluster}.k8s.yaml").read_text())
+        assert app["spec"]["source"]["path"] == f"dist/cluster/{cluster}"
+        assert app["spec"]["destination"]["server"] == server
+        project = yaml.safe_load((out / "argocd" / f"AppProject.{tenant}.k8s.yaml").read_text())
+        assert {x["server"] for x in project["spec"]["destinations"]} == {server}
+        record = json.loads((out / tenant / "argocd-tenant.json").read_text())
+        assert record["cluster"] == {"name": cluster, "server": server}
+
+
 def test_a_namespace_is_unique_per_cluster_and_a_host_fleet_wide(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     eu: dict[str, Any] = {"cluster": {"name": "eu-1"}, "database": {"server": "pg-eu"}}
     us: dict[str, Any] = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
-    # One admission policy version on both: dist/cluster/ is still one folder for the fleet (tiers/shared.py).
     fleet = json.loads(json.dumps(TWO_CLUSTERS))
-    fleet["clusters"][1]["kubernetesMinor"] = 31
     d = make_fleet(
         tmp_path, fleet, minimal("acme", namespace="shared", **eu), minimal("beta", namespace="shared", **us)
     )

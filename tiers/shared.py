@@ -99,6 +99,9 @@ class ClusterSlice(_Slice):
     server: str
     #: Every tenant on this cluster whose folder the output holds, sorted by release.
     tenants: tuple[TenantClusterObjects, ...]
+    #: The admission policies of this cluster's platform folder (its environments' ``cluster.admissionPolicies``,
+    #: which fleet.yaml derives from the cluster's Kubernetes minor), or None when the setting is ``none``.
+    admission: ApiAdmissionPoliciesProps | None
 
 
 class ArgoCdRelease(_Slice):
@@ -133,8 +136,6 @@ class ArgoCdProps(_Slice):
 class SharedProps(_Slice):
     """All the shared charts read of the fleet."""
 
-    #: The admission policies of dist/cluster/, or None when the setting is ``none``.
-    admission: ApiAdmissionPoliciesProps | None
     #: The Argo CD objects of dist/argocd/.
     argocd: ArgoCdProps
     #: The platform folders dist/cluster/<cluster>/, sorted by name.
@@ -148,9 +149,7 @@ def shared_props(envs: Sequence[Environment], folders: Collection[str] | None = 
     it writes and those already there); only they get an Argo CD Application, never one whose
     ``path: dist/<release>`` does not exist. The rest of the slice still covers every environment.
     """
-    return SharedProps(
-        admission=policies_props(envs), argocd=argocd_props(envs, folders), clusters=cluster_slices(envs, folders)
-    )
+    return SharedProps(argocd=argocd_props(envs, folders), clusters=cluster_slices(envs, folders))
 
 
 def cluster_servers(envs: Sequence[Environment], label: Callable[[str], str] | None = None) -> dict[str, str]:
@@ -212,15 +211,15 @@ def cluster_slices(envs: Sequence[Environment], folders: Collection[str] | None 
     """Every cluster of ``envs`` and the tenants on it (only those in ``folders``, when given)."""
     servers = cluster_servers(envs)
     ordered = sorted(envs, key=lambda e: e.release)
+    on: dict[str, list[Environment]] = {}
+    for e in ordered:
+        on.setdefault(e.cluster.name, []).append(e)
     return tuple(
         ClusterSlice(
             name=name,
             server=server,
-            tenants=tuple(
-                tenant_cluster_objects(e)
-                for e in ordered
-                if e.cluster.name == name and (folders is None or e.release in folders)
-            ),
+            tenants=tuple(tenant_cluster_objects(e) for e in on[name] if folders is None or e.release in folders),
+            admission=policies_props(on[name]),
         )
         for name, server in servers.items()
     )
@@ -240,7 +239,8 @@ def tenant_record(env: Environment) -> dict[str, object]:
 
 
 def admission_setting(envs: Sequence[Environment]) -> AdmissionPolicyVersion:
-    """``cluster.admissionPolicies``, the same in every environment (a disagreement is a ConfigError)."""
+    """``cluster.admissionPolicies`` of the environments of one cluster, the same in each (a disagreement is a
+    ConfigError: one platform folder holds the cluster's policies)."""
     ordered = sorted(envs, key=lambda e: e.release)
     if not ordered:
         return "v1"
@@ -251,8 +251,9 @@ def admission_setting(envs: Sequence[Environment]) -> AdmissionPolicyVersion:
             raise ConfigError(
                 f"environments/{e.release}.yaml",
                 "cluster.admissionPolicies",
-                f"must be the same in every environment (one cluster runs dist/cluster/): {first.release} has "
-                f"{theirs!r}, got {mine!r}",
+                f"must be the same in every environment on cluster {e.cluster.name!r} (its platform folder "
+                f"dist/cluster/{e.cluster.name}/ holds one set of policies): {first.release} has {theirs!r}, "
+                f"got {mine!r}",
             )
     return first.cluster.admission_policies
 

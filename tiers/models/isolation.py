@@ -315,5 +315,6 @@ class Cluster(Model):
         "(dist/cluster/<name>/): v1 (Kubernetes >= 1.30), v1beta1 (1.28-1.29 with the ValidatingAdmissionPolicy "
         "feature gate and admissionregistration.k8s.io/v1beta1 runtime-config), or none (the cluster enforces "
         "the same elsewhere; validate and explain then warn that the API's grant is cluster-wide). Must be the "
-        "same in every environment. Default: v1.",
+        "same in every environment on the cluster (fleet.yaml derives it from the cluster's Kubernetes minor). "
+        "Default: v1.",
     )
