@@ -373,5 +373,5 @@ def test_what_the_onboarding_runbook_says_a_missing_license_does() -> None:
         job = yaml.safe_load((ROOT / "dist" / release / f"Job.{release}-stream-key-resolver.k8s.yaml").read_text())
         env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["LICENSE_WAIT_SECONDS"] == "120" and job["spec"]["backoffLimit"] == 2, release
-        assert job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
+        assert job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-2"
     assert "for 120 s\n  (`LICENSE_WAIT_SECONDS`)" in page and "(`backoffLimit: 2`)" in page
