@@ -120,3 +120,31 @@ def test_the_fleet_level_tests_pass_on_the_grown_fleet(grown: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:]
     summary = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"\d+ passed in .*", summary), proc.stdout[-4000:]  # nothing failed or skipped
+
+
+def test_two_tenant_branches_merge_without_conflict_and_synth_changes_nothing(tmp_path: Path) -> None:
+    """A tenant owns its files: two branches of a copy of the project each add a client by the README's steps
+    (`new`, `make synth`, commit), git merges them with no conflict, and `make synth` on the merge writes
+    nothing (every shared file was already right on both sides)."""
+    project = checkout_copy(tmp_path)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
+        assert run(project, *git, *argv).returncode == 0
+    py = str(project / ".venv" / "bin" / "python")
+    make = ["make", "-s", "-o", ".venv/.stamp", "-o", "node_modules/.stamp", "-o", ".venv-tools/.stamp", "synth"]
+    for branch, tier in (("client-a", "demo"), ("client-b", "starter")):
+        assert run(project, *git, "checkout", "-q", "-b", branch, "main").returncode == 0
+        proc = run(project, py, "cli.py", "new", branch, "--tier", tier)
+        assert proc.returncode == 0, proc.stderr
+        proc = run(project, *make, f"ENV={branch}")
+        assert proc.returncode == 0, proc.stderr
+        assert run(project, *git, "add", "-A").returncode == 0
+        assert run(project, *git, "commit", "-q", "-m", f"add {branch}").returncode == 0
+    assert run(project, *git, "checkout", "-q", "client-a").returncode == 0
+    merged = run(project, *git, "merge", "--no-edit", "client-b")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    proc = run(project, *make)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("synth: dist: 0 written, "), proc.stdout
+    status = run(project, *git, "status", "--porcelain", "--untracked-files=all")
+    assert status.stdout == "", status.stdout
