@@ -48,6 +48,13 @@ def check_release_names(names: Sequence[str]) -> None:
 
 def load(env_dir: Path, releases: Sequence[str]) -> Fleet:
     """Load and validate every environment of ``env_dir``; pick ``releases`` (all when empty)."""
+    from synth.signals import held
+
+    # The models' first import initialises pydantic-core, a Rust extension: a signal's exception raised
+    # inside that initialisation panics it (a traceback and exit 1, not the clean unwinding). So the
+    # signals wait for the import (microseconds to ~0.2 s) and are handled right after it.
+    with held():
+        import tiers.models  # noqa: F401
     from tiers.fleet import load_fleet
     from tiers.loader import load_environments
 
