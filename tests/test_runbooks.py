@@ -256,7 +256,9 @@ def test_bootstrap_blocks_on_a_real_api_server_with_the_argo_cd_crds(
     try:
         proc = run_block(kube_api, "progressive-syncs", project, **names)
         assert proc.returncode == 0, proc.stderr
-        data = kube_api.get(params)["data"]
+        live = kube_api.get(params)
+        assert live is not None
+        data = live["data"]
         flags = ("applicationsetcontroller.enable.progressive.syncs", "applicationsetcontroller.enable.policy.override")
         assert {k: data.get(k) for k in flags} == dict.fromkeys(flags, "true")
         guide = (ROOT / "docs" / "argocd.md").read_text()
