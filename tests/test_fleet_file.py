@@ -57,6 +57,17 @@ def make_fleet(tmp_path: Path, fleet: dict[str, Any] | None, *envs: dict[str, An
     return d
 
 
+def synth(d: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``app.py`` (what `make synth` runs) on the environments folder ``d`` into ``out``."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--environments", str(d), "--outdir", str(out), "--no-cache"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(out.parent), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
+        check=False,
+    )
+
+
 def validate(capsys: pytest.CaptureFixture[str], d: Path, *flags: str) -> tuple[int, list[str]]:
     rc = cli.main(["--environments", str(d), "validate", *flags])
     return rc, [line for line in capsys.readouterr().err.splitlines() if not line.startswith("unpinned: ")]
@@ -150,13 +161,7 @@ def test_two_clusters_split_in_dist(tmp_path: Path) -> None:
     us: dict[str, Any] = {"cluster": {"name": "us-1"}, "database": {"server": "pg-us"}}
     d = make_fleet(tmp_path, TWO_CLUSTERS, minimal("acme", **eu), minimal("beta", **us))
     out = tmp_path / "dist"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--environments", str(d), "--outdir", str(out), "--no-cache"],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
-        check=False,
-    )
+    proc = synth(d, out)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (out / "cluster").iterdir()) == ["eu-1", "us-1"]
     for cluster, tenant, version in (("eu-1", "acme", "v1"), ("us-1", "beta", "v1beta1")):
@@ -279,15 +284,9 @@ def test_budgets_are_held_against_the_servers_declared_max_connections(
         )
         assert f"above its max_connections 100 ({tmp_path / 'fleet.yaml'}) less 10 reserved" in err[0]
     out = tmp_path / "dist"
-    synth = subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--environments", str(d), "--outdir", str(out), "--no-cache"],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
-        check=False,
-    )
-    assert synth.returncode == 2, synth.stderr
-    assert "a3.yaml: database.connectionBudget: the environments on server 'pg-us'" in synth.stderr
+    proc = synth(d, out)
+    assert proc.returncode == 2, proc.stderr
+    assert "a3.yaml: database.connectionBudget: the environments on server 'pg-us'" in proc.stderr
     assert not out.exists()
 
 
