@@ -72,11 +72,12 @@ test: bytecode $(TOOLS_VENV)/.stamp ## run the test suite (installs missing Debi
 	scripts/ensure-system-deps.sh
 	$(PY) -m pytest -n $(TEST_JOBS)
 
-# The end-to-end run (tests/e2e/, docs/e2e.md): each release of dist/ synced to a real kube-apiserver and run
-# by the real programs from ../shared/vendor. `make test` runs it too (it skips, with one line, without the vendor folder).
+# The end-to-end run (tests/e2e/, docs/e2e.md): a demo and a standard release of dist/, each synced to a real
+# kube-apiserver and run by the real programs from ../shared/vendor, side by side in two processes (one test module
+# per release). `make test` runs it too (it skips, with one line, without the vendor folder).
 e2e: bytecode ## run the end-to-end tests only (real API, ingestion, broker, Redis, TimescaleDB; docs/e2e.md)
 	scripts/ensure-system-deps.sh
-	$(PY) -m pytest -m e2e tests/e2e
+	$(PY) -m pytest -m e2e -n 2 tests/e2e
 
 bench: bytecode ## measure synth wall time against the import floor; synth, validate and diff side by side
 	$(PY) scripts/bench.py

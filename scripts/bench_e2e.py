@@ -182,12 +182,13 @@ def main() -> int:
     if missing:
         print(f"bench-e2e: skipped: {missing}")
         return 0
-    from tests.e2e.test_e2e_release import _probe_budget, _provision_agent
+    from tests.e2e.release import probe_budget
+    from tests.e2e.scenarios import _provision_agent
 
     built = platform_build.build()
     rows = []
     with running_release(args.release, built) as r:
-        r.sync(wave_timeout=_probe_budget(r))
+        r.sync(wave_timeout=probe_budget(r))
         agent, mqtt = _provision_agent(r, "bench-agent")
         topic = mqtt["topics"]["publish"][0].removesuffix("#") + "endpoints/bench"
         for cache in (False, True):

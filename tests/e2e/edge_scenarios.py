@@ -1,7 +1,7 @@
 """The public edge, end to end: the release's HTTPRoutes played by the gateway hop (``gateway_hop.py``) in
 front of the real API (docs/e2e.md "The public edge", docs/hardening.md).
 
-These tests take the ``synced`` fixture of ``test_e2e_release.py`` and are collected there (it imports them),
+These tests take the ``synced`` fixture of the module that collects them (``test_e2e_*.py``, through ``scenarios.py``),
 so the release they use is the one that module starts, once; their names start with ``test_`` only here.
 
 - Through the hop, the API's public paths (``/api``, ``/ws``, exactly ``/health``) reach the running API and

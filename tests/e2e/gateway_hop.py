@@ -310,8 +310,17 @@ class GatewayHop:
             return
         try:
             up.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            try:
+                first = up.recv(65536)
+            except OSError:
+                first = b""
+            if not first:  # Envoy: "upstream connect error or disconnect/reset before headers", 503
+                entry.status = "503"
+                self._reply(h, 503)
+                return
             entry.forwarded, entry.status = f"{norm}{sep}{query}", "forwarded"
             h.wfile.flush()
+            h.connection.sendall(first)
             _pipe(h.connection, up)
         finally:
             up.close()

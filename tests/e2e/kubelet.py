@@ -223,12 +223,23 @@ class Kubelet:
     """Runs the pods of the Deployments, StatefulSets and Jobs in ``namespaces`` from the server's objects."""
 
     def __init__(
-        self, kube: Any, root: Path, apps: dict[str, Path], namespaces: list[str], *, pod_addresses: bool = False
+        self,
+        kube: Any,
+        root: Path,
+        apps: dict[str, Path],
+        namespaces: list[str],
+        *,
+        pod_addresses: bool = False,
+        net: int = 0,
     ) -> None:
         """``pod_addresses``: each pod listens on its own address and each Service port is a proxy to the ready
-        pods it selects (tests/e2e/podnet.py), so that a workload may run several replicas."""
+        pods it selects (tests/e2e/podnet.py), so that a workload may run several replicas. ``net``: the node's
+        address blocks, Services in 127.(10+net).0.0/16 and pods in 127.(20+net).0.0/16, so that two kubelets
+        with pod addresses (two releases) run side by side."""
+        assert 0 <= net < 10
         self.server = Server(kube)
         self.pod_addresses = pod_addresses
+        self.net = net
         self.proxies: dict[tuple[str, str, int], Any] = {}
         self._selectors: dict[tuple[str, str], dict[str, str]] = {}
         self._shim: Path | None = None
@@ -257,7 +268,7 @@ class Kubelet:
         key = (ns, name)
         if key not in self.service_ips:
             n = len(self.service_ips) + 1
-            self.service_ips[key] = f"127.10.{n // 250}.{n % 250 + 1}"
+            self.service_ips[key] = f"127.{10 + self.net}.{n // 250}.{n % 250 + 1}"
         return self.service_ips[key]
 
     def hosts_for(self, namespace: str | None) -> Path:
@@ -448,7 +459,7 @@ class Kubelet:
     # ---- pods ---------------------------------------------------------------------------------
 
     def _new_pod(self, ns: str, name: str, owner: str, template: Obj, th: str) -> Pod:
-        ip = f"127.20.{self._next_pod_ip // 250}.{self._next_pod_ip % 250 + 1}"
+        ip = f"127.{20 + self.net}.{self._next_pod_ip // 250}.{self._next_pod_ip % 250 + 1}"
         self._next_pod_ip += 1
         d = self.root / "pods" / f"{ns}_{name}_{th[:8]}"
         if d.exists():

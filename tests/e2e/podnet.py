@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import select
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Callable
@@ -35,24 +36,44 @@ def build_shim(out_dir: Path) -> Path:
 
 
 class ServiceProxy:
-    """One Service port: listens on (``ip``, ``port``), forwards to ``endpoints()`` -> [(pod ip, port)]."""
+    """One Service port: listens on (``ip``, ``port``), forwards to ``endpoints()`` -> [(pod ip, port)].
+
+    As kube-proxy's rules do: while the Service has no ready endpoint, nothing listens, so a client's connect()
+    is refused (kube-proxy REJECTs it); a connection whose pod refuses or resets it is reset, not closed
+    politely, so that the client sees the error a pod's own kernel would give it."""
 
     def __init__(self, ip: str, port: int, endpoints: Callable[[], list[tuple[str, int]]]) -> None:
         self.ip, self.port, self.endpoints = ip, port, endpoints
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((ip, port))
-        self._sock.listen(256)
+        self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._turn = itertools.count()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._listen(bool(endpoints()))
         self._thread = threading.Thread(target=self._accept, name=f"svc-{ip}:{port}", daemon=True)
         self._thread.start()
 
+    def _listen(self, on: bool) -> None:
+        if on and self._sock is None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.ip, self.port))
+            sock.listen(256)
+            self._sock = sock
+        elif not on and self._sock is not None:
+            self._sock.close()  # connections still in the backlog are reset
+            self._sock = None
+
     def _accept(self) -> None:
         while not self._stop.is_set():
-            r, _, _ = select.select([self._sock], [], [], 0.2)
+            try:
+                self._listen(bool(self.endpoints()))
+            except OSError:
+                pass  # the address is briefly still taken: next round
+            if self._sock is None:
+                self._stop.wait(0.1)
+                continue
+            r, _, _ = select.select([self._sock], [], [], 0.1)
             if not r:
                 continue
             try:
@@ -61,7 +82,7 @@ class ServiceProxy:
                 continue
             eps = self.endpoints()
             if not eps:
-                client.close()
+                _reset(client)
                 continue
             target = eps[next(self._turn) % len(eps)]
             threading.Thread(target=self._pipe, args=(client, target), daemon=True).start()
@@ -70,7 +91,7 @@ class ServiceProxy:
         try:
             upstream = socket.create_connection(target, timeout=5)
         except OSError:
-            client.close()
+            _reset(client)
             return
         upstream.settimeout(None)
         with self._lock:
@@ -80,10 +101,15 @@ class ServiceProxy:
             while not self._stop.is_set():
                 r, _, _ = select.select(socks, [], [], 0.5)
                 for s in r:
-                    data = s.recv(65536)
+                    other = upstream if s is client else client
+                    try:
+                        data = s.recv(65536)
+                    except OSError:  # reset by one side: reset the other
+                        _reset(other)
+                        return
                     if not data:
                         return
-                    (upstream if s is client else client).sendall(data)
+                    other.sendall(data)
         except OSError:
             return
         finally:
@@ -94,11 +120,20 @@ class ServiceProxy:
 
     def close(self) -> None:
         self._stop.set()
-        self._sock.close()
         self._thread.join(timeout=5)
+        self._listen(False)
         with self._lock:
             for s in list(self._conns):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def _reset(s: socket.socket) -> None:
+    """Close ``s`` with a TCP reset (SO_LINGER 0), as a refused or broken connection ends."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    s.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import fcntl
 import json
 import re
@@ -103,6 +104,8 @@ class Release:
     mqtt_host: str = ""
     mqtt_ca: Path = Path()
     license_key: Path = Path()
+    #: The objects the first sync applied (dist/'s, as a test changed them); a later ``sync()`` applies them again.
+    synced: list[Obj] | None = None
 
     def objects(self) -> list[Obj]:
         return argocd.load(self.dir)
@@ -111,7 +114,9 @@ class Release:
         """The platform Application first: this tenant's files of dist/cluster/<cluster>/ (its Namespaces and
         ClusterRoleBinding), then the tenant's Application (``objects``: the release's, as a test changed them)."""
         self.argo.sync_platform(argocd.platform_objects(self.dir))
-        return self.argo.sync(self.objects() if objects is None else objects, wave_timeout=wave_timeout)
+        if objects is None:
+            objects = self.objects() if self.synced is None else copy.deepcopy(self.synced)
+        return self.argo.sync(objects, wave_timeout=wave_timeout)
 
     def svc_ip(self, short: str) -> str:
         return self.kubelet.service_ip(self.namespace, f"{self.name}-{short}")
@@ -199,33 +204,63 @@ def _secret(ns: str, name: str, data: dict[str, bytes], type_: str = "Opaque") -
     }
 
 
+#: Address blocks for releases with pod addresses that run side by side (``Kubelet(net=...)``).
+NETS = 4
+
+
+@contextlib.contextmanager
+def _net_slot(pod_addresses: bool) -> Iterator[int]:
+    """The loopback this release may use. A release with pod addresses binds only addresses of its own block, so
+    several run side by side (pytest-xdist workers, ``make e2e``): it shares ``PORTS_LOCK`` and holds one block's
+    lock. A release without them binds the wildcard address, so it holds ``PORTS_LOCK`` alone."""
+    held = []
+    try:
+        ports = open(PORTS_LOCK, "a+")  # noqa: SIM115 - held for the release's life
+        held.append(ports)
+        fcntl.flock(ports, fcntl.LOCK_SH if pod_addresses else fcntl.LOCK_EX)
+        if not pod_addresses:
+            yield 0
+            return
+        while True:
+            for k in range(NETS):
+                slot = open(PORTS_LOCK.with_name(f"{PORTS_LOCK.stem}-net{k}.lock"), "a+")  # noqa: SIM115
+                try:
+                    fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    slot.close()
+                    continue
+                held.append(slot)
+                yield k
+                return
+            time.sleep(1)
+    finally:
+        for f in reversed(held):
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+
 @contextlib.contextmanager
 def running_release(release: str, built: Built, *, pod_addresses: bool = False) -> Iterator[Release]:
     """A fresh API server, database server and kubelet for ``dist/<release>``, the operator's part done;
     not yet synced. Everything started here is ended on exit (also on failure and Ctrl-C). ``pod_addresses``:
-    a pod address per replica and Service proxies (tests/e2e/podnet.py), for workloads with several replicas."""
+    a pod address per replica and Service proxies (tests/e2e/podnet.py), for workloads with several replicas,
+    and releases side by side."""
     rdir = ROOT / "dist" / release
     ns = argocd.tenant(rdir)["namespace"]
-    # One release at a time on this machine: the programs bind fixed ports (several e2e modules may run in
-    # parallel pytest-xdist workers, `make test -n 2`; the lock is released when this process lets it go).
-    lock = open(PORTS_LOCK, "a+")  # noqa: SIM115 - held for the release's life
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        with _running_release(release, built, rdir, ns, pod_addresses) as r:
-            yield r
-    finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+    with _net_slot(pod_addresses) as net, _running_release(release, built, rdir, ns, pod_addresses, net) as r:
+        yield r
 
 
 @contextlib.contextmanager
-def _running_release(release: str, built: Built, rdir: Path, ns: str, pod_addresses: bool) -> Iterator[Release]:
+def _running_release(
+    release: str, built: Built, rdir: Path, ns: str, pod_addresses: bool, net: int
+) -> Iterator[Release]:
     from tests.realkube import running_kube_apiserver
     from tests.realpostgres import running_postgres
 
     # A release that just ended may still be letting its ports go: wait a little before calling them taken.
-    deadline = time.monotonic() + 60
-    while (busy := Kubelet.ports_in_use(argocd.load(rdir))) and time.monotonic() < deadline:
+    deadline, busy = time.monotonic() + 60, []
+    while not pod_addresses and (busy := Kubelet.ports_in_use(argocd.load(rdir))) and time.monotonic() < deadline:
         time.sleep(2)
     if busy:
         raise AssertionError(
@@ -265,7 +300,7 @@ def _running_release(release: str, built: Built, rdir: Path, ns: str, pod_addres
             )
             (work / "mqtt-ca.crt").write_bytes(ca)
             kubelet = Kubelet(
-                kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns], pod_addresses=pod_addresses
+                kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns], pod_addresses=pod_addresses, net=net
             )
             kubelet.extra_hosts[DB_HOST] = "127.0.0.1"
             r = Release(
@@ -284,3 +319,64 @@ def _running_release(release: str, built: Built, rdir: Path, ns: str, pod_addres
         if kubelet is not None:
             kubelet.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- what the tests sync ------------------------------------------------------------------------
+
+
+def release_of_tier(tier: str) -> str:
+    """The first release of dist/ (by name) whose tenant file says ``tier``; any valid fleet has one of each
+    tier it uses. A fleet without one fails here, naming the tier."""
+    for f in sorted((ROOT / "dist").glob("*/argocd-tenant.json")):
+        if json.loads(f.read_text()).get("tier") == tier:
+            return f.parent.name
+    raise AssertionError(f"e2e: dist/ has no release of tier {tier}")
+
+
+def probe_budget(r: Release) -> float:
+    """The longest time a workload of the release may take to become ready by its own probes: the startup
+    probe's budget (failureThreshold x period) plus one readiness period, and the kubelet's first restart
+    back-off (10 s) for a program that exits once while its dependencies come up."""
+    budget = 30.0
+    for obj in r.objects():
+        if obj["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        for c in obj["spec"]["template"]["spec"]["containers"]:
+            s = c.get("startupProbe") or {}
+            rd = c.get("readinessProbe") or {}
+            b = int(s.get("failureThreshold", 0)) * int(s.get("periodSeconds", 10)) + int(rd.get("periodSeconds", 10))
+            budget = max(budget, b + 10.0)
+    return budget
+
+
+def api_deployment(objs: list[Obj], release: str) -> Obj:
+    return next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{release}-api")
+
+
+def as_the_hpa_leaves_it(objs: list[Obj], release: str) -> list[Obj]:
+    """The objects as Argo CD applies them and the HorizontalPodAutoscaler's first reconcile leaves them (no HPA
+    controller runs here): a Deployment an HPA targets gets ``spec.replicas`` = ``minReplicas``."""
+    for hpa in (o for o in objs if o["kind"] == "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        dep = next(o for o in objs if o["kind"] == ref["kind"] and o["metadata"]["name"] == ref["name"])
+        assert "replicas" not in dep["spec"], (
+            f"{ref['name']}: the HPA owns spec.replicas (constructs/core/api_service.py)"
+        )
+        dep["spec"]["replicas"] = int(hpa["spec"]["minReplicas"])
+    return objs
+
+
+def two_api_replicas(r: Release) -> list[Obj]:
+    """Scenario 6's first sync: the API at two replicas or more before any of its pods exists, so that they start
+    in the same pass of the kubelet (the worst case for a migration race). A tier with an HPA starts at its
+    ``minReplicas`` (the standard tier: 2); a tier with one replica (demo) is scaled to two, as an operator may."""
+    objs = as_the_hpa_leaves_it(r.objects(), r.name)
+    api = api_deployment(objs, r.name)
+    api["spec"]["replicas"] = max(2, int(api["spec"].get("replicas", 1)))
+    return objs
+
+
+def api_replicas(r: Release) -> int:
+    """The API's replicas as the first sync set them (``Release.synced``)."""
+    assert r.synced is not None, f"{r.name}: not synced yet"
+    return int(api_deployment(r.synced, r.name)["spec"]["replicas"])

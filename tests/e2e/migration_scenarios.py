@@ -3,21 +3,21 @@
 The API's migration runner takes no lock (api/src/db/migrations.ts); two replicas that both ran it at start
 stopped at migration 6 until their startup probes killed them (platform-facts §17, docs/e2e.md). The manifests
 now run the migrations once per sync in the ``api-migrations`` Sync hook (wave -1, the API image's own
-``runMigrations``) and start the API with ``DB_SKIP_MIGRATIONS=true``. This runs the standard release with
-the API at its HPA's ``minReplicas``, both pods started in the same moment (the worst case for a race), each
-on a pod address of its own behind the Service's proxy (tests/e2e/podnet.py)."""
+``runMigrations``) and start the API with ``DB_SKIP_MIGRATIONS=true``. Each release's first sync (the ``synced``
+fixture, tests/e2e/conftest.py) has the API at two replicas or more: the HPA's ``minReplicas`` (standard), or
+scaled to two (demo, one replica as shipped). Both pods start in the same moment (the worst case for a race),
+each on a pod address of its own behind the Service's proxy (tests/e2e/podnet.py)."""
 
 from __future__ import annotations
 
 import http.client
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e import platform_build
-from tests.e2e.release import Release, running_release
+from tests.e2e.release import Release, api_replicas
 
 MISSING = platform_build.missing()
 pytestmark = [
@@ -25,29 +25,6 @@ pytestmark = [
     pytest.mark.skipif(MISSING is not None, reason=f"e2e: {MISSING}"),
     pytest.mark.timeout(600),
 ]
-
-RELEASE = "iotistica"  # the standard tier: HPA minReplicas 2, db-init
-
-
-@pytest.fixture(scope="module")
-def two_replicas() -> Iterator[tuple[Release, Any, int]]:
-    """The standard release from an empty database, the API Deployment as the HPA's first reconcile leaves it
-    (``spec.replicas`` = ``minReplicas``) before any of its pods exists; yields (release, sync result, replicas)."""
-    built = platform_build.build()
-    with running_release(RELEASE, built, pod_addresses=True) as r:
-        objs = r.objects()
-        api = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{r.name}-api")
-        hpa = next(
-            o
-            for o in objs
-            if o["kind"] == "HorizontalPodAutoscaler" and o["spec"]["scaleTargetRef"]["name"] == f"{r.name}-api"
-        )
-        assert "replicas" not in api["spec"]  # the HPA owns it (constructs/core/api_service.py)
-        replicas = int(hpa["spec"]["minReplicas"])
-        assert replicas >= 2
-        api["spec"]["replicas"] = replicas
-        result = r.sync(wave_timeout=240, objects=objs)
-        yield r, result, replicas
 
 
 def _logs(r: Release, owner: str) -> dict[str, str]:
@@ -60,8 +37,8 @@ def _logs(r: Release, owner: str) -> dict[str, str]:
     return out
 
 
-def test_the_migration_job_runs_before_the_api(two_replicas: tuple[Release, Any, int]) -> None:
-    r, result, _ = two_replicas
+def test_the_migration_job_runs_before_the_api(synced: tuple[Release, Any]) -> None:
+    r, result = synced
     job = f"{r.name}-api-migrations"
     assert result.hooks[job] == "Succeeded"
     events = r.kubelet.events
@@ -73,8 +50,9 @@ def test_the_migration_job_runs_before_the_api(two_replicas: tuple[Release, Any,
     assert f"api-migrations: done: {total} of {total} migrations applied" in logs, logs[-3000:]
 
 
-def test_both_replicas_start_at_once_and_become_ready(two_replicas: tuple[Release, Any, int]) -> None:
-    r, _, replicas = two_replicas
+def test_both_replicas_start_at_once_and_become_ready(synced: tuple[Release, Any]) -> None:
+    r, _ = synced
+    replicas = api_replicas(r)
     pods = r.kubelet.pods_of(f"Deployment/{r.name}-api", r.namespace)
     assert len(pods) == replicas and all(p.ready for p in pods), r.kubelet.report()
     api = [p.containers[0] for p in pods]
@@ -91,16 +69,17 @@ def test_both_replicas_start_at_once_and_become_ready(two_replicas: tuple[Releas
         conn.close()
 
 
-def test_each_migration_is_applied_exactly_once(two_replicas: tuple[Release, Any, int]) -> None:
-    r, _, _ = two_replicas
+def test_each_migration_is_applied_exactly_once(synced: tuple[Release, Any]) -> None:
+    r, _ = synced
     files = sorted((platform_build.build().apps["api"] / "database" / "migrations").glob("*.sql"))
     want = sorted(int(f.name.split("_", 1)[0]) for f in files)
     rows = r.db("SELECT migration_number, count(*) FROM schema_migrations GROUP BY 1 ORDER BY 1")
     assert [(int(n), int(c)) for n, c in rows] == [(n, 1) for n in want]
 
 
-def test_the_api_logs_show_no_migration_error(two_replicas: tuple[Release, Any, int]) -> None:
-    r, _, replicas = two_replicas
+def test_the_api_logs_show_no_migration_error(synced: tuple[Release, Any]) -> None:
+    r, _ = synced
+    replicas = api_replicas(r)
     logs = _logs(r, f"Deployment/{r.name}-api")
     assert len(logs) == replicas, sorted(logs)
     for name, text in logs.items():

@@ -1,6 +1,10 @@
-"""End to end: a release of dist/ synced by Argo CD's rules to a real kube-apiserver and run by a kubelet made
-of the real programs (the platform's api/ and ingestion/, Redis, mosquitto with go-auth, TimescaleDB with TLS,
-the hook Jobs' scripts). See docs/e2e.md. Marked ``e2e`` (``make e2e``; ``-m "not e2e"`` leaves them out)."""
+"""End to end, scenarios 1 to 4 and 7: a release of dist/ synced by Argo CD's rules to a real kube-apiserver and
+run by a kubelet made of the real programs (the platform's api/ and ingestion/, Redis, mosquitto with go-auth,
+TimescaleDB with TLS, the hook Jobs' scripts). See docs/e2e.md. Marked ``e2e`` (``make e2e``; ``-m "not e2e"``
+leaves them out).
+
+The tests take the ``synced`` release of the test module that collects them (``test_e2e_*.py``, one per
+release; tests/e2e/conftest.py); their names start with ``test_`` so that those modules collect them."""
 
 from __future__ import annotations
 
@@ -12,13 +16,12 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e import platform_build
-from tests.e2e.release import Release, running_release
+from tests.e2e.release import Release, probe_budget
 
 MISSING = platform_build.missing()
 pytestmark = [
@@ -26,38 +29,6 @@ pytestmark = [
     pytest.mark.skipif(MISSING is not None, reason=f"e2e: {MISSING}"),
     pytest.mark.timeout(600),
 ]
-
-#: The releases run: the demo tier and the standard tier (two API replicas, db-init, HPA).
-RELEASES = ["client-demo", "iotistica"]
-
-
-@pytest.fixture(scope="session")
-def built() -> platform_build.Built:
-    return platform_build.build()
-
-
-@pytest.fixture(scope="module", params=RELEASES)
-def synced(request: pytest.FixtureRequest, built: platform_build.Built) -> Iterator[tuple[Release, Any]]:
-    """The release from an empty database, synced once (scenario 1's first sync); yields (release, result)."""
-    with running_release(request.param, built) as r:
-        result = r.sync(wave_timeout=_probe_budget(r))
-        yield r, result
-
-
-def _probe_budget(r: Release) -> float:
-    """The longest time a workload of the release may take to become ready by its own probes: the startup
-    probe's budget (failureThreshold x period) plus one readiness period, and the kubelet's first restart
-    back-off (10 s) for a program that exits once while its dependencies come up."""
-    budget = 30.0
-    for obj in r.objects():
-        if obj["kind"] not in ("Deployment", "StatefulSet"):
-            continue
-        for c in obj["spec"]["template"]["spec"]["containers"]:
-            s = c.get("startupProbe") or {}
-            rd = c.get("readinessProbe") or {}
-            b = int(s.get("failureThreshold", 0)) * int(s.get("periodSeconds", 10)) + int(rd.get("periodSeconds", 10))
-            budget = max(budget, b + 10.0)
-    return budget
 
 
 def _resource_versions(r: Release) -> dict[str, str]:
@@ -111,7 +82,7 @@ def test_every_workload_ready_and_every_hook_succeeds(synced: tuple[Release, Any
 def test_a_second_sync_changes_nothing(synced: tuple[Release, Any]) -> None:
     r, _ = synced
     before, restarts = _resource_versions(r), _restarts(r)
-    result = r.sync(wave_timeout=_probe_budget(r))
+    result = r.sync(wave_timeout=probe_budget(r))
     assert set(result.hooks.values()) == {"Succeeded"}
     assert _resource_versions(r) == before
     time.sleep(1.5)  # one kubelet reconcile round
@@ -218,7 +189,8 @@ def _outside(
 def _provision_agent(r: Release, name: str) -> tuple[str, dict[str, Any]]:
     """An agent provisioned as agents and their operator do it: admin login, a fleet, a provisioning key, then
     ``POST /api/v1/agent/register`` with the key and the agent's public key. Returns (agent uuid, mqtt answer)."""
-    access = _bootstrap_and_login(r)
+    # An earlier login's token if there is one (the auth rate limit allows 10 attempts a minute per client).
+    access = ACCESS_TOKENS.get(r.name) or _bootstrap_and_login(r)
     auth = {"Authorization": f"Bearer {access}"}
     status, fleet = _api(r, "POST", "/api/v1/fleets", {"fleet_name": f"e2e-{name}"}, **auth)
     assert status in (200, 201), fleet
