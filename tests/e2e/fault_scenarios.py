@@ -168,7 +168,7 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
     # killed worker had read but not written is claimed again once idle 60 s (XAUTOCLAIM,
     # ingestion/src/services/worker.ts). What had no subscriber never comes (after the broker's restart, and after
     # the only API replica's).
-    no_subscriber = {"broker restart"} | ({"api killed", "end of faults"} if shipped == 1 else set())
+    no_subscriber = {"broker restart"} | ({"api killed", "end of faults", "stopped"} if shipped == 1 else set())
     must = {s for s in agent.acked if _window(agent, s) not in no_subscriber}
     deadline = time.monotonic() + RECOVERY
     while time.monotonic() < deadline and not must <= landed(r, uuid):
@@ -205,10 +205,18 @@ FAULTS = [
 ]
 
 
+#: A reading the broker acknowledged this long before a fault struck may still be inside the programs (the broker
+#: forwarding it, the API's 50 ms pipeline before its XADD, api/src/services/telemetry/pipeline.ts): it belongs to
+#: that fault's window. (Publishes take turns every 0.25 s, so this is the reading or two before the fault.)
+IN_FLIGHT = 1.0
+
+
 def _window(agent: Agent, seq: int) -> str:
+    """The fault whose window ``seq`` is in: by when the broker acknowledged it (a reading acknowledged up to
+    IN_FLIGHT before a fault is in that fault's window), or by when it was sent if it was not acknowledged."""
     name = "before"
-    for event, _, first in agent.marks:
-        if seq >= first:
+    for event, when, first in agent.marks:
+        if (agent.acked[seq] + IN_FLIGHT >= when) if seq in agent.acked else seq >= first:
             name = event
     return name
 
@@ -257,8 +265,10 @@ def test_an_ended_database_session_loses_at_most_what_the_old_process_had_taken(
 
 
 def _lost_after(lost: list[int], agent: Agent, event: str) -> None:
-    """What is lost was acknowledged after ``event``: nothing acknowledged before the fault is lost."""
-    assert all(s >= _first(agent, event) for s in lost), (event, lost)
+    """What is lost was acknowledged after ``event`` struck, or in flight when it did (IN_FLIGHT): nothing
+    acknowledged before the fault is lost."""
+    when = next(t for e, t, _ in agent.marks if e == event)
+    assert all(agent.acked[s] + IN_FLIGHT >= when for s in lost), (event, [(s, agent.acked[s] - when) for s in lost])
 
 
 def test_a_broker_restart_loses_only_what_came_after_it(faults: tuple[Release, Agent]) -> None:
@@ -276,7 +286,7 @@ def test_an_api_restart_loses_only_what_came_after_it_and_recovers(faults: tuple
     acknowledged is lost."""
     r, agent = faults
     lost = _lost(faults)
-    after_kill = lost.get("api killed", []) + lost.get("end of faults", [])
+    after_kill = lost.get("api killed", []) + lost.get("end of faults", []) + lost.get("stopped", [])
     if _shipped_api_replicas(r) > 1:
         assert after_kill == [], lost
         return
