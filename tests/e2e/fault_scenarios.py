@@ -15,6 +15,7 @@ standard tier's HPA minimum of two).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -169,15 +170,45 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
     # ingestion/src/services/worker.ts). What had no subscriber never comes (after the broker's restart, and after
     # the only API replica's).
     no_subscriber = {"broker restart"} | ({"api killed", "end of faults", "stopped"} if shipped == 1 else set())
+    # Or until nothing is left anywhere that could still land (a reading lost for good would keep the first
+    # condition false): the stream read and nothing pending, both spools empty, twice in a row.
     must = {s for s in agent.acked if _window(agent, s) not in no_subscriber}
     deadline = time.monotonic() + RECOVERY
-    while time.monotonic() < deadline and not must <= landed(r, uuid):
+    drained = 0
+    while time.monotonic() < deadline and not must <= landed(r, uuid) and drained < 2:
+        drained = drained + 1 if _holding(r) == [] else 0
         time.sleep(2)
-    before = -1  # then until nothing more arrives for 4 s
-    while time.monotonic() < deadline and len(landed(r, uuid)) != before:
-        before = len(landed(r, uuid))
-        time.sleep(4)
     yield r, agent
+
+
+def _holding(r: Release) -> list[str]:
+    """Where readings wait that may still land: the stream's consumer groups (entries not yet read, or read and
+    pending), and the spool folders of the API and ingestion (DISK_SPOOL_PATH, INGESTION_SPOOL_PATH)."""
+    from tests.e2e.scenarios import _redis_password
+
+    out = []
+    key = base64.b64decode(_live_secret(r, f"{r.name}-ingestion-runtime-env")["REDIS_INGESTION_STREAM_KEY"]).decode()
+    redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
+    got = r.kubelet.exec(redis, ["redis-cli", "--no-auth-warning", "-a", _redis_password(r), "XINFO", "GROUPS", key])
+    words = got.stdout.split()
+    for i, w in enumerate(words[:-1]):
+        if w in ("pending", "lag") and words[i + 1] not in ("0", "(nil)"):
+            out.append(f"stream {w} {words[i + 1]}")
+    for workload, var in (("api", "DISK_SPOOL_PATH"), ("ingestion", "INGESTION_SPOOL_PATH")):
+        for c in [p.containers[0] for p in r.kubelet.pods_of(f"Deployment/{r.name}-{workload}", r.namespace)]:
+            try:
+                files = r.kubelet.exec(c, ["sh", "-c", f'ls "${{{var}}}" 2>/dev/null | grep "^spool-" || true'])
+            except OSError:
+                out.append(f"{workload}: not running")
+                continue
+            out += [f"{workload} spool {f}" for f in files.stdout.split()]
+    return out
+
+
+def _live_secret(r: Release, name: str) -> dict[str, str]:
+    live = r.kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": r.namespace}})
+    assert live is not None, f"Secret {name} missing"
+    return dict(live["data"])
 
 
 def _shipped_api_replicas(r: Release) -> int:
