@@ -224,9 +224,9 @@ def test_the_api_may_reach_its_auth0_tenant_without_openai() -> None:
     [
         (
             {"auth0Domain": "https://auth.iotistica.com"},
-            "dashboard.config.auth0Domain: must be a fully qualified DNS name",
+            "dashboard.config.auth0Domain: must be a DNS name",
         ),
-        ({"auth0Domain": "auth.iotistica.com/"}, "dashboard.config.auth0Domain: must be a fully qualified DNS name"),
+        ({"auth0Domain": "auth.iotistica.com/"}, "dashboard.config.auth0Domain: must be a DNS name"),
         ({"auth0Audience": ""}, "dashboard.config.auth0Audience"),
         ({"auth0ClientId": ""}, "dashboard.config.auth0ClientId"),
     ],

@@ -23,7 +23,6 @@ from tiers.models.base import (
     _res,
     rule,
 )
-from tiers.models.edge import Hostname
 from tiers.quantity import mem_mib
 
 
@@ -537,7 +536,7 @@ class DashboardConfig(Model):
         description="VITE_API_URL: an http(s) URL, this tenant's own API. Default: derived, https://<edge.hosts.api> "
         "(set or derived from edge.domain).",
     )
-    auth0_domain: Hostname | None = Field(
+    auth0_domain: DnsName | None = Field(
         default="auth.iotistica.com",
         description="VITE_AUTH0_DOMAIN, and the API's AUTH0_DOMAIN: the API's Auth0 settings are derived from "
         "these config.js values, so the dashboard's login and the API's checks use one tenant (platform-facts "
