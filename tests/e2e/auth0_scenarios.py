@@ -417,6 +417,11 @@ def auth0_access_token_is_verified_by_the_api(r: Release) -> None:
         assert (user["username"], user["role"], user["customerId"], user["isActive"]) == (sub, "viewer", CUSTOMER, True)
         lookups = prov.lookups(sub)
         assert len(lookups) == 1 and lookups[0]["x-internal-token"] == r.values["internal-auth-token-master"]["token"]
+        # What only the platform's code can change: /auth/me hands every signed-in user, a viewer too, the API's
+        # own broker account (MQTT_USERNAME/MQTT_PASSWORD, routes/auth/auth.ts).
+        mqtt = r.values[f"mqtt-credentials-{r.namespace}"]
+        assert user["brokerClient"]["username"] == mqtt["username"]
+        assert user["brokerClient"]["password"] == mqtt["password"]
         # The JWKS came from the tenant, over HTTPS to its domain (once per JWKS_CACHE_TTL: Redis keeps it).
         assert "/.well-known/jwks.json" in [p for _, p, _ in tenant.requests]
 
