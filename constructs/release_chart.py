@@ -95,6 +95,7 @@ class ReleaseChart(ObjectChart):
                 redis=self.redis.endpoint,
                 stream_maxlen=env.stream_maxlen,
                 cors_origins=env.cors_origins,
+                dashboard_config=env.dashboard.config,
             ),
         )
         if self.api.service_name != self.mosquitto.auth_host or self.api.port != self.mosquitto.auth_port:
@@ -337,7 +338,8 @@ class ReleaseChart(ObjectChart):
                     values=env.network,
                     endpoints=endpoints,
                     provisioning_api_url=env.api.provisioning_api_url,
-                    internet=env.api.ai_provider == "openai",
+                    # HTTPS out: OpenAI, and the Auth0 tenant (JWKS, /userinfo) when the dashboard offers its login.
+                    internet=env.api.ai_provider == "openai" or env.dashboard.config.auth0_enabled,
                     fleet_namespace_labels=fleet_selector_labels(env.namespace) if self.fleets else None,
                 ),
             )

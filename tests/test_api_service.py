@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
-from tests.helpers import by, container, env_from, env_map, kinds, synth_env
+from tests.helpers import BASE, by, container, env_from, env_map, error_of, kinds, synth_env
 
 SECRET_WIRING = {
     # variable: (secret, key)  -- seed "Required Secrets" + platform-facts §2.4, §4
@@ -145,3 +148,93 @@ def test_service_account_and_log_label(manifests) -> None:
 def test_extra_env_cannot_redefine_managed_variables() -> None:
     with pytest.raises(ValueError, match="api.extraEnv: may not redefine managed variables: DB_POOL_SIZE"):
         synth_env(env_from("client-demo", api={"extraEnv": {"DB_POOL_SIZE": "99"}}))
+
+
+# ---- the dashboard's Auth0 login: the API's side (platform-facts §2 Auth, §17) --------------------------
+
+
+def _config_js(objs: list, release: str) -> dict[str, str]:
+    """window.env of the dashboard's config.js, as the browser reads it."""
+    text = by(objs, "ConfigMap", f"{release}-dashboard")["data"]["config.js"]
+    return {k: json.loads(v) for k, v in re.findall(r'^\s*(\w+): ("[^"\n]*")', text, re.M)}
+
+
+def _auth0_env(objs: list, release: str) -> dict[str, str]:
+    env = env_map(container(by(objs, "Deployment", f"{release}-api")))
+    return {k: v for k, v in env.items() if k.startswith("AUTH0_")}
+
+
+@pytest.mark.parametrize("release", ["client-demo", "iotistica", "iotistica-starter", "iotistica-enterprise"])
+def test_the_api_takes_its_auth0_settings_from_the_dashboards_config(manifests, release) -> None:
+    """The API verifies what the dashboard's login gets from Auth0: the same domain (issuer https://<domain>/,
+    JWKS there) and audience; the seed's placeholder client id '...' is no client id and is left out."""
+    js = _config_js(manifests[release], release)
+    assert js["VITE_AUTH0_CLIENT_ID"] == "..."  # the seed's placeholder, in every shipped tier
+    assert _auth0_env(manifests[release], release) == {
+        "AUTH0_ENABLED": "true",
+        "AUTH0_DOMAIN": js["VITE_AUTH0_DOMAIN"],
+        "AUTH0_ISSUER": f"https://{js['VITE_AUTH0_DOMAIN']}/",
+        "AUTH0_AUDIENCE": js["VITE_AUTH0_AUDIENCE"],
+    }
+    assert js["VITE_AUTH0_DOMAIN"] == "auth.iotistica.com" and js["VITE_AUTH0_AUDIENCE"] == "https://api.iotistica.com"
+
+
+def test_a_real_client_id_and_another_tenant_reach_both_sides() -> None:
+    config = {"auth0Domain": "login.acme.example", "auth0Audience": "urn:acme:api", "auth0ClientId": "AbC123xyz"}
+    objs = synth_env(env_from("iotistica", dashboard={"config": config}))
+    js = _config_js(objs, "iotistica")
+    assert (js["VITE_AUTH0_DOMAIN"], js["VITE_AUTH0_AUDIENCE"], js["VITE_AUTH0_CLIENT_ID"]) == (
+        "login.acme.example",
+        "urn:acme:api",
+        "AbC123xyz",
+    )
+    assert _auth0_env(objs, "iotistica") == {
+        "AUTH0_ENABLED": "true",
+        "AUTH0_DOMAIN": "login.acme.example",
+        "AUTH0_ISSUER": "https://login.acme.example/",
+        "AUTH0_AUDIENCE": "urn:acme:api",
+        "AUTH0_CLIENT_ID": "AbC123xyz",  # the API also accepts tokens for the client id (jwt-auth.ts)
+    }
+
+
+def test_no_auth0_domain_means_no_auth0_login_on_either_side() -> None:
+    objs = synth_env(env_from("client-demo", dashboard={"config": {"auth0Domain": None}}))
+    assert not any(k.startswith("VITE_AUTH0_") for k in _config_js(objs, "client-demo"))  # as the chart did
+    assert _auth0_env(objs, "client-demo") == {"AUTH0_ENABLED": "false"}
+
+
+def _internet_egress(objs: list, release: str) -> list:
+    """The API's egress rules to the internet (an ipBlock with the private ranges cut out)."""
+    spec = by(objs, "NetworkPolicy", f"{release}-api")["spec"]
+    return [r for r in spec["egress"] if any("except" in (p.get("ipBlock") or {}) for p in r["to"])]
+
+
+def test_the_api_may_reach_its_auth0_tenant_without_openai() -> None:
+    """JWKS and /userinfo are HTTPS to the Auth0 tenant: the internet rule stays with aiProvider ollama."""
+    with_auth0 = synth_env(env_from("client-demo", api={"aiProvider": "ollama"}))
+    assert [r["ports"] for r in _internet_egress(with_auth0, "client-demo")] == [[{"port": 443, "protocol": "TCP"}]]
+    neither = synth_env(
+        env_from("client-demo", api={"aiProvider": "ollama"}, dashboard={"config": {"auth0Domain": None}})
+    )
+    assert _internet_egress(neither, "client-demo") == []
+
+
+@pytest.mark.parametrize(
+    "config, error",
+    [
+        (
+            {"auth0Domain": "https://auth.iotistica.com"},
+            "dashboard.config.auth0Domain: must be a DNS name",
+        ),
+        ({"auth0Domain": "auth.iotistica.com/"}, "dashboard.config.auth0Domain: must be a DNS name"),
+        ({"auth0Audience": ""}, "dashboard.config.auth0Audience"),
+        ({"auth0ClientId": ""}, "dashboard.config.auth0ClientId"),
+    ],
+)
+def test_auth0_settings_the_api_could_not_use_are_refused(tmp_path, config, error) -> None:
+    assert error in error_of(tmp_path, {**BASE, "dashboard": {"config": config}})
+
+
+def test_extra_env_cannot_redefine_the_auth0_settings() -> None:
+    with pytest.raises(ValueError, match="may not redefine managed variables: AUTH0_AUDIENCE"):
+        synth_env(env_from("client-demo", api={"extraEnv": {"AUTH0_AUDIENCE": "https://other"}}))

@@ -24,8 +24,12 @@ from tiers.fleet import PLATFORM_WIDE_KEYS, Sources, hosts, validate_fleet
 from tiers.loader import load_environment, load_environments
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Where the platform-wide settings land in the output: config.js keys and the API's environment variable.
-PLATFORM_WIDE_OUTPUT = ("VITE_AUTH0_DOMAIN", "VITE_AUTH0_AUDIENCE", "VITE_PROVISIONING_API_URL", "PROVISIONING_API_URL")
+#: Where the platform-wide settings land in the output: config.js keys and the API's environment variables
+#: (its AUTH0_* are the dashboard's Auth0 values, the issuer https://<auth0Domain>/ among them).
+PLATFORM_WIDE_OUTPUT = (
+    *("VITE_AUTH0_DOMAIN", "VITE_AUTH0_AUDIENCE", "VITE_PROVISIONING_API_URL", "PROVISIONING_API_URL"),
+    *("AUTH0_DOMAIN", "AUTH0_ISSUER", "AUTH0_AUDIENCE"),
+)
 HOSTNAME = re.compile(r"[a-z0-9][a-z0-9.-]*")
 
 

@@ -42,7 +42,7 @@ from constructs.platform import (
 )
 from constructs.scan_skips import CKV_SA_TOKEN, CKV_SECRET_ENV, REASON_CALLS_KUBE_API, checkov_skips
 from tiers.errors import SettingError
-from tiers.models import Api, Database, Scheduling
+from tiers.models import Api, DashboardConfig, Database, Scheduling
 
 APP = "api"
 PORT = 3002
@@ -77,6 +77,8 @@ class ApiServiceProps(Props):
     stream_maxlen: int
     #: CORS_ORIGINS: api.corsOrigins, else derived from the dashboard host(s) (Environment.cors_origins).
     cors_origins: list[str]
+    #: The dashboard's config.js values: the API's Auth0 settings are derived from the same ones (auth0_env).
+    dashboard_config: DashboardConfig
 
 
 class ApiService(Component):
@@ -177,6 +179,7 @@ class ApiService(Component):
             env_secret("INTERNAL_AUTH_TOKEN", sc.internal_auth_token().name, "token"),
             env_secret("INITIAL_ADMIN_BOOTSTRAP_TOKEN", sc.bootstrap_token().name, "token"),
             env("PROVISIONING_API_URL", v.provisioning_api_url),
+            *auth0_env(props.dashboard_config),
             # AI
             env("AI_PROVIDER", v.ai_provider),
         ]
@@ -201,3 +204,25 @@ class ApiService(Component):
             lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(exec=k8s.ExecAction(command=["sleep", "5"]))),
             volume_mounts=[mount("spool", SPOOL_PATH), mount("tmp", "/tmp")],
         )
+
+
+def auth0_env(c: DashboardConfig) -> list[k8s.EnvVar]:
+    """The API's side of the dashboard's Auth0 login, from the dashboard's own config.js values (platform-facts
+    §2 Auth, §17), so that the two can never disagree. The API (api/src/middleware/jwt-auth.ts) verifies an
+    Auth0 access token itself, RS256 only, against the JWKS at ``<AUTH0_ISSUER>.well-known/jwks.json``, with
+    issuer ``AUTH0_ISSUER`` and audience ``AUTH0_AUDIENCE`` (or ``AUTH0_CLIENT_ID``); it is on only when
+    ``AUTH0_ENABLED=true`` and domain and audience are set. ``POST /api/v1/auth/auth0-exchange``
+    (api/src/routes/auth/auth.ts) sends the token to ``https://<AUTH0_DOMAIN>/userinfo``. The issuer is what
+    Auth0 issues for the domain the dashboard signs in at, ``https://<domain>/`` (the API's own default,
+    written out). The seed's placeholder client id is left out: it names no Auth0 application."""
+    if c.auth0_domain is None:
+        return [env("AUTH0_ENABLED", False)]
+    out = [
+        env("AUTH0_ENABLED", True),
+        env("AUTH0_DOMAIN", c.auth0_domain),
+        env("AUTH0_ISSUER", str(c.auth0_issuer)),
+        env("AUTH0_AUDIENCE", c.auth0_audience),
+    ]
+    if c.auth0_real_client_id is not None:
+        out.append(env("AUTH0_CLIENT_ID", c.auth0_real_client_id))
+    return out

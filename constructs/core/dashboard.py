@@ -122,12 +122,16 @@ class DashboardProps(Props):
 def config_js(v: DashboardValues) -> str:
     """``window.env`` with the seed's keys; values are JSON-escaped."""
     c = v.config
-    entries = {
-        "VITE_API_URL": resolved(c.api_url),
-        "VITE_AUTH0_DOMAIN": c.auth0_domain,
-        "VITE_AUTH0_CLIENT_ID": c.auth0_client_id,
-        "VITE_AUTH0_AUDIENCE": c.auth0_audience,
-        "VITE_AUTH0_CALLBACK_URL": resolved(c.auth0_callback_url),
+    entries = {"VITE_API_URL": resolved(c.api_url)}
+    if c.auth0_domain is not None:
+        # Only with a domain, as the chart did (platform-facts §8); the API's AUTH0_* come from the same values.
+        entries |= {
+            "VITE_AUTH0_DOMAIN": c.auth0_domain,
+            "VITE_AUTH0_CLIENT_ID": c.auth0_client_id,
+            "VITE_AUTH0_AUDIENCE": c.auth0_audience,
+            "VITE_AUTH0_CALLBACK_URL": resolved(c.auth0_callback_url),
+        }
+    entries |= {
         "VITE_PROVISIONING_API_URL": c.provisioning_api_url,
         "APP_VERSION": c.app_version or v.image.tag,
     }

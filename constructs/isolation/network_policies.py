@@ -12,7 +12,7 @@ Sources outside the namespace: ``gateway`` (the Gateway's proxy pods, ``network.
 ``prometheus`` (``network.prometheusNamespace``) and ``agents`` (this release's fleet namespaces and
 ``network.agentNamespaces``). Destinations outside the namespace: ``dns``, ``database``,
 ``kubernetes-api``, ``provisioning-api`` (from ``api.provisioningApiUrl``) and ``internet`` (HTTPS,
-private ranges excluded; only with ``api.aiProvider: openai``).
+private ranges excluded; only with ``api.aiProvider: openai`` or an Auth0 domain in ``dashboard.config``).
 
 Objects: ``NetworkPolicy/{release}-default-deny`` (every pod, Ingress + Egress, no rule) and one
 ``NetworkPolicy/{release}-{endpoint}`` per endpoint holding its allowed ingress and egress. Ports are
@@ -108,7 +108,7 @@ FLOWS: tuple[Flow, ...] = (
     Flow("stream-key-resolver", KUBERNETES_API, why="hook Job: license Secret in, runtime Secret out"),
     Flow("redis-auth-generator", KUBERNETES_API, why="hook Job: creates {release}-redis-auth if missing"),
     Flow("api", PROVISIONING_API, why="PROVISIONING_API_URL: Auth0 role lookup, invites"),
-    Flow("api", INTERNET, why="OpenAI (AI_PROVIDER=openai)"),
+    Flow("api", INTERNET, why="OpenAI (AI_PROVIDER=openai); Auth0 (AUTH0_DOMAIN: JWKS, /userinfo)"),
 )
 
 

@@ -63,6 +63,9 @@ class Program:
     skip: str = ""  # non-empty: not run, and why
 
 
+#: Where a container finds the public PKI's stand-in (``Kubelet.public_ca``).
+PUBLIC_CA = "/etc/ssl/e2e-public-root-ca.crt"
+
 #: image repository (tag stripped) -> program. An image missing here is an error naming it.
 IMAGES: dict[str, Program] = {
     # api/Dockerfile: WORKDIR /app, USER appuser, ENTRYPOINT tini --, CMD node dist/index.js. tini is left out
@@ -248,6 +251,12 @@ class Kubelet:
         self.apps = apps
         self.namespaces = namespaces
         self.extra_hosts: dict[str, str] = {}
+        # ---- the public PKI's stand-in (tests/e2e/auth0_scenarios.py) -------------------------------------
+        #: A root CA every image trusts as if it were among the public roots (None: none added). A SaaS a test
+        #: plays on loopback (the Auth0 tenant) has a certificate from it. Mounted read-only at PUBLIC_CA and
+        #: named by NODE_EXTRA_CA_CERTS, which Node reads at start, like an ENV of the image (the container's
+        #: own env would win). Set before the containers start.
+        self.public_ca: Path | None = None
         self.service_ips: dict[tuple[str, str], str] = {}
         self.pods: dict[tuple[str, str], Pod] = {}
         self.jobs: dict[tuple[str, str], Obj] = {}  # job status: {"succeeded": n, "failed": n, "uid": ...}
@@ -619,6 +628,8 @@ class Kubelet:
     def _env(self, c: Container) -> dict[str, str]:
         pod, spec = c.pod, c.spec
         env: dict[str, str] = dict(c.program.env)
+        if self.public_ca is not None:
+            env["NODE_EXTRA_CA_CERTS"] = PUBLIC_CA  # the public PKI's stand-in (see __init__)
         env["HOSTNAME"] = pod.name
         host, port = _kube_host_port(self.kube.url)
         env.update(
@@ -749,6 +760,8 @@ class Kubelet:
             kind, _, which = key.partition(":")
             app_dir = self.apps[which] if kind == "app" else self.apps[kind]
             mounts.append({"src": str(app_dir), "dst": path, "ro": True})
+        if self.public_ca is not None:
+            mounts.append({"src": str(self.public_ca), "dst": PUBLIC_CA, "ro": True})  # the public PKI's stand-in
         vols = {v["name"]: v for v in pod.spec.get("volumes", [])}
         for vm in spec.get("volumeMounts", []):
             vol = vols[vm["name"]]

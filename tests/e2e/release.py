@@ -174,6 +174,17 @@ def _tls(work: Path, hosts: list[str]) -> tuple[bytes, bytes, bytes]:
     return (d / "tls.crt").read_bytes(), (d / "tls.key").read_bytes(), (d / "ca.crt").read_bytes()
 
 
+def public_root_ca(work: Path) -> Path:
+    """A root CA made for the test that stands in for the public PKI (``Kubelet.public_ca``): its certificate,
+    with its key ``ca.key`` beside it for a test that plays a SaaS on loopback."""
+    d = work / "public-pki"
+    d.mkdir()
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=e2e public root CA", cwd=d)  # fmt: skip
+    (d / "ca.crt").chmod(0o644)
+    return d / "ca.crt"
+
+
 def _pg_tls(pg: Any, work: Path) -> None:
     """TLS on the database server, as a managed server (CNPG) has it: ssl on, a server certificate."""
     d = work / "pg-tls"
@@ -303,6 +314,8 @@ def _running_release(
                 kube, work / "node", built.apps | {"go-auth": built.go_auth}, [ns], pod_addresses=pod_addresses, net=net
             )
             kubelet.extra_hosts[DB_HOST] = "127.0.0.1"
+            # The public PKI's stand-in, trusted by every image (tests/e2e/auth0_scenarios.py: the Auth0 tenant).
+            kubelet.public_ca = public_root_ca(work)
             r = Release(
                 release, ns, rdir, kube, kubelet, argocd.ArgoCD(kube, kubelet, ns), pg, work, values,
                 hosts[0], work / "mqtt-ca.crt", work / "license.key",

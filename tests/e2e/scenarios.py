@@ -476,3 +476,19 @@ test_edge_forged_xff_does_not_escape_the_login_limit = (
 test_edge_control_trusting_every_hop_lets_the_forger_through = (
     edge_scenarios.test_edge_control_trusting_every_hop_lets_the_forger_through
 )
+
+
+# ---- the dashboard's Auth0 login (auth0_scenarios.py: the Auth0 tenant and provisioning played on loopback) ---
+from tests.e2e import auth0_scenarios  # noqa: E402
+
+
+def test_auth0_exchange_gives_the_dashboard_a_session(synced: tuple[Release, Any]) -> None:
+    auth0_scenarios.auth0_exchange_gives_the_dashboard_a_session(synced[0])
+
+
+def test_auth0_access_token_is_verified_by_the_api(synced: tuple[Release, Any]) -> None:
+    auth0_scenarios.auth0_access_token_is_verified_by_the_api(synced[0])
+
+
+def test_auth0_exchange_does_not_check_the_audience(synced: tuple[Release, Any]) -> None:
+    auth0_scenarios.auth0_exchange_does_not_check_the_audience(synced[0])

@@ -45,6 +45,7 @@ from tiers.models.base import (
     rule,
 )
 from tiers.models.core import (
+    AUTH0_CLIENT_ID_PLACEHOLDER,
     DEFAULT_AGENT_NAMESPACE,
     VIRTUAL_AGENT_NAMESPACE,
     Api,
@@ -163,6 +164,7 @@ __all__ = [
     "Cidr",
     "Cluster",
     "Cpu",
+    "AUTH0_CLIENT_ID_PLACEHOLDER",
     "DEFAULT_AGENT_NAMESPACE",
     "Dashboard",
     "DashboardConfig",

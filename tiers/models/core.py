@@ -520,6 +520,10 @@ class Mosquitto(Model):
     )
 
 
+#: The seed's VITE_AUTH0_CLIENT_ID: a placeholder for the Auth0 application's client id, not one (seed "Dashboard").
+AUTH0_CLIENT_ID_PLACEHOLDER = "..."
+
+
 class DashboardConfig(Model):
     """`window.env` of the dashboard's config.js (seed: "Update dashboard.config.* ... per environment").
 
@@ -532,18 +536,31 @@ class DashboardConfig(Model):
         description="VITE_API_URL: an http(s) URL, this tenant's own API. Default: derived, https://<edge.hosts.api> "
         "(set or derived from edge.domain).",
     )
-    auth0_domain: str = Field(
+    auth0_domain: DnsName | None = Field(
         default="auth.iotistica.com",
-        description="VITE_AUTH0_DOMAIN. Platform-wide: every tenant signs in through the one Auth0 tenant "
-        "(shared by design). Default: auth.iotistica.com.",
+        description="VITE_AUTH0_DOMAIN, and the API's AUTH0_DOMAIN: the API's Auth0 settings are derived from "
+        "these config.js values, so the dashboard's login and the API's checks use one tenant (platform-facts "
+        "§17). A hostname, no scheme: the API fetches https://<domain>/.well-known/jwks.json and "
+        "https://<domain>/userinfo and expects the issuer https://<domain>/ (AUTH0_ISSUER). null: no Auth0 "
+        "login (config.js without the VITE_AUTH0_* keys, as the chart did, and AUTH0_ENABLED=false). "
+        "Platform-wide: every tenant signs in through the one Auth0 tenant (shared by design). "
+        "Default: auth.iotistica.com.",
     )
     auth0_client_id: str = Field(
-        default="...", description="VITE_AUTH0_CLIENT_ID (public). Default: the seed's placeholder."
+        default=AUTH0_CLIENT_ID_PLACEHOLDER,
+        min_length=1,
+        description="VITE_AUTH0_CLIENT_ID (public), and the API's AUTH0_CLIENT_ID (it also accepts tokens for "
+        "this audience). The seed's '...' is a placeholder, not a client id: the API then gets no "
+        "AUTH0_CLIENT_ID, and the dashboard's login cannot start until the real one is set here. "
+        "Default: the seed's placeholder.",
     )
     auth0_audience: str = Field(
         default="https://api.iotistica.com",
-        description="VITE_AUTH0_AUDIENCE: the identifier of the platform's API in Auth0, not a URL the dashboard "
-        "calls. Platform-wide (shared by design). Default: https://api.iotistica.com.",
+        min_length=1,
+        description="VITE_AUTH0_AUDIENCE, and the API's AUTH0_AUDIENCE: the identifier of the platform's API in "
+        "Auth0, not a URL the dashboard calls; the API accepts access tokens for it (and for a real "
+        "auth0ClientId), none for another. Platform-wide "
+        "(shared by design). Default: https://api.iotistica.com.",
     )
     auth0_callback_url: Annotated[str, AfterValidator(grammar.http_url)] | None = Field(
         default=None,
@@ -556,6 +573,21 @@ class DashboardConfig(Model):
         "(shared by design). Default: https://api.iotistica.com/provisioning.",
     )
     app_version: str | None = Field(default=None, description="APP_VERSION. Default: the dashboard image tag.")
+
+    @property
+    def auth0_enabled(self) -> bool:
+        """An Auth0 login is offered: the dashboard has a domain (config.js VITE_AUTH0_*, AUTH0_ENABLED)."""
+        return self.auth0_domain is not None
+
+    @property
+    def auth0_issuer(self) -> str | None:
+        """The issuer of the tenant's tokens: https://<domain>/ (the API's own default, platform-facts §2)."""
+        return f"https://{self.auth0_domain}/" if self.auth0_domain is not None else None
+
+    @property
+    def auth0_real_client_id(self) -> str | None:
+        """The client id, unless it is the seed's placeholder."""
+        return None if self.auth0_client_id == AUTH0_CLIENT_ID_PLACEHOLDER else self.auth0_client_id
 
 
 class Dashboard(Model):

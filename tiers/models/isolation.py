@@ -112,7 +112,8 @@ class NetworkKubernetesApi(Model):
 
 
 class NetworkInternet(Model):
-    """Outbound HTTPS to the internet (the API's OpenAI calls when api.aiProvider is openai)."""
+    """Outbound HTTPS to the internet: the API's OpenAI calls (api.aiProvider openai) and its Auth0 tenant
+    (dashboard.config.auth0Domain: JWKS and /userinfo)."""
 
     cidr: Cidr = Field(default="0.0.0.0/0", description="Destination CIDR. Default: 0.0.0.0/0.")
     except_cidrs: list[Cidr] = Field(
