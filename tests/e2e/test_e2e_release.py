@@ -504,3 +504,18 @@ test_edge_forged_xff_does_not_escape_the_login_limit = (
 test_edge_control_trusting_every_hop_lets_the_forger_through = (
     edge_scenarios.test_edge_control_trusting_every_hop_lets_the_forger_through
 )
+
+# ---- scenario 7, the remaining settings (settings_scenarios.py), on this module's releases ----------
+from tests.e2e import settings_scenarios  # noqa: E402
+
+
+def test_settings_statement_timeout_in_the_api_sessions(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.statement_timeout_in_the_api_sessions(synced[0])
+
+
+def test_settings_redis_sees_stream_maxlen_auth_cache_ttl_and_batch(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.redis_sees_stream_cache_and_batch_settings(synced[0])
+
+
+def test_settings_heap_limit_in_the_running_programs(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.heap_limit_in_the_running_programs(synced[0])
