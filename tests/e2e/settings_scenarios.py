@@ -46,13 +46,17 @@ ADMIN_PASSWORD = "e2e-Settings-password-1"
 # ---- the live objects ------------------------------------------------------------------------------
 
 
-def live_env(r: Release, workload: str) -> dict[str, str]:
-    """The literal env of the workload's container as the kube-apiserver has it, with its ``envFrom`` Secrets
-    underneath (a value in ``env`` wins, as the kubelet does it)."""
+def live_deployment(r: Release, workload: str) -> dict[str, Any]:
     dep = r.kube.get({"apiVersion": "apps/v1", "kind": "Deployment",
                       "metadata": {"name": f"{r.name}-{workload}", "namespace": r.namespace}})  # fmt: skip
     assert dep is not None, f"Deployment {r.name}-{workload} is not on the server"
-    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return dict(dep)
+
+
+def live_env(r: Release, workload: str) -> dict[str, str]:
+    """The literal env of the workload's container as the kube-apiserver has it, with its ``envFrom`` Secrets
+    underneath (a value in ``env`` wins, as the kubelet does it)."""
+    (c,) = live_deployment(r, workload)["spec"]["template"]["spec"]["containers"]
     out: dict[str, str] = {}
     for src in c.get("envFrom", []):
         name = (src.get("secretRef") or {}).get("name")
@@ -364,3 +368,38 @@ def heap_limit_in_the_running_programs(r: Release) -> None:
         assert c.proc is not None
         got, want = heap_size_limit(c.proc.pid), node_heap_limit_for(flags)
         assert got == want and want != node_heap_limit_for(""), (workload, flags, got, want)
+
+
+# ---- the disk spools: the path the env names is the emptyDir, and the program writes there -----------------
+
+#: The spool switch and path each program reads (api/src/services/telemetry/publisher.ts,
+#: ingestion/src/services/worker.ts).
+SPOOL_ENV = {"api": ("DISK_SPOOL_ENABLED", "DISK_SPOOL_PATH"),
+             "ingestion": ("INGESTION_SPOOL_ENABLED", "INGESTION_SPOOL_PATH")}  # fmt: skip
+SPOOL_FAILED = "Failed to initialize disk spool"
+
+
+def spool_directories_in_use(r: Release) -> None:
+    """With its spool on, each program checks at start that it can write to the path its env names (it
+    writes and removes a file there, disk-spool.ts) and logs an error, spool disabled, when it cannot. Seen
+    from the node: the emptyDir the manifests mount at that path changed after the container was set up
+    (nothing else writes there), and the logs, as kubectl logs shows them, have no such error. The sizes
+    (``*_SPOOL_MAX_SIZE_MB``) act only when a spool fills: not observed here."""
+    for workload, (enabled, path_var) in SPOOL_ENV.items():
+        env = live_env(r, workload)
+        assert env[enabled] == "true", (workload, enabled)
+        spec = live_deployment(r, workload)["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        mount = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == env[path_var]), None)
+        assert mount is not None, f"{workload}: nothing is mounted at {path_var}={env[path_var]}"
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        assert "emptyDir" in volume, volume
+        pods = r.kubelet.pods_of(f"Deployment/{r.name}-{workload}", r.namespace)
+        assert pods
+        for pod in pods:
+            container = pod.containers[0]
+            set_up = pod.dir / f"{container.name}-{container.restarts}.json"  # written just before it started
+            spool = pod.dir / "volumes" / mount["name"]
+            assert spool.stat().st_mtime_ns > set_up.stat().st_mtime_ns, f"{pod.name}: nothing written to {spool}"
+            logs = "\n".join(f.read_text(errors="replace") for f in sorted(pod.dir.glob("*.log")))
+            assert SPOOL_FAILED not in logs, f"{pod.name}: {SPOOL_FAILED}"

@@ -519,3 +519,7 @@ def test_settings_redis_sees_stream_maxlen_auth_cache_ttl_and_batch(synced: tupl
 
 def test_settings_heap_limit_in_the_running_programs(synced: tuple[Release, Any]) -> None:
     settings_scenarios.heap_limit_in_the_running_programs(synced[0])
+
+
+def test_settings_spool_directories_in_use(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.spool_directories_in_use(synced[0])
