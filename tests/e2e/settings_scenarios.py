@@ -332,10 +332,12 @@ def heap_size_limit(pid: int) -> int:
                                            "returnByValue": True}}))  # fmt: skip
         while (msg := json.loads(_ws_recv(s))).get("id") != 1:
             pass
-        # Close the inspector again (the port is the machine's loopback, shared by every container here).
+        # Close the inspector again (the port is the machine's loopback, shared by every container here), once
+        # this session has ended. ``require`` exists only while the evaluation runs (the console's command line
+        # API), so the module is taken now; the later call must not throw in the program (it would exit).
+        close = "(i => setImmediate(() => { try { i.close(); } catch {} }))(require('inspector'))"
         _ws_send(s, json.dumps({"id": 2, "method": "Runtime.evaluate",
-                                "params": {"expression": "setImmediate(() => require('inspector').close())",
-                                           "includeCommandLineAPI": True}}))  # fmt: skip
+                                "params": {"expression": close, "includeCommandLineAPI": True}}))  # fmt: skip
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
@@ -366,8 +368,11 @@ def heap_limit_in_the_running_programs(r: Release) -> None:
         assert "--max-old-space-size=" in flags, flags
         c = r.kubelet.container(r.namespace, f"Deployment/{r.name}-{workload}")
         assert c.proc is not None
-        got, want = heap_size_limit(c.proc.pid), node_heap_limit_for(flags)
+        proc, restarts = c.proc, c.restarts
+        got, want = heap_size_limit(proc.pid), node_heap_limit_for(flags)
         assert got == want and want != node_heap_limit_for(""), (workload, flags, got, want)
+        time.sleep(0.5)  # the inspector closes on the program's next turn: it must still run afterwards
+        assert proc.poll() is None and c.restarts == restarts, r.kubelet.report()
 
 
 # ---- the disk spools: the path the env names is the emptyDir, and the program writes there -----------------
@@ -398,6 +403,7 @@ def spool_directories_in_use(r: Release) -> None:
         assert pods
         for pod in pods:
             container = pod.containers[0]
+            assert container.proc is not None and container.proc.poll() is None, r.kubelet.report()
             set_up = pod.dir / f"{container.name}-{container.restarts}.json"  # written just before it started
             spool = pod.dir / "volumes" / mount["name"]
             assert spool.stat().st_mtime_ns > set_up.stat().st_mtime_ns, f"{pod.name}: nothing written to {spool}"
