@@ -196,6 +196,15 @@ def database_env(db: Database, sql_secret: str, pool_size: int | None) -> list[k
     ]
 
 
+def statement_timeout_env(timeout_ms: int) -> list[k8s.EnvVar]:
+    """``DB_STATEMENT_TIMEOUT_MS`` (platform-facts §2.4), and what makes it take effect: the platform's
+    api/src/db/connection.ts hands node-pg ``statementTimeout``, a key node-pg 8 does not read (it reads
+    ``statement_timeout``), so the sessions ran with the server's default, no limit (platform-facts §1: the
+    services run as the seed intends; seen from the database in the e2e run, docs/e2e.md). node-pg does read
+    ``PGOPTIONS`` into its ``options`` startup parameter, which the server applies to each session."""
+    return [env("DB_STATEMENT_TIMEOUT_MS", timeout_ms), env("PGOPTIONS", f"-c statement_timeout={timeout_ms}")]
+
+
 def env_field(name: str, field_path: str) -> k8s.EnvVar:
     return k8s.EnvVar(name=name, value_from=k8s.EnvVarSource(field_ref=k8s.ObjectFieldSelector(field_path=field_path)))
 

@@ -49,6 +49,10 @@ def test_env_table_values_set_where_code_defaults_differ(manifests) -> None:
     assert env["PORT"] == "3002"
     assert env["DB_POOL_SIZE"] == "20"  # code default 50
     assert env["DB_STATEMENT_TIMEOUT_MS"] == "45000"  # code default 60000
+    # node-pg ignores the code's `statementTimeout`; PGOPTIONS is what the server applies (docs/environments.md).
+    assert env["PGOPTIONS"] == "-c statement_timeout=45000"
+    job = env_map(container(by(manifests["client-demo"], "Job", "client-demo-api-migrations")))
+    assert (job["DB_STATEMENT_TIMEOUT_MS"], job["PGOPTIONS"]) == ("45000", "-c statement_timeout=45000")
     assert env["MQTT_AUTH_CACHE_TTL_SECONDS"] == "300"  # code default 30
     assert env["MQTT_PERSIST_DB"] == "true"  # the seed's MQTT_PERSIST_TO_DB is read nowhere
     assert "MQTT_PERSIST_TO_DB" not in env

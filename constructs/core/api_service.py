@@ -39,6 +39,7 @@ from constructs.platform import (
     resources,
     service,
     sorted_env,
+    statement_timeout_env,
 )
 from constructs.scan_skips import CKV_SA_TOKEN, CKV_SECRET_ENV, REASON_CALLS_KUBE_API, checkov_skips
 from tiers.errors import SettingError
@@ -154,7 +155,7 @@ class ApiService(Component):
             env("TRUST_PROXY", v.trust_proxy_hops),
             # Database (seed table: sql-credentials-{ns})
             *database_env(db, sql, v.db_pool_size),
-            env("DB_STATEMENT_TIMEOUT_MS", v.db_statement_timeout_ms),
+            *statement_timeout_env(v.db_statement_timeout_ms),
             # The migrations run once per sync in the api-migrations hook Job, before any API pod starts: the
             # API's runner takes no lock, so replicas starting at once race on them (platform-facts §17).
             env(MIGRATIONS_SKIP_ENV, True),

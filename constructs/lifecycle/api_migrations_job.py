@@ -25,7 +25,7 @@ from constructs import secret_catalog as sc
 from constructs.api_objects import Component, Scope
 from constructs.isolation.network_policies import Endpoint
 from constructs.lifecycle.sync_hooks import SCRIPTS_DIR, WAVE_MIGRATIONS, hook_job, scripts_config_map
-from constructs.platform import Props, Release, database_env, env, heap_mb
+from constructs.platform import Props, Release, database_env, env, heap_mb, statement_timeout_env
 from constructs.scan_skips import CKV_SECRET_ENV
 from tiers.models import Api, Database, Scheduling
 
@@ -83,7 +83,7 @@ class ApiMigrationsJob(Component):
             command=["node", f"{SCRIPTS_DIR}/{SCRIPT.name}"],
             env=[
                 *database_env(props.database, sql, POOL_SIZE),
-                env("DB_STATEMENT_TIMEOUT_MS", v.db_statement_timeout_ms),
+                *statement_timeout_env(v.db_statement_timeout_ms),
                 env("DB_APPLICATION_NAME", APPLICATION_NAME),
                 env("NODE_ENV", v.node_env),
                 env("LOG_LEVEL", v.log_level),

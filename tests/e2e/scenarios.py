@@ -492,3 +492,23 @@ def test_auth0_access_token_is_verified_by_the_api(synced: tuple[Release, Any]) 
 
 def test_auth0_exchange_does_not_check_the_audience(synced: tuple[Release, Any]) -> None:
     auth0_scenarios.auth0_exchange_does_not_check_the_audience(synced[0])
+
+
+# ---- scenario 7, the remaining settings (settings_scenarios.py), on this module's releases ----------
+from tests.e2e import settings_scenarios  # noqa: E402
+
+
+def test_settings_statement_timeout_in_the_api_sessions(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.statement_timeout_in_the_api_sessions(synced[0])
+
+
+def test_settings_redis_sees_stream_maxlen_auth_cache_ttl_and_batch(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.redis_sees_stream_cache_and_batch_settings(synced[0])
+
+
+def test_settings_heap_limit_in_the_running_programs(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.heap_limit_in_the_running_programs(synced[0])
+
+
+def test_settings_spool_directories_in_use(synced: tuple[Release, Any]) -> None:
+    settings_scenarios.spool_directories_in_use(synced[0])
