@@ -327,3 +327,16 @@ def test_an_api_restart_loses_only_what_came_after_it_and_recovers(faults: tuple
     # two runs each lost one of the last 20 after the API had subscribed again; docs/e2e.md, cause not found.)
     after = [s for s in agent.acked if _window(agent, s) == "end of faults"]
     assert after and set(after) & landed(r, agent.uuid), (after, lost)
+
+
+def test_each_reading_lands_once(faults: tuple[Release, Agent]) -> None:
+    """Two API replicas (the standard tier) both subscribe to every agent's topics without a shared subscription
+    (api/src/mqtt/manager.ts), and a spool replays what may already be in the stream: each reading reaches the
+    stream more than once. It lands once: ``readings`` is unique on (agent, metric, time) and ingestion inserts
+    with ``ON CONFLICT DO NOTHING`` (ingestion/src/services/readings.ts)."""
+    r, agent = faults
+    rows = r.db(
+        f"SELECT value, count(*) FROM readings WHERE agent_uuid = '{agent.uuid}' AND metric_name = 'e2e_seq'"
+        " GROUP BY value HAVING count(*) > 1"
+    )
+    assert rows == [], rows[:10]
