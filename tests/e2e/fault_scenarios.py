@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -279,16 +280,17 @@ def test_a_redis_restart_loses_nothing_acknowledged(faults: tuple[Release, Agent
 def test_an_ended_database_session_loses_at_most_what_the_old_process_had_taken(faults: tuple[Release, Agent]) -> None:
     """Ingestion exits on the ended session's error (platform-facts §17) and the kubelet restarts it; the
     stream held what it had not taken, and a reading its dead worker had read but not written is claimed
-    again once idle 60 s."""
+    again once idle 60 s. What an old process had taken when the error hit may be lost: at most one reading
+    per process that exited (each ingestion replica: the standard tier runs two), acknowledged before the
+    restarted ones started (docs/e2e.md: not reproduced on purpose, cause not found)."""
     r, agent = faults
-    assert any(f"{r.name}-ingestion-0/ingestion exited" in e for e in r.kubelet.events), r.kubelet.events[-20:]
-    # Everything the restarted ingestion took lands. What the old process had taken when the error hit may be
-    # lost: in 2 of 5 runs one reading was (a failed write is spooled to its disk and acknowledged in Redis,
-    # then the process exits, ingestion/src/services/worker.ts; docs/e2e.md, not replayed, cause not found).
-    ingestion = r.kubelet.container(r.namespace, f"Deployment/{r.name}-ingestion")
+    exited = [e for e in r.kubelet.events if re.search(rf"{r.name}-ingestion-\d+/ingestion exited", e)]
+    assert exited, r.kubelet.events[-20:]
+    pods = r.kubelet.pods_of(f"Deployment/{r.name}-ingestion", r.namespace)
+    restarted = max(p.containers[0].started_at for p in pods)
     lost = _lost(faults).get("ingestion's database sessions ended", [])
-    assert all(agent.acked[s] < ingestion.started_at for s in lost), (lost, ingestion.started_at)
-    assert len(lost) <= 1, lost
+    assert all(agent.acked[s] < restarted for s in lost), (lost, restarted)
+    assert len(lost) <= len(exited), (lost, exited)
 
 
 def _lost_after(lost: list[int], agent: Agent, event: str) -> None:

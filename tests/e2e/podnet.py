@@ -38,9 +38,10 @@ def build_shim(out_dir: Path) -> Path:
 class ServiceProxy:
     """One Service port: listens on (``ip``, ``port``), forwards to ``endpoints()`` -> [(pod ip, port)].
 
-    As kube-proxy's rules do: while the Service has no ready endpoint, nothing listens, so a client's connect()
-    is refused (kube-proxy REJECTs it); a connection whose pod refuses or resets it is reset, not closed
-    politely, so that the client sees the error a pod's own kernel would give it."""
+    As kube-proxy's rules do: the pod sees the client's own address; while the Service has no ready endpoint,
+    nothing listens, so a client's connect() is refused (kube-proxy REJECTs it); a connection whose pod refuses
+    or resets it is reset, not closed politely, so that the client sees the error a pod's own kernel would give
+    it."""
 
     def __init__(self, ip: str, port: int, endpoints: Callable[[], list[tuple[str, int]]]) -> None:
         self.ip, self.port, self.endpoints = ip, port, endpoints
@@ -77,7 +78,7 @@ class ServiceProxy:
             if not r:
                 continue
             try:
-                client, _ = self._sock.accept()
+                client, source = self._sock.accept()
             except OSError:
                 continue
             eps = self.endpoints()
@@ -85,12 +86,18 @@ class ServiceProxy:
                 _reset(client)
                 continue
             target = eps[next(self._turn) % len(eps)]
-            threading.Thread(target=self._pipe, args=(client, target), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, source[0], target), daemon=True).start()
 
-    def _pipe(self, client: socket.socket, target: tuple[str, int]) -> None:
+    def _pipe(self, client: socket.socket, source: str, target: tuple[str, int]) -> None:
+        # From the client's own address, as kube-proxy's DNAT keeps it: the pod sees who connected (the API's
+        # rate limits key on it). Every 127.0.0.0/8 address is this machine's, so binding to it needs no rights.
+        upstream = socket.socket()
         try:
-            upstream = socket.create_connection(target, timeout=5)
+            upstream.bind((source, 0))
+            upstream.settimeout(5)
+            upstream.connect(target)
         except OSError:
+            upstream.close()
             _reset(client)
             return
         upstream.settimeout(None)
