@@ -290,7 +290,7 @@ def test_an_ended_database_session_loses_at_most_what_the_old_process_had_taken(
     restarted = max(p.containers[0].started_at for p in pods)
     lost = _lost(faults).get("ingestion's database sessions ended", [])
     assert all(agent.acked[s] < restarted for s in lost), (lost, restarted)
-    assert len(lost) <= len(exited), (lost, exited)
+    assert len(lost) <= len(pods), (lost, exited)
 
 
 def _lost_after(lost: list[int], agent: Agent, event: str) -> None:
