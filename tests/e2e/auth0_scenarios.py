@@ -1,7 +1,7 @@
 """The dashboard's Auth0 login, end to end: the platform's real API, running from dist/, and the Auth0 tenant the
 dashboard's config.js names (docs/e2e.md "The dashboard's Auth0 login", platform-facts §17).
 
-These scenario functions take a running, synced ``Release``; ``test_e2e_release.py`` binds each with one small
+These scenario functions take a running, synced ``Release``; ``scenarios.py`` binds each with one small
 wrapper test, so they run on that module's releases.
 
 Auth0 is a SaaS that cannot run here, so the test plays the tenant (``Auth0Tenant``):

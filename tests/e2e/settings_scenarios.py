@@ -1,4 +1,4 @@
-"""Scenario 7, the settings the first two slices of ``test_e2e_release.py`` leave: each setting the manifests
+"""Scenario 7, the settings the first two slices of ``scenarios.py`` leave: each setting the manifests
 pass is seen taking effect in the running program, from outside it (docs/e2e.md, scenario 7):
 
 - ``DB_STATEMENT_TIMEOUT_MS``: the database server's own value of ``statement_timeout`` in each session the
@@ -12,7 +12,7 @@ pass is seen taking effect in the running program, from outside it (docs/e2e.md,
 
 Every expected value comes from the live objects on the kube-apiserver (the Deployments' env, the runtime
 Secret) or from the program's own profile catalog for the profile the manifests choose; none is written here.
-Each function takes the running ``Release``; ``test_e2e_release.py`` binds each with one small wrapper test,
+Each function takes the running ``Release``; ``scenarios.py`` binds each with one small wrapper test,
 so they run on its ``synced`` releases.
 """
 
