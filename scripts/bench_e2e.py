@@ -14,7 +14,6 @@ Needs ../shared/vendor (as the e2e tests); run as root. Takes about 3 minutes.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import subprocess
@@ -163,13 +162,7 @@ def stream_depth(r: Release) -> tuple[int, int]:
     instead of Redis while XLEN >= REDIS_INGESTION_STREAM_MAXLEN x REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT (0.85
     by default; api/src/services/telemetry/publisher.ts). XLEN counts entries ingestion has already written
     too, until XADD's MAXLEN or ingestion's idle trim (REDIS_IDLE_INGESTION_STREAM_MAXLEN) removes them."""
-    from tests.e2e.scenarios import _redis_password
-
-    live = r.kube.get({"apiVersion": "v1", "kind": "Secret",
-                       "metadata": {"name": f"{r.name}-ingestion-runtime-env", "namespace": r.namespace}})  # fmt: skip
-    key = base64.b64decode(live["data"]["REDIS_INGESTION_STREAM_KEY"]).decode()
-    redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
-    out = r.kubelet.exec(redis, ["redis-cli", "--no-auth-warning", "-a", _redis_password(r), "XLEN", key])
+    out = r.redis_cli("XLEN", r.stream_key())
     api = r.kubelet.container(r.namespace, f"Deployment/{r.name}-api")
     maxlen = int(api.env.get("REDIS_INGESTION_STREAM_MAXLEN", "10000"))
     pct = float(api.env.get("REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT", "0.85"))

@@ -15,7 +15,6 @@ standard tier's HPA minimum of two).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -184,13 +183,8 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
 def _holding(r: Release) -> list[str]:
     """Where readings wait that may still land: the stream's consumer groups (entries not yet read, or read and
     pending), and the spool folders of the API and ingestion (DISK_SPOOL_PATH, INGESTION_SPOOL_PATH)."""
-    from tests.e2e.scenarios import _redis_password
-
     out = []
-    key = base64.b64decode(_live_secret(r, f"{r.name}-ingestion-runtime-env")["REDIS_INGESTION_STREAM_KEY"]).decode()
-    redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
-    got = r.kubelet.exec(redis, ["redis-cli", "--no-auth-warning", "-a", _redis_password(r), "XINFO", "GROUPS", key])
-    words = got.stdout.split()
+    words = r.redis_cli("XINFO", "GROUPS", r.stream_key()).stdout.split()
     for i, w in enumerate(words[:-1]):
         if w in ("pending", "lag") and words[i + 1] not in ("0", "(nil)"):
             out.append(f"stream {w} {words[i + 1]}")
@@ -203,12 +197,6 @@ def _holding(r: Release) -> list[str]:
                 continue
             out += [f"{workload} spool {f}" for f in files.stdout.split()]
     return out
-
-
-def _live_secret(r: Release, name: str) -> dict[str, str]:
-    live = r.kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": r.namespace}})
-    assert live is not None, f"Secret {name} missing"
-    return dict(live["data"])
 
 
 def _shipped_api_replicas(r: Release) -> int:

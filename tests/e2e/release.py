@@ -125,6 +125,27 @@ class Release:
         """SQL as the superuser (the test's view of the database, from outside the platform)."""
         return self.pg.psql(sql, db=db or self.values[_sql_secret(self)]["dbname"])
 
+    def secret(self, name: str) -> dict[str, str]:
+        """The Secret ``name`` of the release's namespace as the server has it now (hooks write some), decoded."""
+        live = self.kube.get(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": self.namespace}}
+        )
+        assert live is not None, f"Secret {name} missing"
+        return {k: base64.b64decode(v).decode() for k, v in (live.get("data") or {}).items()}
+
+    def redis_password(self) -> str:
+        """The password the redis-auth hook generated (Secret ``<release>-redis-auth``)."""
+        return self.secret(f"{self.name}-redis-auth")["password"]
+
+    def stream_key(self) -> str:
+        """The ingestion stream's key, as the stream-key hook resolved it for ingestion (its runtime Secret)."""
+        return self.secret(f"{self.name}-ingestion-runtime-env")["REDIS_INGESTION_STREAM_KEY"]
+
+    def redis_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``redis-cli -a <password> ARGS...`` in the Redis pod (``kubectl exec``)."""
+        redis = self.kubelet.container(self.namespace, f"Deployment/{self.name}-redis")
+        return self.kubelet.exec(redis, ["redis-cli", "--no-auth-warning", "-a", self.redis_password(), *args])
+
 
 def _sql_secret(r: Release) -> str:
     return next(n for n in r.values if n.startswith("sql-credentials-"))

@@ -256,16 +256,7 @@ def test_an_agent_is_provisioned_connects_through_go_auth_and_its_reading_lands(
 def test_the_seeds_operational_checks(synced: tuple[Release, Any]) -> None:
     """Stream depth with XLEN on the stream key (in the Redis pod) and mosquitto_sub on $SYS (with credentials)."""
     r, _ = synced
-    runtime = r.kube.get(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": f"{r.name}-ingestion-runtime-env", "namespace": r.namespace},
-        }
-    )
-    import base64
-
-    key = base64.b64decode(runtime["data"]["REDIS_INGESTION_STREAM_KEY"]).decode()
+    key = r.stream_key()
     redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
     out = r.kubelet.exec(redis, ["redis-cli", "XLEN", key])
     assert out.returncode == 0 and out.stdout.strip().isdigit(), (out.stdout, out.stderr)
@@ -423,7 +414,6 @@ def test_more_settings_take_effect_in_the_running_programs(synced: tuple[Release
 
     # Redis: every directive of redis.conf that CONFIG GET reports is what the ConfigMap says.
     redis_conf = next(o for o in r.objects() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{r.name}-redis")
-    redis = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis")
     checked = []
     for line in redis_conf["data"]["redis.conf"].splitlines():
         if not line.strip() or line.startswith("#"):
@@ -431,7 +421,7 @@ def test_more_settings_take_effect_in_the_running_programs(synced: tuple[Release
         key, _, want = line.partition(" ")
         if key == "bind":  # the addresses: not comparable on a shared loopback
             continue
-        got = r.kubelet.exec(redis, ["redis-cli", "--no-auth-warning", "-a", _redis_password(r), "CONFIG", "GET", key])
+        got = r.redis_cli("CONFIG", "GET", key)
         lines = got.stdout.splitlines()
         assert len(lines) == 2, (key, got.stdout, got.stderr)
         want = want.strip().strip('"')
@@ -456,13 +446,6 @@ def test_more_settings_take_effect_in_the_running_programs(synced: tuple[Release
             b"Sec-WebSocket-Protocol: mqtt\r\n\r\n"
         )
         assert s.recv(200).startswith(b"HTTP/1.1 101"), "9001 is not a websockets listener"
-
-
-def _redis_password(r: Release) -> str:
-    live = r.kube.get(
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{r.name}-redis-auth", "namespace": r.namespace}}
-    )
-    return base64.b64decode(live["data"]["password"]).decode()
 
 
 # ---- the public edge (edge_scenarios.py: the gateway hop in front of the real API) -------------------

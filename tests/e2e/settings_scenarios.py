@@ -80,13 +80,6 @@ def ingestion_setting(r: Release, env: dict[str, str], key: str) -> str:
     return str(catalog[env.get("INGESTION_PROFILE") or "balanced"][key])
 
 
-def _redis_password(r: Release) -> str:
-    live = r.kube.get({"apiVersion": "v1", "kind": "Secret",
-                       "metadata": {"name": f"{r.name}-redis-auth", "namespace": r.namespace}})  # fmt: skip
-    assert live is not None
-    return base64.b64decode(live["data"]["password"]).decode()
-
-
 # ---- DB_STATEMENT_TIMEOUT_MS: the database server's value in each of the API's sessions -----------------
 
 
@@ -142,7 +135,7 @@ class Monitor:
     def __init__(self, r: Release) -> None:
         self.lines: list[str] = []
         self._proc = subprocess.Popen(
-            ["redis-cli", "-h", r.svc_ip("redis"), "-p", "6379", "--no-auth-warning", "-a", _redis_password(r),
+            ["redis-cli", "-h", r.svc_ip("redis"), "-p", "6379", "--no-auth-warning", "-a", r.redis_password(),
              "MONITOR"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace",
         )  # fmt: skip
