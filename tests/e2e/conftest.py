@@ -19,8 +19,15 @@ from tests.e2e.release import Release, probe_budget, running_release, two_api_re
 
 
 @pytest.fixture(scope="session")
-def built() -> platform_build.Built:
-    return platform_build.build()
+def built() -> Iterator[platform_build.Built]:
+    """The platform's programs, built in the background: a release starts its API server and database while
+    the build runs (or is found in the cache), and its kubelet waits for it. A build still running when the
+    session ends (a failure, Ctrl-C) is ended with it."""
+    b = platform_build.build_in_background()
+    try:
+        yield b
+    finally:
+        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,16 @@
 
 One agent, provisioned as agents are, publishes a reading every 0.25 s, each its own MQTT QoS 1 publish over
 TLS through the public MQTT host (``mosquitto_pub`` exits 0 only when the broker acknowledged it, PUBACK).
-Each reading carries its sequence number as its value. Meanwhile, one after another: Redis restarts, the
-broker restarts, ingestion's database sessions are ended (``pg_terminate_backend``), and an API container is
-killed (the kubelet restarts it, as for a crash). Each fault is followed as soon as the platform carries a
+Each reading carries its sequence number as its value. Meanwhile, one after another: Redis restarts,
+ingestion's database sessions are ended (``pg_terminate_backend``), the broker restarts, and an API container
+is killed (the kubelet restarts it, as for a crash). Each fault is followed as soon as the platform carries a
 reading acknowledged after it into ``readings`` again; no sync runs in between. Then the test counts what the
 broker acknowledged and what reached ``readings``.
+
+The order: Redis first, while nothing is pending in the stream (a Redis restart loses what the stream holds,
+the seed's Redis has no persistence); the database sessions next, so that the 60 s ingestion takes to claim
+again a reading its ended process had read (``XAUTOCLAIM``) passes during the broker's and the API's faults
+rather than after them. While Redis is down, the node's view of the API's spool emptyDir is watched.
 
 The tests take the ``synced`` release of the module that collects them (one per release, tests/e2e/conftest.py)
 and run after every other scenario of it: the API runs as the tier ships it (the demo tier's one replica, the
@@ -24,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,6 +58,7 @@ class Agent:
     marks: list[tuple[str, float, int]] = field(default_factory=list)  # (event, when, next seq)
     stop: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
+    spool: SpoolWatch | None = None  # the API's spool, watched while Redis is down
 
     def publish(self, seq: int) -> None:
         from tests.e2e.scenarios import _outside
@@ -88,6 +95,77 @@ class Agent:
 
     def mark(self, event: str) -> None:
         self.marks.append((event, time.monotonic(), self.seq + 1))
+
+
+@dataclass
+class SpoolWatch:
+    """The API pods' spool folders (``DISK_SPOOL_PATH``) as the node has them, the emptyDirs the kubelet mounts
+    there, read every 0.1 s from outside the program: which ``spool-*.ndjson`` appeared when, and the agent's
+    readings (``e2e_seq`` values) found in them."""
+
+    dirs: list[Path]
+    first_seen: dict[str, float] = field(default_factory=dict)  # "<emptyDir>/<file>" -> when first seen
+    readings: set[int] = field(default_factory=set)
+    redis_back: float = 0.0  # when the kubelet started Redis again
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="spool-watch", daemon=True)
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.look()
+            self.stop.wait(0.1)
+
+    def look(self) -> None:
+        for d in self.dirs:
+            for f in spool_files(d):
+                self.first_seen.setdefault(f"{d}/{f.name}", time.monotonic())
+                try:
+                    lines = f.read_text(errors="replace").splitlines()
+                except FileNotFoundError:  # replayed and removed meanwhile
+                    continue
+                for line in lines:
+                    try:
+                        self.readings |= set(_seqs(json.loads(line)))
+                    except json.JSONDecodeError:  # a line being appended
+                        continue
+
+
+def spool_files(d: Path) -> list[Path]:
+    return sorted(d.glob("spool-*.ndjson"))
+
+
+def _seqs(doc: Any) -> Iterator[int]:
+    """The ``e2e_seq`` values in a spooled line (``{"source", "data": [DeviceDataEntry]}``, disk-spool.ts)."""
+    if isinstance(doc, dict):
+        if doc.get("metric") == "e2e_seq" and "value" in doc:
+            yield int(float(doc["value"]))
+        for v in doc.values():
+            yield from _seqs(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _seqs(v)
+
+
+def api_spool_dirs(r: Release) -> list[Path]:
+    """The node's folder of the emptyDir each API pod mounts at its ``DISK_SPOOL_PATH``."""
+    out = []
+    for pod in r.kubelet.pods_of(f"Deployment/{r.name}-api", r.namespace):
+        c = pod.containers[0]
+        path = c.env["DISK_SPOOL_PATH"]
+        mount = next(m for m in c.spec.get("volumeMounts", []) if m["mountPath"] == path)
+        volume = next(v for v in pod.spec["volumes"] if v["name"] == mount["name"])
+        assert "emptyDir" in volume, volume
+        out.append(pod.dir / "volumes" / mount["name"])
+    return out
 
 
 def landed(r: Release, agent: str) -> set[int]:
@@ -142,6 +220,9 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
     uuid, mqtt = _provision_agent(r, "e2e-fault-agent")
     topic = mqtt["topics"]["publish"][0].removesuffix("#") + "endpoints/e2e"
     agent = Agent(r, uuid, mqtt, topic)
+    spool = SpoolWatch(api_spool_dirs(r))
+    assert spool.dirs and not any(spool_files(d) for d in spool.dirs), spool.dirs
+    agent.spool = spool
     deadline = time.monotonic() + 60
     while not landed(r, uuid):  # the API subscribed long ago: the first reading lands at once
         assert time.monotonic() < deadline, r.kubelet.report()
@@ -156,12 +237,18 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
     try:
         time.sleep(3)
         for event, kill in FAULTS:
+            if event == REDIS:
+                spool.start()
             agent.mark(event)
             kill(r)
             _recovered(r, agent, event)
+            if event == REDIS:
+                spool.finish()
+                spool.redis_back = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis").started_at
         agent.mark("end of faults")
         _recovered(r, agent, "end of faults")
     finally:
+        spool.finish()
         agent.stop.set()
         t.join(timeout=30)
     agent.mark("stopped")
@@ -216,10 +303,11 @@ def _end_ingestion_sessions(r: Release) -> None:
     assert rows, "ingestion has no database session to end"
 
 
+REDIS = "redis restart"
 FAULTS = [
-    ("redis restart", lambda r: _kill(r, "redis")),
-    ("broker restart", lambda r: _kill(r, "mosquitto")),
+    (REDIS, lambda r: _kill(r, "redis")),
     ("ingestion's database sessions ended", _end_ingestion_sessions),
+    ("broker restart", lambda r: _kill(r, "mosquitto")),
     ("api killed", lambda r: _kill(r, "api")),
 ]
 
@@ -270,9 +358,31 @@ def test_a_redis_restart_loses_only_what_the_stream_held(faults: tuple[Release, 
     r, agent = faults
     lost = _lost(faults)
     assert lost.get("before", []) == [], lost
-    killed = next(t for e, t, _ in agent.marks if e == "redis restart")
+    killed = next(t for e, t, _ in agent.marks if e == REDIS)
     in_the_stream = lost.get("redis restart", [])
     assert all(agent.acked[s] <= killed for s in in_the_stream), [(s, agent.acked[s] - killed) for s in in_the_stream]
+
+
+def test_the_api_spools_to_its_disk_while_redis_is_down(faults: tuple[Release, Agent]) -> None:
+    """Seen from the node, in the emptyDir the kubelet mounts at the API's ``DISK_SPOOL_PATH``: while Redis
+    was down (after the kill, before the kubelet started it again) a ``spool-*.ndjson`` appeared there, and
+    it held readings the agent sent and the broker acknowledged (api/src/services/telemetry/publisher.ts:
+    Redis not ready, or its circuit breaker open, routes a write to the spool). After the recovery the
+    spool is empty (its replayer re-queued and removed it once the breaker closed), and those readings
+    landed."""
+    r, agent = faults
+    spool = agent.spool
+    assert spool is not None
+    killed = next(t for e, t, _ in agent.marks if e == REDIS)
+    assert spool.redis_back > killed, (spool.redis_back, killed)
+    while_down = {f: round(t - killed, 1) for f, t in spool.first_seen.items() if killed < t < spool.redis_back}
+    assert while_down, f"no spool file appeared while Redis was down: {spool.first_seen}, {spool.dirs}"
+    assert spool.readings, f"no reading of the agent in the spool files {sorted(spool.first_seen)}"
+    assert spool.readings <= set(agent.acked), sorted(spool.readings - set(agent.acked))
+    assert all(agent.acked[s] + IN_FLIGHT >= killed for s in spool.readings), sorted(spool.readings)[:5]
+    assert [str(f) for d in spool.dirs for f in spool_files(d)] == [], r.kubelet.report()
+    assert spool.readings <= landed(r, agent.uuid), sorted(spool.readings - landed(r, agent.uuid))
+    print(f"{r.name}: spooled while Redis was down {while_down}; {len(spool.readings)} readings, all landed")
 
 
 def test_an_ended_database_session_loses_at_most_what_the_old_process_had_taken(faults: tuple[Release, Agent]) -> None:

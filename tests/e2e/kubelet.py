@@ -399,9 +399,13 @@ class Kubelet:
         self.proxies.clear()
 
     def _kill_all(self) -> None:
+        """Every pod at once, as a node that stops: SIGTERM to every container, then SIGKILL to those still
+        running after the same grace for all (5 s), not one grace after another."""
         with self._lock:
-            for pod in list(self.pods.values()):
-                self._kill_pod(pod, grace=5.0)
+            pods = list(self.pods.values())
+            _terminate_all([c.proc for pod in pods for c in pod.containers], grace=5.0)
+            for pod in pods:
+                self._kill_pod(pod, grace=0.0)  # each already ended: marks it gone
             self.pods.clear()
 
     def check(self) -> None:
@@ -949,13 +953,20 @@ def _write_file(path: Path, data: bytes, mode: int, fs_group: int | None) -> Non
 
 
 def _terminate(proc: subprocess.Popen | None, grace: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=min(grace, 15.0))
-    except subprocess.TimeoutExpired:
+    _terminate_all([proc], grace)
+
+
+def _terminate_all(procs: list[subprocess.Popen | None], grace: float) -> None:
+    """SIGTERM to each process group, then SIGKILL to those still running ``grace`` (at most 15 s) later."""
+    live = [p for p in procs if p is not None and p.poll() is None]
+    for proc in live:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + min(grace, 15.0)
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

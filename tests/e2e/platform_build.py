@@ -4,27 +4,36 @@
 ``npm ci && npm run build`` in each (the Dockerfiles' builder stage), then the image's ``/app`` is that
 folder (``node dist/index.js`` from ``WORKDIR /app``; the API's migrations at ``/app/database/migrations``).
 
-The build is cached in ``.e2e-cache/`` (git-ignored, ``make clean`` removes it), in a folder named by the
+The build is cached in ``.e2e-cache/`` (git-ignored, ``make clean`` removes it; ``IOTISTICA_E2E_CACHE``
+names another folder, e.g. for a cold run that leaves the shared cache alone), in a folder named by the
 hashes of the tarball and of both ``package-lock.json``: a new lock file or a new tarball builds again, an
 unchanged one reuses the build. A build is written to a staging folder and renamed into place only when
 complete, so an interrupted build is never reused.
+
+:func:`build_in_background` starts the build (or the reuse) in a thread and returns at once: a release starts
+its API server and database meanwhile, and waits for the build only when its kubelet needs the programs
+(``Built.apps``). Its :meth:`Built.close` ends a build still running (npm's process group) and waits for it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import fcntl
 import functools
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT.parent / "shared" / "vendor"
-CACHE = ROOT / ".e2e-cache"
+CACHE = Path(os.environ.get("IOTISTICA_E2E_CACHE") or ROOT / ".e2e-cache")
 PLATFORM_GLOB = "iotistica-*-api-ingestion.tar.gz"
 GO_AUTH = "mosquitto-go-auth-3.0.0-debian12-amd64.tar.gz"
 TIMESCALEDB = "timescaledb-2.28.3-pg15-debian12-amd64.tar.gz"
@@ -85,12 +94,30 @@ def mode() -> str:
     return f"e2e: skipped: {why}"
 
 
-@dataclass(frozen=True)
-class Built:
-    """Where each program's image root (``/app``) is, and the go-auth plugin."""
+class BuildCancelled(BuildError):
+    """The build was ended before it completed (:meth:`Built.close`)."""
 
-    apps: dict[str, Path]
-    go_auth: Path
+
+class Built:
+    """Where each program's image root (``/app``) is, and the go-auth plugin: known once the build is done
+    (reading ``apps`` or ``go_auth`` waits for it, and raises its error)."""
+
+    def __init__(self, done: concurrent.futures.Future[tuple[dict[str, Path], Path]]) -> None:
+        self._done = done
+        self._cancel = threading.Event()
+
+    @property
+    def apps(self) -> dict[str, Path]:
+        return self._done.result()[0]
+
+    @property
+    def go_auth(self) -> Path:
+        return self._done.result()[1]
+
+    def close(self) -> None:
+        """End the build if it still runs (its npm process group) and wait for its thread."""
+        self._cancel.set()
+        concurrent.futures.wait([self._done])
 
 
 def _lock_hashes(tarball: Path) -> str:
@@ -104,23 +131,69 @@ def _lock_hashes(tarball: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _run(cmd: list[str], cwd: Path, log: Path) -> None:
+def _run(cmd: list[str], cwd: Path, log: Path, cancel: threading.Event) -> None:
     with log.open("ab") as out:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=900, check=False)
+        # A session of its own, ended here as a group: npm's children go with it when the build is cancelled.
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            waited = 0.0
+            while proc.poll() is None:
+                if cancel.is_set():
+                    raise BuildCancelled(f"{' '.join(cmd)} in {cwd.name}: ended before it completed")
+                if waited > 900:
+                    raise BuildError(f"{' '.join(cmd)} in {cwd.name}: not done within 900 s")
+                try:
+                    proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    waited += 0.5
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
         raise BuildError(f"{' '.join(cmd)} in {cwd.name} exited {proc.returncode}:\n{tail}")
 
 
 def build() -> Built:
-    """Build (or reuse) api/ and ingestion/ and unpack go-auth.so. Safe against concurrent callers (a lock)."""
+    """Build (or reuse) api/ and ingestion/ and unpack go-auth.so, and return when done. Safe against concurrent
+    callers (a lock)."""
+    done: concurrent.futures.Future[tuple[dict[str, Path], Path]] = concurrent.futures.Future()
+    built = Built(done)
+    done.set_result(_build(built._cancel))
+    return built
+
+
+def build_in_background() -> Built:
+    """:func:`build` in a thread of its own: returns at once; ``Built.apps`` waits for it."""
+    done: concurrent.futures.Future[tuple[dict[str, Path], Path]] = concurrent.futures.Future()
+    built = Built(done)
+
+    def run() -> None:
+        try:
+            done.set_result(_build(built._cancel))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads Built.apps
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="platform-build", daemon=True).start()
+    return built
+
+
+def _build(cancel: threading.Event) -> tuple[dict[str, Path], Path]:
     tarball = platform_tarball()
     assert tarball is not None
     key = _lock_hashes(tarball)
-    CACHE.mkdir(exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
     final = CACHE / f"platform-{key}"
     with (CACHE / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        while True:  # the other worker may be building: wait for it, unless cancelled
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if cancel.wait(0.2):
+                    raise BuildCancelled("cancelled while waiting for another build") from None
         if not (final / ".complete").is_file():
             for old in CACHE.glob("platform-*"):
                 shutil.rmtree(old, ignore_errors=True)
@@ -132,10 +205,10 @@ def build() -> Built:
                 log = stage / "build.log"
                 for name in PROGRAMS:
                     d = src / name
-                    _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], d, log)
-                    _run(["npm", "run", "build"], d, log)
+                    _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], d, log, cancel)
+                    _run(["npm", "run", "build"], d, log, cancel)
                     # The image ships production dependencies only (the Dockerfiles' deps stage).
-                    _run(["npm", "prune", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"], d, log)
+                    _run(["npm", "prune", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"], d, log, cancel)
                     (src / name).rename(stage / name)
                 shutil.rmtree(src)
                 with tarfile.open(VENDOR / GO_AUTH) as tar:
@@ -145,4 +218,4 @@ def build() -> Built:
             except BaseException:
                 shutil.rmtree(stage, ignore_errors=True)
                 raise
-    return Built(apps={name: final / name for name in PROGRAMS}, go_auth=final / "go-auth" / "go-auth.so")
+    return {name: final / name for name in PROGRAMS}, final / "go-auth" / "go-auth.so"
