@@ -398,12 +398,18 @@ class Kubelet:
             proxy.close()
         self.proxies.clear()
 
+    #: The grace the node's end gives every container at once, before SIGKILL. Short: the node and all it holds
+    #: are thrown away. The API, Redis and mosquitto exit within 0.1 s of SIGTERM; ingestion's shutdown waits
+    #: 10 s whatever it holds (``stopWorker``, ingestion/src/services/orchestrator.ts) and is killed either way.
+    #: A pod a Deployment replaces or removes gets its own ``terminationGracePeriodSeconds`` (``reconcile``).
+    END_GRACE = 2.0
+
     def _kill_all(self) -> None:
         """Every pod at once, as a node that stops: SIGTERM to every container, then SIGKILL to those still
-        running after the same grace for all (5 s), not one grace after another."""
+        running after one grace for all (``END_GRACE``), not one grace after another."""
         with self._lock:
             pods = list(self.pods.values())
-            _terminate_all([c.proc for pod in pods for c in pod.containers], grace=5.0)
+            _terminate_all([c.proc for pod in pods for c in pod.containers], grace=self.END_GRACE)
             for pod in pods:
                 self._kill_pod(pod, grace=0.0)  # each already ended: marks it gone
             self.pods.clear()
