@@ -180,7 +180,8 @@ RECOVERY = 90.0
 
 
 def _recovered(r: Release, agent: Agent, event: str) -> None:
-    """Until a reading acknowledged after ``event`` has landed."""
+    """Until a reading acknowledged after ``event`` has landed; after the broker's restart, also until every
+    API replica carries readings again (``_every_api_subscribed``)."""
     first = _first(agent, event)
     deadline = time.monotonic() + RECOVERY
     while not any(s >= first for s in landed(r, agent.uuid)):
@@ -188,6 +189,34 @@ def _recovered(r: Release, agent: Agent, event: str) -> None:
             f"nothing acknowledged after {event} landed: {_tally(agent, first)}\n{r.kubelet.report()}"
         )
         time.sleep(1.0)
+    if event == BROKER:
+        _every_api_subscribed(r, agent, first, deadline)
+
+
+def _every_api_subscribed(r: Release, agent: Agent, first: int, deadline: float) -> None:
+    """Until the stream holds a reading sent after the broker's restart once per API replica. Each replica
+    subscribes to every agent's topics and writes what it receives (no shared subscription, see
+    ``test_each_reading_lands_once``), and each reconnects on its own back-off: the first reading that lands
+    shows that one replica is subscribed again, not that all are. The next fault (an API container killed)
+    strikes only once they all are, so that the standard tier's claim (the other replica is subscribed all
+    along) is what it tests."""
+    replicas = len(r.kubelet.pods_of(f"Deployment/{r.name}-api", r.namespace))
+    while True:
+        out = r.redis_cli("XREVRANGE", r.stream_key(), "+", "-", "COUNT", "100").stdout
+        copies: dict[int, int] = {}
+        for line in out.splitlines():
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:  # an entry's id, its field names, its source
+                continue
+            for s in _seqs(doc):
+                copies[s] = copies.get(s, 0) + 1
+        if any(n >= replicas for s, n in copies.items() if s >= first):
+            return
+        assert time.monotonic() < deadline, (
+            f"no reading since the broker's restart reached the stream {replicas} times: {sorted(copies.items())}"
+        )
+        time.sleep(0.5)
 
 
 def _tally(agent: Agent, first: int) -> str:
@@ -304,10 +333,11 @@ def _end_ingestion_sessions(r: Release) -> None:
 
 
 REDIS = "redis restart"
+BROKER = "broker restart"
 FAULTS = [
     (REDIS, lambda r: _kill(r, "redis")),
     ("ingestion's database sessions ended", _end_ingestion_sessions),
-    ("broker restart", lambda r: _kill(r, "mosquitto")),
+    (BROKER, lambda r: _kill(r, "mosquitto")),
     ("api killed", lambda r: _kill(r, "api")),
 ]
 
