@@ -180,15 +180,24 @@ RECOVERY = 90.0
 
 
 def _recovered(r: Release, agent: Agent, event: str) -> None:
-    """Until a reading acknowledged after ``event`` has landed; after the broker's restart, also until every
-    API replica carries readings again (``_every_api_subscribed``)."""
+    """Until a reading acknowledged after ``event`` has landed, and then one acknowledged IN_FLIGHT after that
+    first one: what the fault lost was acknowledged before the first reading that landed (the agent publishes
+    one reading at a time), so it stays more than IN_FLIGHT before the next fault and counts in this fault's
+    window (``_window``), not in the next one's. After the broker's restart, also until every API replica
+    carries readings again (``_every_api_subscribed``)."""
     first = _first(agent, event)
     deadline = time.monotonic() + RECOVERY
-    while not any(s >= first for s in landed(r, agent.uuid)):
+    since: float | None = None
+    while True:
+        got = [s for s in landed(r, agent.uuid) if s >= first and s in agent.acked]
+        if got and since is None:
+            since = agent.acked[min(got)]
+        if since is not None and any(agent.acked[s] >= since + IN_FLIGHT for s in got):
+            break
         assert time.monotonic() < deadline, (
             f"nothing acknowledged after {event} landed: {_tally(agent, first)}\n{r.kubelet.report()}"
         )
-        time.sleep(1.0)
+        time.sleep(0.5)
     if event == BROKER:
         _every_api_subscribed(r, agent, first, deadline)
 
