@@ -290,14 +290,14 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
         agent.stop.set()
         t.join(timeout=30)
     agent.mark("stopped")
-    # Until nothing is left anywhere that could still land, twice in a row 2 s apart: the stream read and nothing
+    # Until nothing is left anywhere that could still land, twice in a row 1 s apart: the stream read and nothing
     # pending, both spools empty. The API's spool replays, ingestion catches up, and a reading a killed worker had
     # read, or a retired worker dropped, is claimed again once idle 60 s (XAUTOCLAIM, worker.ts). What had no
     # subscriber never comes (after the broker's restart, and after the only API replica's); the tests count it.
     deadline = time.monotonic() + RECOVERY
     drained = 0
     while time.monotonic() < deadline and drained < 2:
-        time.sleep(2)  # first: the API writes what it took last (its 50 ms pipeline)
+        time.sleep(1)  # first: the API writes what it took last (its 50 ms pipeline)
         drained = drained + 1 if _holding(r) == [] else 0
     agent.mark("drained")
     t0 = agent.marks[1][1]

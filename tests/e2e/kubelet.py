@@ -402,7 +402,7 @@ class Kubelet:
     #: are thrown away. The API, Redis and mosquitto exit within 0.1 s of SIGTERM; ingestion's shutdown waits
     #: 10 s whatever it holds (``stopWorker``, ingestion/src/services/orchestrator.ts) and is killed either way.
     #: A pod a Deployment replaces or removes gets its own ``terminationGracePeriodSeconds`` (``reconcile``).
-    END_GRACE = 2.0
+    END_GRACE = 1.0
 
     def _kill_all(self) -> None:
         """Every pod at once, as a node that stops: SIGTERM to every container, then SIGKILL to those still
