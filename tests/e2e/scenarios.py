@@ -80,12 +80,11 @@ def test_every_workload_ready_and_every_hook_succeeds(synced: tuple[Release, Any
 
 
 def test_settings_over_time_start(synced: tuple[Release, Any]) -> None:
-    """Scenario 7's settings that act only over time (autoscale_scenarios.py) start here, and are checked at the
-    end of this module: a statement blocked for DB_STATEMENT_TIMEOUT_MS, and the idle trim of the stream."""
+    """Scenario 7: a statement of the API blocked on a lock (autoscale_scenarios.py) starts here; the end of this
+    module checks that the server cancelled it after DB_STATEMENT_TIMEOUT_MS."""
     from tests.e2e import autoscale_scenarios
 
     autoscale_scenarios.statement_timeout_start(synced[0])
-    autoscale_scenarios.idle_trim_start(synced[0])
 
 
 def test_a_second_sync_changes_nothing(synced: tuple[Release, Any]) -> None:
@@ -518,12 +517,6 @@ def test_settings_heap_limit_in_the_running_programs(synced: tuple[Release, Any]
 
 def test_settings_spool_directories_in_use(synced: tuple[Release, Any]) -> None:
     settings_scenarios.spool_directories_in_use(synced[0])
-
-
-def test_settings_idle_trim_of_the_stream(synced: tuple[Release, Any]) -> None:
-    from tests.e2e import autoscale_scenarios
-
-    autoscale_scenarios.idle_trim_check(synced[0])
 
 
 def test_settings_statement_cancelled_at_the_timeout(synced: tuple[Release, Any]) -> None:
