@@ -41,6 +41,9 @@ def test_seed_env_table(manifests) -> None:
     assert env["INGESTION_PROFILE"] == "batch"  # code default is balanced: set explicitly
     assert env["BATCH_SIZE"] == "500"
     assert env["AUTOSCALE_LAG_SCALE_UP_MS"] == "5000" and env["AUTOSCALE_LAG_CRITICAL_MS"] == "15000"
+    # the code counts a lag below AUTOSCALE_LAG_TARGET_MS (batch profile: 10000) towards a scale-down before it
+    # looks at the scale-up threshold: the target is the seed's threshold, so a lag above 5 s adds a worker
+    assert env["AUTOSCALE_LAG_TARGET_MS"] == env["AUTOSCALE_LAG_SCALE_UP_MS"]
     assert env["REDIS_HOST"] == "client-demo-redis" and env["REDIS_PORT"] == "6379"
     assert env["REDIS_PASSWORD"] == {"secretKeyRef": {"name": "client-demo-redis-auth", "key": "password"}}
     assert env["DB_HOST"] == {"secretKeyRef": {"name": "sql-credentials-demo", "key": "server"}}

@@ -195,6 +195,11 @@ class IngestionService(Component):
             env("AUTOSCALE_MIN_WORKERS", v.autoscale_min_workers),
             env("AUTOSCALE_MAX_WORKERS", v.autoscale_max_workers),
             env("AUTOSCALE_LAG_SCALE_UP_MS", v.autoscale_lag_scale_up_ms),
+            # The seed: "scale up when stream lag exceeds" AUTOSCALE_LAG_SCALE_UP_MS. The code counts any lag below
+            # AUTOSCALE_LAG_TARGET_MS towards a scale-down first (worker.ts maybeAutoscale), and the batch profile's
+            # target is 10000 (platform-facts §3.2), so a lag between the two would never add a worker. The target
+            # is set to the scale-up threshold so that the seed's threshold is the one that acts.
+            env("AUTOSCALE_LAG_TARGET_MS", v.autoscale_lag_scale_up_ms),
             env("AUTOSCALE_LAG_CRITICAL_MS", v.autoscale_lag_critical_ms),
             env("REDIS_INGESTION_STREAM_MAXLEN", resolved(v.stream_maxlen)),
             *database_env(db, sql, v.db_pool_size),

@@ -79,6 +79,14 @@ def test_every_workload_ready_and_every_hook_succeeds(synced: tuple[Release, Any
         )
 
 
+def test_settings_over_time_start(synced: tuple[Release, Any]) -> None:
+    """Scenario 7: a statement of the API blocked on a lock (autoscale_scenarios.py) starts here; the end of this
+    module checks that the server cancelled it after DB_STATEMENT_TIMEOUT_MS."""
+    from tests.e2e import autoscale_scenarios
+
+    autoscale_scenarios.statement_timeout_start(synced[0])
+
+
 def test_a_second_sync_changes_nothing(synced: tuple[Release, Any]) -> None:
     r, _ = synced
     before, restarts = _resource_versions(r), _restarts(r)
@@ -448,6 +456,14 @@ def test_more_settings_take_effect_in_the_running_programs(synced: tuple[Release
         assert s.recv(200).startswith(b"HTTP/1.1 101"), "9001 is not a websockets listener"
 
 
+# ---- scenario 7, ingestion's autoscaler (autoscale_scenarios.py), in the background of the edge and Auth0 tests,
+# which use only the API: it pauses ingestion for longer than its lag thresholds.
+def test_settings_autoscale_start(synced: tuple[Release, Any]) -> None:
+    from tests.e2e import autoscale_scenarios
+
+    autoscale_scenarios.autoscale_start(synced[0])
+
+
 # ---- the public edge (edge_scenarios.py: the gateway hop in front of the real API) -------------------
 # Bound here so that they run on this module's releases (its ``synced`` fixture), each started once.
 from tests.e2e import edge_scenarios  # noqa: E402
@@ -477,6 +493,12 @@ def test_auth0_exchange_does_not_check_the_audience(synced: tuple[Release, Any])
     auth0_scenarios.auth0_exchange_does_not_check_the_audience(synced[0])
 
 
+def test_settings_autoscale_lag_thresholds_and_cooldown(synced: tuple[Release, Any]) -> None:
+    from tests.e2e import autoscale_scenarios
+
+    autoscale_scenarios.autoscale_join(synced[0])
+
+
 # ---- scenario 7, the remaining settings (settings_scenarios.py), on this module's releases ----------
 from tests.e2e import settings_scenarios  # noqa: E402
 
@@ -495,3 +517,9 @@ def test_settings_heap_limit_in_the_running_programs(synced: tuple[Release, Any]
 
 def test_settings_spool_directories_in_use(synced: tuple[Release, Any]) -> None:
     settings_scenarios.spool_directories_in_use(synced[0])
+
+
+def test_settings_statement_cancelled_at_the_timeout(synced: tuple[Release, Any]) -> None:
+    from tests.e2e import autoscale_scenarios
+
+    autoscale_scenarios.statement_timeout_check(synced[0])

@@ -340,7 +340,9 @@ class Ingestion(Model):
     batch_size: int = Field(default=500, ge=1, description="BATCH_SIZE. Default: 500 (batch profile).")
     autoscale_min_workers: int = Field(default=2, ge=1, description="AUTOSCALE_MIN_WORKERS. Default: 2.")
     autoscale_max_workers: int = Field(default=12, ge=1, description="AUTOSCALE_MAX_WORKERS. Default: 12.")
-    autoscale_lag_scale_up_ms: int = Field(default=5000, ge=1, description="AUTOSCALE_LAG_SCALE_UP_MS. Default: 5000.")
+    autoscale_lag_scale_up_ms: int = Field(
+        default=5000, ge=1, description="AUTOSCALE_LAG_SCALE_UP_MS, and AUTOSCALE_LAG_TARGET_MS with it. Default: 5000."
+    )
     autoscale_lag_critical_ms: int = Field(
         default=15000, ge=1, description="AUTOSCALE_LAG_CRITICAL_MS. Default: 15000."
     )
