@@ -1,14 +1,18 @@
 """The platform's sustained telemetry rate on this machine, end to end (`make bench-e2e`, docs/performance.md).
 
-A release of dist/ (client-demo by default) runs as in tests/e2e (real API, ingestion, broker with go-auth, Redis,
-TimescaleDB; docs/e2e.md). One provisioned agent's credentials are used by P publishers, each one TLS
-connection through the public MQTT host (``mosquitto_pub -l -q 1``), fed as fast as they take lines. Each
-message carries R readings. Per case, it reports the readings that reached TimescaleDB's ``readings`` per
-second over the sustained part of the run (after a warm-up), the messages per second, and the CPU each
-program used (cores). go-auth's cache is off in dist/ (no ``auth_opt_cache``); the "cache on" cases add
-``auth_opt_cache true`` with 300 s auth and ACL cache times to the broker's ConfigMap and roll its pod.
+A release of dist/ (the standard tier's by default) runs as in tests/e2e (real API, ingestion, broker with
+go-auth, Redis, TimescaleDB; docs/e2e.md), with one broker and the API and ingestion held at one pod each
+(``--api-replicas``/``--ingestion-replicas``; their HPAs' minimum is 2: the operator's ``kubectl scale`` is
+applied in the first sync's objects, as no HPA controller runs here). One provisioned agent's credentials are
+used by P publishers, each one TLS connection through the public MQTT host (``mosquitto_pub -l -q 1``), fed
+as fast as they take lines. Each message carries R readings. Per case, it reports the readings that reached
+TimescaleDB's ``readings`` per second over the sustained part of the run (after a warm-up), the messages per
+second the API added to the Redis stream, the stream's length and the ingestion group's backlog (lag +
+pending) at the start and end of that part, and the CPU each program used (cores) and the whole machine's.
+go-auth's cache is off in dist/ (no ``auth_opt_cache``); the "cache on" cases add ``auth_opt_cache true``
+with 300 s auth and ACL cache times to the broker's ConfigMap and roll its pod.
 
-Needs ../shared/vendor (as the e2e tests); run as root. Takes about 3 minutes.
+Needs ../shared/vendor (as the e2e tests); run as root. Takes about 4 minutes.
 """
 
 from __future__ import annotations
@@ -21,12 +25,19 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e import platform_build  # noqa: E402
-from tests.e2e.release import Release, running_release  # noqa: E402
+from tests.e2e.release import (  # noqa: E402
+    Release,
+    api_deployment,
+    as_the_hpa_leaves_it,
+    release_of_tier,
+    running_release,
+)
 
 CACHE_LINES = (
     "auth_opt_cache true\nauth_opt_cache_type go-cache\n"
@@ -36,12 +47,14 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_program(r: Release) -> dict[str, float]:
-    """CPU seconds so far: the release's containers by workload, PostgreSQL and the publishers by name."""
+    """CPU seconds so far: the release's containers by workload, PostgreSQL, the publishers and this bench (its
+    feeders) by name, and ``machine``: every CPU's busy time (/proc/stat), whoever used it."""
     pids: dict[int, str] = {}
     for pod in list(r.kubelet.pods.values()):
         for c in pod.containers:
             if c.proc is not None:
                 pids[c.proc.pid] = pod.name.rsplit("-", 1)[0].removeprefix(f"{r.name}-")
+    pids[os.getpid()] = "bench"
     out: dict[str, float] = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -57,6 +70,9 @@ def cpu_by_program(r: Release) -> dict[str, float]:
         name = pids.get(pid) or ("postgres" if comm == "postgres" else "publishers" if comm == "mosquitto_pub" else "")
         if name:
             out[name] = out.get(name, 0.0) + secs
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in cpu]
+    out["machine"] = (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK  # all but idle and iowait (guest is in user)
     return out
 
 
@@ -102,9 +118,44 @@ def feed(p: subprocess.Popen, per_msg: int, rate: float, stop: threading.Event, 
             time.sleep(ahead)
 
 
+def stream_state(r: Release) -> dict[str, int]:
+    """The ingestion stream now: ``length`` (XLEN), ``added`` (every entry XADD ever added, XINFO STREAM's
+    entries-added) and ``backlog``: what ingestion's consumer group has not acknowledged yet (its lag, the
+    entries not yet read, plus its pending, read but not acknowledged). A backlog that grows over a case means
+    ingestion and TimescaleDB do not keep up with what the API writes."""
+    key = r.stream_key()
+    info = _pairs(r.redis_cli("XINFO", "STREAM", key).stdout)
+    groups = r.redis_cli("XINFO", "GROUPS", key).stdout
+    backlog = 0
+    for chunk in groups.split("name\n")[1:]:
+        g = _pairs("name\n" + chunk)
+        backlog += int(g.get("lag") or 0) + int(g.get("pending") or 0)
+    return {"length": int(info.get("length") or 0), "added": int(info.get("entries-added") or 0), "backlog": backlog}
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """redis-cli's plain output of a flat reply (field, value, field, value ...) as a dict."""
+    lines = text.splitlines()
+    out: dict[str, str] = {}
+    for i in range(0, len(lines) - 1, 2):
+        out.setdefault(lines[i], lines[i + 1])  # the first: XINFO STREAM's nested entries come after its counts
+    return out
+
+
+def api_high_watermark(r: Release) -> int:
+    """The API's high-watermark: it sends new readings to its disk spool instead of Redis while XLEN >=
+    REDIS_INGESTION_STREAM_MAXLEN x REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT (0.85 by default;
+    api/src/services/telemetry/publisher.ts). XLEN counts entries ingestion has already written too, until
+    XADD's MAXLEN or ingestion's idle trim (REDIS_IDLE_INGESTION_STREAM_MAXLEN) removes them."""
+    api = r.kubelet.container(r.namespace, f"Deployment/{r.name}-api")
+    maxlen = int(api.env.get("REDIS_INGESTION_STREAM_MAXLEN", "10000"))
+    pct = float(api.env.get("REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT", "0.85"))
+    return int(maxlen * pct)
+
+
 def run_case(
     r: Release, mqtt: dict, agent: str, topic: str, n: int, per_msg: int, seconds: float, warmup: float, rate: float
-) -> dict:
+) -> dict[str, Any]:
     stop = threading.Event()
     procs = publishers(r, mqtt, agent, topic, n)
     sent = [0] * n
@@ -115,10 +166,9 @@ def run_case(
         t.start()
     try:
         time.sleep(warmup)
-        c0, cpu0, t0, s0 = count(r, agent), cpu_by_program(r), time.monotonic(), sum(sent)
+        c0, cpu0, st0, t0, s0 = count(r, agent), cpu_by_program(r), stream_state(r), time.monotonic(), sum(sent)
         time.sleep(seconds)
-        c1, cpu1, t1, s1 = count(r, agent), cpu_by_program(r), time.monotonic(), sum(sent)
-        depth, watermark = stream_depth(r)
+        c1, cpu1, st1, t1, s1 = count(r, agent), cpu_by_program(r), stream_state(r), time.monotonic(), sum(sent)
     finally:
         stop.set()
         for t in threads:
@@ -131,12 +181,16 @@ def run_case(
     return {
         "publishers": n,
         "readings_per_message": per_msg,
+        "seconds": round(wall, 1),
         "readings_per_s": round((c1 - c0) / wall),
         "messages_per_s": round((c1 - c0) / wall / per_msg),
+        "into_redis_messages_per_s": round((st1["added"] - st0["added"]) / wall),
         "fed_messages_per_s": round((s1 - s0) / wall),
+        "stream_length": [st0["length"], st1["length"]],
+        "backlog": [st0["backlog"], st1["backlog"]],
+        "api_high_watermark": api_high_watermark(r),
         "cores": cores,
-        "stream_depth_at_end": depth,
-        "api_high_watermark": watermark,
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -157,28 +211,17 @@ def set_cache(r: Release, on: bool) -> None:
     r.kube.apply(dep)
 
 
-def stream_depth(r: Release) -> tuple[int, int]:
-    """(XLEN of the ingestion stream, the API's high-watermark): the API sends new readings to its disk spool
-    instead of Redis while XLEN >= REDIS_INGESTION_STREAM_MAXLEN x REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT (0.85
-    by default; api/src/services/telemetry/publisher.ts). XLEN counts entries ingestion has already written
-    too, until XADD's MAXLEN or ingestion's idle trim (REDIS_IDLE_INGESTION_STREAM_MAXLEN) removes them."""
-    out = r.redis_cli("XLEN", r.stream_key())
-    api = r.kubelet.container(r.namespace, f"Deployment/{r.name}-api")
-    maxlen = int(api.env.get("REDIS_INGESTION_STREAM_MAXLEN", "10000"))
-    pct = float(api.env.get("REDIS_DEVICE_STREAM_HIGH_WATERMARK_PCT", "0.85"))
-    return int(out.stdout.strip() or 0), int(maxlen * pct)
-
-
-def wait_stream_trimmed(r: Release) -> None:
-    """Until the stream is short again, an eighth of the API's high-watermark (ingestion's idle trim cuts it to
-    REDIS_IDLE_INGESTION_STREAM_MAXLEN, 1000 in the batch profile, once it has been idle; every 30 s): each case
-    then starts with room for its own messages below the watermark, where the API writes to Redis, not to its
-    spool. XLEN counts entries ingestion has already written too, so without this wait a case that starts just
-    below the watermark crosses it within a second and measures the spool."""
-    deadline = time.monotonic() + 120
-    while (d := stream_depth(r))[0] > d[1] // 8:
+def wait_drained(r: Release) -> None:
+    """Until ingestion has caught up (its group's backlog under 100 entries) and the stream is short enough
+    (an eighth of the API's high-watermark; ingestion's idle trim cuts it to REDIS_IDLE_INGESTION_STREAM_MAXLEN
+    once it has been idle, every 30 s): each case starts with nothing of the one before still to write, and
+    with room for its own messages below the watermark, where the API writes to Redis, not to its spool. XLEN
+    counts entries ingestion has already written too: on the demo tier (watermark 8,500), without this wait a
+    case that starts just below the watermark crosses it within a second and measures the spool."""
+    deadline, mark = time.monotonic() + 120, api_high_watermark(r)
+    while (st := stream_state(r))["backlog"] >= 100 or st["length"] > mark // 8:
         if time.monotonic() > deadline:
-            raise SystemExit(f"bench-e2e: the stream stayed at {d[0]} entries (the API's high-watermark is {d[1]})")
+            raise SystemExit(f"bench-e2e: the stream stayed at {st} (the API's high-watermark is {mark})")
         time.sleep(2)
 
 
@@ -197,15 +240,42 @@ def wait_flowing(r: Release, mqtt: dict, agent: str, topic: str) -> None:
         time.sleep(2)
 
 
+def first_sync_objects(r: Release, api: int | None, ingestion: int | None) -> list[dict[str, Any]]:
+    """The release's objects as the HPAs' first reconcile leaves them (their minReplicas), then the API's and
+    ingestion's Deployments at ``api``/``ingestion`` replicas (None: as the tier ships them), as an operator's
+    ``kubectl scale`` sets them."""
+    objs = as_the_hpa_leaves_it(r.objects(), r.name)
+    for short, n in (("api", api), ("ingestion", ingestion)):
+        if n is None:
+            continue
+        dep = api_deployment(objs, r.name) if short == "api" else _deployment(objs, f"{r.name}-{short}")
+        dep["spec"]["replicas"] = n
+    return objs
+
+
+def _deployment(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+
+
+def replicas_of(objs: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        o["metadata"]["name"]: int(o["spec"].get("replicas", 1))
+        for o in objs
+        if o["kind"] in ("Deployment", "StatefulSet")
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--release", default="client-demo")
-    # 13 s a case: at up to ~500 messages/s, what one case adds stays below the demo tier's high-watermark
-    # (8,500 entries; over it the API spools instead of writing to Redis). A row whose stream ended over it says so.
-    ap.add_argument("--seconds", type=float, default=10.0, help="measured part of each case")
-    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--tier", default="standard", help="the release of dist/ of this tier (tests/e2e release_of_tier)")
+    ap.add_argument("--release", help="a release of dist/ by name (instead of --tier)")
+    ap.add_argument("--api-replicas", type=int, default=1, help="the API's pods (0: as the tier ships it)")
+    ap.add_argument("--ingestion-replicas", type=int, default=1, help="ingestion's pods (0: as the tier ships it)")
+    ap.add_argument("--seconds", type=float, default=25.0, help="measured part of each case")
+    ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--publishers", type=int, nargs="+", default=[4])
     ap.add_argument("--per-message", type=int, nargs="+", default=[1, 20])
+    ap.add_argument("--cache", choices=["off", "on"], nargs="+", default=["off", "on"], help="go-auth's cache")
     ap.add_argument("--rate", type=float, default=400.0, help="messages/s offered per publisher")
     args = ap.parse_args()
     missing = platform_build.missing()
@@ -215,37 +285,52 @@ def main() -> int:
     from tests.e2e.release import probe_budget
     from tests.e2e.scenarios import _provision_agent
 
+    release = args.release or release_of_tier(args.tier)
     built = platform_build.build()
     rows = []
-    with running_release(args.release, built) as r:
-        r.sync(wave_timeout=probe_budget(r))
+    with running_release(release, built) as r:
+        objs = first_sync_objects(r, args.api_replicas or None, args.ingestion_replicas or None)
+        several = {k: v for k, v in replicas_of(objs).items() if v > 1}
+        if several:  # one address per workload here (no pod network: no Service proxy on the measured path)
+            raise SystemExit(f"bench-e2e: one pod per workload only; {release} would run {several}")
+        r.synced = objs
+        r.sync(wave_timeout=max(240.0, probe_budget(r)), objects=objs)
+        print(f"bench-e2e: {release}, pods: {replicas_of(objs)}", flush=True)
         agent, mqtt = _provision_agent(r, "bench-agent")
         topic = mqtt["topics"]["publish"][0].removesuffix("#") + "endpoints/bench"
-        for cache in (False, True):
-            if cache:
-                set_cache(r, True)
+        cache_now = False
+        for cache in args.cache:
+            if (cache == "on") != cache_now:
+                cache_now = cache == "on"
+                set_cache(r, cache_now)
                 r.kubelet.wait("broker rolled", lambda: any(
                     p.ready for p in r.kubelet.pods_of(f"Deployment/{r.name}-mosquitto", r.namespace)), 60)  # fmt: skip
             wait_flowing(r, mqtt, agent, topic)
             for n in args.publishers:
                 for per in args.per_message:
-                    wait_stream_trimmed(r)
+                    wait_drained(r)
                     row = run_case(r, mqtt, agent, topic, n, per, args.seconds, args.warmup, args.rate)
-                    row["go_auth_cache"] = "on" if cache else "off"
+                    row["go_auth_cache"] = cache
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     if row["readings_per_s"] == 0:  # what the programs said meanwhile
                         print(r.kubelet.report(lines=15), flush=True)
                     wait_flowing(r, mqtt, agent, topic)
-    print("\n| go-auth cache | publishers | readings/message | readings/s into TimescaleDB | messages/s | stream at end"
-          " (API's high-watermark) | cores |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print(f"\n{release}, one broker, pods: {replicas_of(objs)}")
+    print("\n| go-auth cache | publishers | readings/message | readings/s into TimescaleDB | messages/s into"
+          " TimescaleDB | messages/s into Redis | stream length, start → end (API's high-watermark) | ingestion"
+          " backlog, start → end | cores | load average |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
-        cores = ", ".join(f"{k} {v}" for k, v in row["cores"].items() if v >= 0.05)
+        cores = ", ".join(f"{k} {v}" for k, v in row["cores"].items() if v >= 0.05 and k != "machine")
+        cores += f"; machine {row['cores'].get('machine', 0.0)} of {os.cpu_count()}"
         cells = [row["go_auth_cache"], row["publishers"], row["readings_per_message"], row["readings_per_s"]]
-        over = " OVER: the API spooled" if row["stream_depth_at_end"] >= row["api_high_watermark"] else ""
-        stream = f"{row['stream_depth_at_end']} ({row['api_high_watermark']}){over}"
-        print("| " + " | ".join(str(x) for x in [*cells, row["messages_per_s"], stream, cores]) + " |")
+        a, b = row["stream_length"]
+        over = " OVER: the API spooled" if b >= row["api_high_watermark"] else ""
+        stream = f"{a:,} → {b:,} ({row['api_high_watermark']:,}){over}"
+        backlog = f"{row['backlog'][0]:,} → {row['backlog'][1]:,}"
+        cells += [row["messages_per_s"], row["into_redis_messages_per_s"], stream, backlog, cores]
+        print("| " + " | ".join(str(x) for x in [*cells, f"{row['load_average']:.2f}"]) + " |")
     return 0
 
 
