@@ -284,7 +284,7 @@ def main() -> int:
     ap.add_argument("--publishers", type=int, nargs="+", default=[4])
     ap.add_argument("--per-message", type=int, nargs="+", default=[20])
     ap.add_argument("--cache", choices=["off", "on"], nargs="+", default=["off", "on"], help="go-auth's cache")
-    ap.add_argument("--rate", type=float, nargs="+", default=[400.0, 1000.0],
+    ap.add_argument("--rate", type=float, nargs="+", default=[350.0, 1000.0],
                     help="messages/s offered per publisher (with the cache off: the lowest only)")  # fmt: skip
     args = ap.parse_args()
     missing = platform_build.missing()
