@@ -4,8 +4,8 @@ A release of dist/ (the standard tier's by default) runs as in tests/e2e (real A
 go-auth, Redis, TimescaleDB; docs/e2e.md), with one broker and the API and ingestion held at one pod each
 (``--api-replicas``/``--ingestion-replicas``; their HPAs' minimum is 2: the operator's ``kubectl scale`` is
 applied in the first sync's objects, as no HPA controller runs here). One provisioned agent's credentials are
-used by P publishers, each one TLS connection through the public MQTT host (``mosquitto_pub -l -q 1``), fed
-as fast as they take lines. Each message carries R readings. Per case, it reports the readings that reached
+used by P publishers, each one TLS connection through the public MQTT host (``mosquitto_pub -l -q 1``),
+each offered ``--rate`` messages/s. Each message carries R readings. Per case, it reports the readings that reached
 TimescaleDB's ``readings`` per second over the sustained part of the run (after a warm-up), the messages per
 second the API added to the Redis stream, the stream's length and the ingestion group's backlog (lag +
 pending) at the start and end of that part, and the CPU each program used (cores) and the whole machine's.
