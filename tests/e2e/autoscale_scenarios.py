@@ -352,6 +352,7 @@ def statement_timeout_start(r: Release) -> None:
         except BaseException as e:  # noqa: BLE001 - reported by statement_timeout_check
             b.error = e
         b.answered = time.time()
+        _release(b)  # the statement is over: the faults that follow run with no lock held
 
     b.sent = time.time()
     b.thread = threading.Thread(target=request, daemon=True)
@@ -377,6 +378,20 @@ def _server_log(r: Release) -> Path:
     return Path(row[0]).parent / "server.log"
 
 
+def _release(b: Blocked) -> None:
+    """End the lock-holding session (once; a second call finds it ended)."""
+    if b.lock.poll() is None:
+        assert b.lock.stdin is not None
+        with contextlib.suppress(OSError, ValueError):
+            b.lock.stdin.write("ROLLBACK;\n\\q\n")
+            b.lock.stdin.close()
+        try:
+            b.lock.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            b.lock.kill()
+            b.lock.wait()
+
+
 def statement_timeout_check(r: Release) -> None:
     """The statement was cancelled by the server after DB_STATEMENT_TIMEOUT_MS: the server's log says so for the
     API's backend that DB_STATEMENT_TIMEOUT_MS after the statement started, and the API answered with the error."""
@@ -387,15 +402,7 @@ def statement_timeout_check(r: Release) -> None:
         b.thread.join(timeout=max(0.0, b.sent + want / 1000 + 15 - time.time()))
         assert not b.thread.is_alive(), f"no answer {time.time() - b.sent:.1f} s after the request"
     finally:
-        assert b.lock.stdin is not None
-        with contextlib.suppress(OSError):
-            b.lock.stdin.write("ROLLBACK;\n\\q\n")
-            b.lock.stdin.close()
-        try:
-            b.lock.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            b.lock.kill()
-            b.lock.wait()
+        _release(b)
     assert b.error is None, b.error
     assert b.status == 500 and "canceling statement due to statement timeout" in b.body, (b.status, b.body)
     assert want / 1000 - 0.5 <= b.answered - b.sent <= want / 1000 + 5, (b.answered - b.sent, want)

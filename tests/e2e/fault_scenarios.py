@@ -491,3 +491,12 @@ def test_each_reading_lands_once(faults: tuple[Release, Agent]) -> None:
         " GROUP BY value HAVING count(*) > 1"
     )
     assert rows == [], rows[:10]
+
+
+# ---- scenario 7: the API's statement blocked since the module's first tests (scenarios.py,
+# test_settings_over_time_start), checked last, so that its DB_STATEMENT_TIMEOUT_MS (45 s) runs under the other
+# scenarios instead of adding to the run. It was answered before the faults' API kill, which comes last.
+def test_settings_statement_cancelled_at_the_timeout(synced: tuple[Release, Any]) -> None:
+    from tests.e2e import autoscale_scenarios
+
+    autoscale_scenarios.statement_timeout_check(synced[0])

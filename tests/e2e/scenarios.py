@@ -517,9 +517,3 @@ def test_settings_heap_limit_in_the_running_programs(synced: tuple[Release, Any]
 
 def test_settings_spool_directories_in_use(synced: tuple[Release, Any]) -> None:
     settings_scenarios.spool_directories_in_use(synced[0])
-
-
-def test_settings_statement_cancelled_at_the_timeout(synced: tuple[Release, Any]) -> None:
-    from tests.e2e import autoscale_scenarios
-
-    autoscale_scenarios.statement_timeout_check(synced[0])

@@ -299,6 +299,9 @@ def _inspector_target() -> str:
     return str(target["webSocketDebuggerUrl"]).split("9229", 1)[1]
 
 
+CLOSE_AFTER_MS = 300
+
+
 def heap_size_limit(pid: int) -> int:
     """V8's ``heap_size_limit`` in the running Node process ``pid``: SIGUSR1 opens its inspector on
     127.0.0.1:9229, one ``Runtime.evaluate`` reads ``v8.getHeapStatistics()``, and the inspector is closed."""
@@ -329,11 +332,17 @@ def heap_size_limit(pid: int) -> int:
         while (msg := json.loads(_ws_recv(s))).get("id") != 1:
             pass
         # Close the inspector again (the port is the machine's loopback, shared by every container here), once
-        # this session has ended. ``require`` exists only while the evaluation runs (the console's command line
-        # API), so the module is taken now; the later call must not throw in the program (it would exit).
-        close = "(i => setImmediate(() => { try { i.close(); } catch {} }))(require('inspector'))"
+        # this session has ended: ``inspector.close()`` racing the session's own disconnect crashed node 20 once
+        # (SIGSEGV right after "Debugger attached."), so it runs CLOSE_AFTER_MS after this socket has closed.
+        # ``require`` exists only while the evaluation runs (the console's command line API), so the module is
+        # taken now; the later call must not throw in the program (it would exit).
+        close = (
+            f"(i => setTimeout(() => {{ try {{ i.close(); }} catch {{}} }}, {CLOSE_AFTER_MS}))(require('inspector'))"
+        )
         _ws_send(s, json.dumps({"id": 2, "method": "Runtime.evaluate",
                                 "params": {"expression": close, "includeCommandLineAPI": True}}))  # fmt: skip
+        while json.loads(_ws_recv(s)).get("id") != 2:
+            pass
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
