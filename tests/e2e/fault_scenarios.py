@@ -104,11 +104,31 @@ class SpoolWatch:
     readings (``e2e_seq`` values) found in them."""
 
     dirs: list[Path]
+    max_mb: int = 0  # DISK_SPOOL_MAX_SIZE_MB of the API pods
     first_seen: dict[str, float] = field(default_factory=dict)  # "<emptyDir>/<file>" -> when first seen
     readings: set[int] = field(default_factory=set)
+    # DISK_SPOOL_MAX_SIZE_MB, seen acting: per emptyDir, the spool's own bytes at each look while the ballast
+    # (``BALLAST``, sized MARGIN below the limit) was still there, when the ballast went, and the longest line.
+    with_ballast: dict[Path, list[int]] = field(default_factory=dict)
+    ballast_gone: dict[Path, float] = field(default_factory=dict)
+    longest_line: int = 0
     redis_back: float = 0.0  # when the kubelet started Redis again
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+
+    def place_ballast(self) -> None:
+        """A sparse ``spool-0.ndjson`` in each spool folder, MARGIN bytes below DISK_SPOOL_MAX_SIZE_MB MiB, as if
+        an earlier outage had nearly filled it. disk-spool.ts counts every file's size against the limit and, when
+        a write would cross it, deletes the oldest ``spool-*`` file: this one (index 0), holding no reading."""
+        for d in self.dirs:
+            with open(d / BALLAST, "wb") as f:
+                f.truncate(self.max_mb * 2**20 - MARGIN)
+            self.with_ballast[d] = []
+
+    def remove_ballast(self) -> None:
+        """The test's own ballast, if the program left it (a failed run): the replayer must not read it."""
+        for d in self.dirs:
+            (d / BALLAST).unlink(missing_ok=True)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="spool-watch", daemon=True)
@@ -126,21 +146,36 @@ class SpoolWatch:
 
     def look(self) -> None:
         for d in self.dirs:
+            ballast = (d / BALLAST).exists()
+            spooled = 0
             for f in spool_files(d):
                 self.first_seen.setdefault(f"{d}/{f.name}", time.monotonic())
                 try:
                     lines = f.read_text(errors="replace").splitlines()
                 except FileNotFoundError:  # replayed and removed meanwhile
                     continue
+                spooled += sum(len(line.encode()) + 1 for line in lines)
+                self.longest_line = max([self.longest_line, *(len(line.encode()) for line in lines)])
                 for line in lines:
                     try:
                         self.readings |= set(_seqs(json.loads(line)))
                     except json.JSONDecodeError:  # a line being appended
                         continue
+            if d in self.with_ballast and d not in self.ballast_gone:
+                if ballast:
+                    self.with_ballast[d].append(spooled)
+                else:
+                    self.ballast_gone[d] = time.monotonic()
+
+
+#: The ballast that shows DISK_SPOOL_MAX_SIZE_MB acting (``SpoolWatch.place_ballast``): a sparse file, so it takes
+#: no disk (a kubelet's emptyDir sizeLimit counts blocks), and MARGIN, room for about ten spooled readings.
+BALLAST = "spool-0.ndjson"
+MARGIN = 4096
 
 
 def spool_files(d: Path) -> list[Path]:
-    return sorted(d.glob("spool-*.ndjson"))
+    return sorted(f for f in d.glob("spool-*.ndjson") if f.name != BALLAST)
 
 
 def _seqs(doc: Any) -> Iterator[int]:
@@ -258,7 +293,8 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
     uuid, mqtt = _provision_agent(r, "e2e-fault-agent")
     topic = mqtt["topics"]["publish"][0].removesuffix("#") + "endpoints/e2e"
     agent = Agent(r, uuid, mqtt, topic)
-    spool = SpoolWatch(api_spool_dirs(r))
+    api_env = r.kubelet.pods_of(f"Deployment/{r.name}-api", r.namespace)[0].containers[0].env
+    spool = SpoolWatch(api_spool_dirs(r), int(api_env["DISK_SPOOL_MAX_SIZE_MB"]))
     assert spool.dirs and not any(spool_files(d) for d in spool.dirs), spool.dirs
     agent.spool = spool
     deadline = time.monotonic() + 60
@@ -276,17 +312,20 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
         time.sleep(3)
         for event, kill in FAULTS:
             if event == REDIS:
+                spool.place_ballast()
                 spool.start()
             agent.mark(event)
             kill(r)
             _recovered(r, agent, event)
             if event == REDIS:
                 spool.finish()
+                spool.remove_ballast()
                 spool.redis_back = r.kubelet.container(r.namespace, f"Deployment/{r.name}-redis").started_at
         agent.mark("end of faults")
         _recovered(r, agent, "end of faults")
     finally:
         spool.finish()
+        spool.remove_ballast()
         agent.stop.set()
         t.join(timeout=30)
     agent.mark("stopped")
@@ -422,6 +461,30 @@ def test_the_api_spools_to_its_disk_while_redis_is_down(faults: tuple[Release, A
     assert [str(f) for d in spool.dirs for f in spool_files(d)] == [], r.kubelet.report()
     assert spool.readings <= landed(r, agent.uuid), sorted(spool.readings - landed(r, agent.uuid))
     print(f"{r.name}: spooled while Redis was down {while_down}; {len(spool.readings)} readings, all landed")
+
+
+def test_the_api_spool_keeps_to_disk_spool_max_size_mb(faults: tuple[Release, Agent]) -> None:
+    """DISK_SPOOL_MAX_SIZE_MB acting, seen from the node. Before the Redis kill each API pod's spool folder got a
+    sparse ``spool-0.ndjson`` of the limit less MARGIN bytes, holding no reading. disk-spool.ts counts every file
+    against the limit and deletes the oldest ``spool-*`` file when a write would cross it. So the ballast stayed
+    while the readings spooled fit within MARGIN (the code's default, 500 MiB, would have taken it at the first
+    write), and went, while Redis was down, once they no longer did: the last look that still had it saw the
+    spool within a few readings of MARGIN. The readings spooled are all kept (the test above)."""
+    r, agent = faults
+    spool = agent.spool
+    assert spool is not None and spool.with_ballast, "no ballast was placed"
+    killed = next(t for e, t, _ in agent.marks if e == REDIS)
+    for d, sizes in spool.with_ballast.items():
+        assert d in spool.ballast_gone, f"{d}: the ballast outlived the outage: the limit is above {spool.max_mb} MiB"
+        assert killed < spool.ballast_gone[d] < spool.redis_back, (d, spool.ballast_gone[d] - killed)
+        below = [n for n in sizes if n > 0]
+        assert below, f"{d}: the ballast went at the first spooled write: the limit is below {spool.max_mb} MiB"
+        # The ballast stayed while the spool fit within MARGIN, and went when the next write would not (a look
+        # every 0.1 s, a reading every PERIOD: the last look with it may be a few writes before the crossing).
+        assert max(below) <= MARGIN + 1, (d, sizes)  # each write that fit: spooled + line <= MARGIN, then \n
+        assert max(below) > MARGIN - 4 * (spool.longest_line + 1), (d, sizes, spool.longest_line)
+    kept = [max(v) for v in spool.with_ballast.values()]
+    print(f"{r.name}: DISK_SPOOL_MAX_SIZE_MB={spool.max_mb}: ballast kept up to {kept} spooled bytes of {MARGIN}")
 
 
 def test_an_ended_database_session_loses_at_most_what_the_old_process_had_taken(faults: tuple[Release, Agent]) -> None:
