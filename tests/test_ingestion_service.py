@@ -33,6 +33,9 @@ def test_workers_and_stream_maxlen_per_tier(manifests, release, workers, maxlen)
     assert env["WORKER_COUNT"] == workers  # seed: starter 6, standard 10, enterprise 20
     assert env["REDIS_INGESTION_STREAM_MAXLEN"] == maxlen  # seed: standard 600,000
     assert int(env["AUTOSCALE_MIN_WORKERS"]) <= int(workers) <= int(env["AUTOSCALE_MAX_WORKERS"])
+    # the seed's workers per pod are the floor: the autoscaler retires only workers it added under lag (a retired
+    # worker leaves its last entry pending for XAUTOCLAIM's 60 s, docs/environments.md)
+    assert env["AUTOSCALE_MIN_WORKERS"] == workers
 
 
 def test_seed_env_table(manifests) -> None:

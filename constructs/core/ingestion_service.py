@@ -192,7 +192,7 @@ class IngestionService(Component):
             env("INGESTION_PROFILE", v.profile),
             env("WORKER_COUNT", v.worker_count),
             env("BATCH_SIZE", v.batch_size),
-            env("AUTOSCALE_MIN_WORKERS", v.autoscale_min_workers),
+            env("AUTOSCALE_MIN_WORKERS", v.min_workers),
             env("AUTOSCALE_MAX_WORKERS", v.autoscale_max_workers),
             env("AUTOSCALE_LAG_SCALE_UP_MS", v.autoscale_lag_scale_up_ms),
             # The seed: "scale up when stream lag exceeds" AUTOSCALE_LAG_SCALE_UP_MS. The code counts any lag below

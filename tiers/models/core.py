@@ -338,7 +338,15 @@ class Ingestion(Model):
     )
     worker_count: int = Field(default=4, ge=1, description="WORKER_COUNT. Default: 4 (batch profile).")
     batch_size: int = Field(default=500, ge=1, description="BATCH_SIZE. Default: 500 (batch profile).")
-    autoscale_min_workers: int = Field(default=2, ge=1, description="AUTOSCALE_MIN_WORKERS. Default: 2.")
+    autoscale_min_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "AUTOSCALE_MIN_WORKERS. Default: null, the workerCount (the seed's workers per pod are the floor: the"
+            " autoscaler adds workers under lag and retires them again, and a retired worker leaves the entry it"
+            " last read pending for 60 s)."
+        ),
+    )
     autoscale_max_workers: int = Field(default=12, ge=1, description="AUTOSCALE_MAX_WORKERS. Default: 12.")
     autoscale_lag_scale_up_ms: int = Field(
         default=5000, ge=1, description="AUTOSCALE_LAG_SCALE_UP_MS, and AUTOSCALE_LAG_TARGET_MS with it. Default: 5000."
@@ -373,18 +381,23 @@ class Ingestion(Model):
         default=None, description="Overrides the environment's scheduling. Default: inherit."
     )
 
+    @property
+    def min_workers(self) -> int:
+        """AUTOSCALE_MIN_WORKERS as resolved: the setting, else the workerCount."""
+        return self.worker_count if self.autoscale_min_workers is None else self.autoscale_min_workers
+
     @model_validator(mode="after")
     def _ingestion_rules(self) -> Ingestion:
-        if self.autoscale_min_workers > self.autoscale_max_workers:
+        if self.min_workers > self.autoscale_max_workers:
             raise rule(
                 "autoscaleMinWorkers",
-                f"must be <= autoscaleMaxWorkers ({self.autoscale_max_workers}), got {self.autoscale_min_workers}",
+                f"must be <= autoscaleMaxWorkers ({self.autoscale_max_workers}), got {self.min_workers}",
             )
-        if not self.autoscale_min_workers <= self.worker_count <= self.autoscale_max_workers:
+        if not self.min_workers <= self.worker_count <= self.autoscale_max_workers:
             raise rule(
                 "workerCount",
                 f"must lie within autoscaleMinWorkers..autoscaleMaxWorkers "
-                f"({self.autoscale_min_workers}..{self.autoscale_max_workers}), got {self.worker_count}",
+                f"({self.min_workers}..{self.autoscale_max_workers}), got {self.worker_count}",
             )
         if self.autoscale_lag_scale_up_ms >= self.autoscale_lag_critical_ms:
             raise rule(
