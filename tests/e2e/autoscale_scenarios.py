@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.release import Release
+from tests.e2e.scenarios import _pod_logs, metric_at
 from tests.e2e.settings_scenarios import Monitor, ingestion_setting, live_deployment, live_env
 
 #: The loopback address this module's HTTP client connects from (a rate-limit key of its own; the other modules
@@ -67,21 +68,7 @@ def _redis_cli(r: Release, commands: list[list[str]], timeout: float = 30) -> li
 
 
 def _pod_metric(ip: str, name: str, port: int = 3003) -> float:
-    conn = http.client.HTTPConnection(ip, port, timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    line = next((x for x in text.splitlines() if x.split("{")[0].split(" ")[0] == name), None)
-    assert line is not None, f"{ip}:{port}/metrics has no {name}"
-    return float(line.split()[-1])
-
-
-def _logs(r: Release, workload: str) -> str:
-    """The workload's logs as ``kubectl logs`` shows them (every container run of every pod)."""
-    pods = r.kubelet.pods_of(f"Deployment/{r.name}-{workload}", r.namespace)
-    return "\n".join(f.read_text(errors="replace") for p in pods for f in sorted(p.dir.glob("*.log")))
+    return metric_at(ip, port, name)
 
 
 # ---- the worker autoscaler ---------------------------------------------------------------------------------
@@ -465,5 +452,5 @@ def idle_trim_check(r: Release) -> None:
     finally:
         t.monitor.stop()
     assert {(m[1], m[2]) for m in found} == {(stream, str(t.length))}, [m[0] for m in found]
-    logs = [x for x in _logs(r, "ingestion").splitlines() if TRIMMED in x]
+    logs = [x for x in _pod_logs(r, "ingestion").splitlines() if TRIMMED in x]
     assert any(f'"to":{t.length}' in x and f'"idleTrimStreamLength":{t.length}' in x for x in logs), logs

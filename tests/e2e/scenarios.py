@@ -369,16 +369,24 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _metric(r: Release, workload: str, port: int, name: str) -> float:
-    conn = http.client.HTTPConnection(r.svc_ip(workload), port, timeout=10)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
-    conn.close()
+    return metric_at(r.svc_ip(workload), port, name)
+
+
+def metric_at(ip: str, port: int, name: str) -> float:
+    """One sample of ``name`` on ``http://ip:port/metrics`` (a Service's address, or a pod's own)."""
+    conn = http.client.HTTPConnection(ip, port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
     line = next((x for x in text.splitlines() if x.split("{")[0].split(" ")[0] == name), None)
-    assert line is not None, f"{workload} /metrics has no {name}"
+    assert line is not None, f"{ip}:{port}/metrics has no {name}"
     return float(line.split()[-1])
 
 
 def _pod_logs(r: Release, workload: str) -> str:
+    """The workload's logs as ``kubectl logs`` shows them (every container run of every pod)."""
     pods = r.kubelet.pods_of(f"Deployment/{r.name}-{workload}", r.namespace)
     return "\n".join(f.read_text(errors="replace") for p in pods for f in sorted(p.dir.glob("*.log")))
 
