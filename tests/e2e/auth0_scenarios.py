@@ -92,11 +92,6 @@ def config_js(r: Release) -> dict[str, str]:
     return out
 
 
-def _api_deployment_env(r: Release) -> dict[str, str]:
-    dep = next(o for o in r.objects() if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{r.name}-api")
-    return {e["name"]: str(e.get("value")) for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
-
-
 def _public_host(r: Release, route: str) -> str:
     obj = next(o for o in r.objects() if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == f"{r.name}-{route}")
     return str(obj["spec"]["hostnames"][0])
@@ -269,7 +264,9 @@ def auth0_and_provisioning(r: Release) -> Iterator[tuple[Auth0Tenant, Provisioni
     and their names removed on exit."""
     domain = config_js(r)["VITE_AUTH0_DOMAIN"]
     tenant = _tenant(r, domain)
-    prov_url = urllib.parse.urlsplit(_api_deployment_env(r)["PROVISIONING_API_URL"])
+    from tests.e2e.scenarios import _container_env
+
+    prov_url = urllib.parse.urlsplit(_container_env(r, "api")["PROVISIONING_API_URL"])
     assert prov_url.scheme == "http" and prov_url.hostname and prov_url.port, prov_url
     prov = Provisioning(internal_token=r.values["internal-auth-token-master"]["token"])
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

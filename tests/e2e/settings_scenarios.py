@@ -32,7 +32,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from tests.e2e.release import Release
 #: The loopback address this module's HTTP clients connect from: a rate-limit key of its own (the login limit
 #: counts per client address; the other tests use 127.0.0.1, 127.30.0.1x and 127.30.0.2x).
 CLIENT = "127.30.0.31"
-ADMIN_PASSWORD = "e2e-Settings-password-1"
 
 
 # ---- the live objects ------------------------------------------------------------------------------
@@ -163,41 +161,6 @@ class Monitor:
         self._reader.join(timeout=5)
 
 
-def _api(r: Release, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-    status, _, text = send((r.svc_ip("api"), 3002), method, path, "api", CLIENT, body, headers)
-    try:
-        return status, json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return status, text
-
-
-def provision_agent(r: Release, name: str) -> dict[str, Any]:
-    """An agent provisioned by the documented steps (admin bootstrap and login, a fleet, a provisioning key,
-    ``/api/v1/agent/register``); returns the ``mqtt`` part of the answer."""
-    token = r.values["api-bootstrap-token-master"]["token"]
-    status, body = _api(r, "POST", "/api/v1/auth/bootstrap-admin", {"password": ADMIN_PASSWORD},
-                        **{"x-bootstrap-token": token})  # fmt: skip
-    assert status == 200, body
-    status, body = _api(r, "POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
-    assert status == 200, body
-    auth = {"Authorization": f"Bearer {body['data']['accessToken']}"}
-    status, fleet = _api(r, "POST", "/api/v1/fleets", {"fleet_name": f"e2e-{name}"}, **auth)
-    assert status in (200, 201) and fleet.get("fleet_uuid"), fleet
-    status, key = _api(r, "POST", "/api/v1/provisioning-keys", {"fleetUuid": fleet["fleet_uuid"], "maxDevices": 2},
-                       **auth)  # fmt: skip
-    key = key.get("data") or key
-    prov_key = key.get("key") or key.get("provisioningKey")
-    assert status in (200, 201) and prov_key, key
-    key_pem = subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-                             capture_output=True, check=True).stdout  # fmt: skip
-    pub_pem = subprocess.run(["openssl", "pkey", "-pubout"], input=key_pem, capture_output=True, check=True).stdout
-    reg = {"uuid": str(uuid.uuid4()), "deviceName": name, "deviceType": "standalone",
-           "deviceApiKey": secrets.token_hex(16), "devicePublicKey": pub_pem.decode()}  # fmt: skip
-    status, answer = _api(r, "POST", "/api/v1/agent/register", reg, **{"x-provisioning-key": prov_key})
-    assert status in (200, 201), answer
-    return dict((answer.get("data") or answer)["mqtt"])
-
-
 # Command names and keywords as the clients send them (ioredis sends them in lower case).
 XADD = re.compile(r'(?i)"XADD" "([^"]+)" "MAXLEN" "~" "(\d+)" "\*"')
 AUTH_CACHE_SET = re.compile(r'(?i)"SET" "mqtt-auth-cache:[^"]*:(acl|superuser):[^"]*" ".*" "EX" "(\d+)"$')
@@ -214,7 +177,9 @@ def redis_sees_stream_cache_and_batch_settings(r: Release) -> None:
       (ingestion/src/services/worker.ts), the profile's default where the manifests set no value."""
     api, ing = live_env(r, "api"), live_env(r, "ingestion")
     stream = ing["REDIS_INGESTION_STREAM_KEY"]
-    mqtt = provision_agent(r, "e2e-settings")
+    from tests.e2e.scenarios import _provision_agent
+
+    _, mqtt = _provision_agent(r, "e2e-settings")
     topic = mqtt["topics"]["publish"][0].removesuffix("#") + "endpoints/e2e"
     reading = {"deviceName": "e2e-settings", "protocol": "modbus",
                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
