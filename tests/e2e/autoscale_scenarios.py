@@ -186,6 +186,16 @@ def _autoscale(r: Release, state: Autoscale) -> None:
     monitor = Monitor(r)
     try:
         time.sleep(0.3)  # MONITOR is on
+        # Every worker reads once just before the freeze, so that each then waits in an XREADGROUP with nearly all
+        # of its BLOCK (blockTimeMs, 2 s) left. A pod's workers start together and so time out together, and a
+        # pod whose reads timed out between the freeze and the entries below would take none of them.
+        warm = _redis_cli(r, [["XADD", stream, "*", *EMPTY_BATCH] for _ in range(sum(state.before.values()))])
+        warm_ids = {x for x in warm if re.fullmatch(r"\d+-\d+", x)}
+        deadline = time.monotonic() + 10
+        while not warm_ids <= {i for _, _, got in _acks(monitor, stream) for i in got}:
+            assert time.monotonic() < deadline, f"not every warm-up entry was acknowledged: {sorted(warm_ids)}"
+            time.sleep(0.02)
+        time.sleep(0.1)  # each worker reads again right after its XACK
         # Freeze every ingestion process, then one entry per worker: each goes to a worker waiting in its
         # XREADGROUP (Redis answers it at once; the frozen process reads the answer when it runs again).
         stopped = []
@@ -205,7 +215,7 @@ def _autoscale(r: Release, state: Autoscale) -> None:
                 os.kill(pid, signal.SIGCONT)
             state.paused_s = time.monotonic() - t_stop
         deadline = time.monotonic() + 10
-        while {i for _, _, got in _acks(monitor, stream) for i in got} < set(ids):
+        while not set(ids) <= {i for _, _, got in _acks(monitor, stream) for i in got}:
             assert time.monotonic() < deadline, f"not every lagged entry was acknowledged: {ids}"
             time.sleep(0.05)
         names = list(procs)

@@ -6,8 +6,9 @@ exactly its command and args, its environment (``value``, ``secretKeyRef``, ``co
 volumes (ConfigMaps, Secrets, emptyDirs, claims, the ServiceAccount token) at their paths in a private
 root (``nsexec.py``), its securityContext's uid, gid and fsGroup, and its probes (startup, readiness,
 liveness) on their schedule. A failed liveness probe or an exit restarts the container with the kubelet's
-back-off (10 s, doubling, at most 300 s); a Job's pod is not restarted (``restartPolicy: Never``), the Job
-makes a new one until ``backoffLimit``.
+back-off (``Container.back_off``): at once the first time, then 10 s, doubling, at most 300 s, counted from when
+it finished; a Job's pod is not restarted (``restartPolicy: Never``), the Job makes a new one until
+``backoffLimit``.
 
 Networking: every Service gets an address of its own in 127.0.0.0/8 and every pod another. The hosts file of
 a pod's namespace maps ``<svc>.<ns>``, ``<svc>.<ns>.svc`` and ``<svc>.<ns>.svc.cluster.local`` to the
@@ -183,6 +184,7 @@ class Container:
     started_at: float = 0.0
     not_before: float = 0.0
     backoff: float = 10.0
+    backoff_at: float | None = None  # when the back-off last moved (None: the container never exited)
     started: bool = False
     ready: bool = False
     exit_code: int | None = None
@@ -193,6 +195,19 @@ class Container:
     @property
     def name(self) -> str:
         return str(self.spec["name"])
+
+    def back_off(self, finished: float) -> None:
+        """When the container that finished at ``finished`` may start again, as the kubelet decides it
+        (kuberuntime_manager.go ``doBackOff`` with client-go's flowcontrol.Backoff, 10 s initial, 300 s maximum):
+        the first exit restarts at once; each later one waits the current back-off from when the container
+        finished, and the back-off doubles; an exit more than twice the maximum (600 s) after the back-off last
+        moved starts over."""
+        if self.backoff_at is None or finished - self.backoff_at > 600.0:
+            self.not_before, self.backoff = finished, 10.0
+        else:
+            self.not_before = finished + self.backoff
+            self.backoff = min(self.backoff * 2, 300.0)
+        self.backoff_at = self.not_before
 
     def port(self, ref: Any) -> int:
         if isinstance(ref, int) or str(ref).isdigit():
@@ -532,8 +547,7 @@ class Kubelet:
                 if restart == "Never" or (restart == "OnFailure" and rc == 0):
                     continue
                 c.restarts += 1
-                c.not_before = now + c.backoff
-                c.backoff = min(c.backoff * 2, 300.0)
+                c.back_off(now)
                 continue
             self._probe(c, now)
         if runnable:
@@ -835,8 +849,7 @@ class Kubelet:
         c.proc = None
         c.ready = c.started = False
         c.restarts += 1
-        c.not_before = time.monotonic() + c.backoff
-        c.backoff = min(c.backoff * 2, 300.0)
+        c.back_off(time.monotonic())
 
     def _run_probe(self, c: Container, p: Obj) -> bool:
         timeout = float(p.get("timeoutSeconds", 1))

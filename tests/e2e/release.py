@@ -369,8 +369,8 @@ def release_of_tier(tier: str) -> str:
 
 def probe_budget(r: Release) -> float:
     """The longest time a workload of the release may take to become ready by its own probes: the startup
-    probe's budget (failureThreshold x period) plus one readiness period, and the kubelet's first restart
-    back-off (10 s) for a program that exits once while its dependencies come up."""
+    probe's budget (failureThreshold x period) plus one readiness period, and the kubelet's back-off for a program
+    that exits twice while its dependencies come up (at once after the first exit, 10 s after the second)."""
     budget = 30.0
     for obj in r.objects():
         if obj["kind"] not in ("Deployment", "StatefulSet"):
