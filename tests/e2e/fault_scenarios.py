@@ -210,17 +210,20 @@ def _seqs(doc: Any) -> Iterator[int]:
             yield from _seqs(v)
 
 
-def spool_dirs(r: Release, workload: str = "api", var: str = "DISK_SPOOL_PATH") -> list[Path]:
-    """The node's folder of the emptyDir each pod of ``workload`` mounts at its spool path ``var``."""
-    out = []
+def spool_watch(r: Release, workload: str, path_var: str, size_var: str) -> SpoolWatch:
+    """A watch of the node's folder of the emptyDir each pod of ``workload`` mounts at its spool path
+    (``path_var``), with the spool's size limit (``size_var``), all empty to begin with."""
+    dirs: list[Path] = []
+    max_mb = 0
     for pod in r.kubelet.pods_of(f"Deployment/{r.name}-{workload}", r.namespace):
         c = pod.containers[0]
-        path = c.env[var]
-        mount = next(m for m in c.spec.get("volumeMounts", []) if m["mountPath"] == path)
+        mount = next(m for m in c.spec.get("volumeMounts", []) if m["mountPath"] == c.env[path_var])
         volume = next(v for v in pod.spec["volumes"] if v["name"] == mount["name"])
         assert "emptyDir" in volume, volume
-        out.append(pod.dir / "volumes" / mount["name"])
-    return out
+        dirs.append(pod.dir / "volumes" / mount["name"])
+        max_mb = int(c.env[size_var])  # one template: the same limit in every pod
+    assert dirs and not any(spool_files(d) for d in dirs), dirs
+    return SpoolWatch(dirs, max_mb)
 
 
 def landed(r: Release, agent: str) -> set[int]:
@@ -326,16 +329,10 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
     uuid, mqtt = _provision_agent(r, "e2e-fault-agent")
     topic = mqtt["topics"]["publish"][0].removesuffix("#") + "endpoints/e2e"
     agent = Agent(r, uuid, mqtt, topic)
-    api_env = r.kubelet.pods_of(f"Deployment/{r.name}-api", r.namespace)[0].containers[0].env
-    spool = SpoolWatch(spool_dirs(r), int(api_env["DISK_SPOOL_MAX_SIZE_MB"]))
-    assert spool.dirs and not any(spool_files(d) for d in spool.dirs), spool.dirs
-    agent.spool = spool
-    ing_env = r.kubelet.pods_of(f"Deployment/{r.name}-ingestion", r.namespace)[0].containers[0].env
-    ing_spool = SpoolWatch(
-        spool_dirs(r, "ingestion", "INGESTION_SPOOL_PATH"), int(ing_env["INGESTION_SPOOL_MAX_SIZE_MB"])
+    agent.spool = spool = spool_watch(r, "api", "DISK_SPOOL_PATH", "DISK_SPOOL_MAX_SIZE_MB")
+    agent.ingestion_spool = ing_spool = spool_watch(
+        r, "ingestion", "INGESTION_SPOOL_PATH", "INGESTION_SPOOL_MAX_SIZE_MB"
     )
-    assert ing_spool.dirs and not any(spool_files(d) for d in ing_spool.dirs), ing_spool.dirs
-    agent.ingestion_spool = ing_spool
     deadline = time.monotonic() + 60
     while not landed(r, uuid):  # the API subscribed long ago: the first reading lands at once
         assert time.monotonic() < deadline, r.kubelet.report()
@@ -451,7 +448,7 @@ def _refuse_ingestion_writes(r: Release, agent: Agent) -> None:
     try:
         r.kubelet.wait(
             "ingestion's database circuit breaker open in every replica",
-            lambda: all(BREAKER_OPEN in (c.pod.dir / f"{c.name}-{c.restarts}.log").read_text() for c in containers),
+            lambda: all(BREAKER_OPEN in c.log().read_text() for c in containers),
             timeout=30,
         )
         pids = [c.proc.pid for c in containers if c.proc is not None]
@@ -686,7 +683,7 @@ def _spool_losses(r: Release, watch: SpoolWatch) -> tuple[int, set[int]]:
     then the spool beside it (disk-spool.ts checks the size and deletes without a lock)."""
     failed, room = 0, set()
     for pod in r.kubelet.pods_of(f"Deployment/{r.name}-ingestion", r.namespace):
-        text = "\n".join(f.read_text(errors="replace") for f in sorted(pod.dir.glob("*.log")))
+        text = pod.logs()
         failed += text.count(REPLAY_FAILED)
         (d,) = [d for d in watch.dirs if d.is_relative_to(pod.dir)]
         for name in DELETED_FOR_ROOM.findall(text):

@@ -196,6 +196,10 @@ class Container:
     def name(self) -> str:
         return str(self.spec["name"])
 
+    def log(self, run: int | None = None) -> Path:
+        """The log of the container's run ``run`` (default: the current one), as ``kubectl logs [-p]`` reads it."""
+        return self.pod.dir / f"{self.name}-{self.restarts if run is None else run}.log"
+
     def back_off(self, finished: float) -> None:
         """When the container that finished at ``finished`` may start again, as the kubelet decides it
         (kuberuntime_manager.go ``doBackOff`` with client-go's flowcontrol.Backoff, 10 s initial, 300 s maximum):
@@ -235,6 +239,11 @@ class Pod:
     @property
     def ready(self) -> bool:
         return self.phase == "Running" and all(c.ready for c in self.containers if not c.program.skip)
+
+    def logs(self) -> str:
+        """Every log of the pod's containers, each run in order, as ``kubectl logs`` and ``-p`` show them."""
+        runs = [c.log(n) for c in self.containers for n in range(c.restarts + 1)]
+        return "\n".join(f.read_text(errors="replace") for f in runs if f.exists())
 
 
 class Kubelet:
@@ -577,7 +586,7 @@ class Kubelet:
             mounts += self._pod_address_mounts(pod)
         work = pod.dir / f"{c.name}-{c.restarts}.root"
         work.mkdir()
-        log = pod.dir / f"{c.name}-{c.restarts}.log"
+        log = c.log()
         spec_file = pod.dir / f"{c.name}-{c.restarts}.json"
         spec_file.write_text(
             json.dumps(
@@ -916,9 +925,9 @@ class Kubelet:
                     )
                     if c.program.skip:
                         continue
-                    logs = sorted(pod.dir.glob(f"{c.name}-*.log"))
+                    logs = [c.log(n) for n in range(c.restarts, -1, -1) if c.log(n).exists()]
                     if logs:
-                        tail = logs[-1].read_text(errors="replace").splitlines()[-lines:]
+                        tail = logs[0].read_text(errors="replace").splitlines()[-lines:]
                         out += [f"    | {t[:300]}" for t in tail]
         return "\n".join(out)
 

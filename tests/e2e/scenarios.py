@@ -388,7 +388,7 @@ def metric_at(ip: str, port: int, name: str) -> float:
 def _pod_logs(r: Release, workload: str) -> str:
     """The workload's logs as ``kubectl logs`` shows them (every container run of every pod)."""
     pods = r.kubelet.pods_of(f"Deployment/{r.name}-{workload}", r.namespace)
-    return "\n".join(f.read_text(errors="replace") for p in pods for f in sorted(p.dir.glob("*.log")))
+    return "\n".join(p.logs() for p in pods)
 
 
 def test_more_settings_take_effect_in_the_running_programs(synced: tuple[Release, Any]) -> None:

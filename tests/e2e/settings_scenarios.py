@@ -381,5 +381,4 @@ def spool_directories_in_use(r: Release) -> None:
             set_up = pod.dir / f"{container.name}-{container.restarts}.json"  # written just before it started
             spool = pod.dir / "volumes" / mount["name"]
             assert spool.stat().st_mtime_ns > set_up.stat().st_mtime_ns, f"{pod.name}: nothing written to {spool}"
-            logs = "\n".join(f.read_text(errors="replace") for f in sorted(pod.dir.glob("*.log")))
-            assert SPOOL_FAILED not in logs, f"{pod.name}: {SPOOL_FAILED}"
+            assert SPOOL_FAILED not in pod.logs(), f"{pod.name}: {SPOOL_FAILED}"
