@@ -261,15 +261,48 @@ def _recovered(r: Release, agent: Agent, event: str) -> None:
 
 
 def _replayed(r: Release, agent: Agent, watch: SpoolWatch, may_be_lost: frozenset[int] = frozenset()) -> None:
-    """Until the watched spool folders are empty and every reading seen in them has landed, but for
-    ``may_be_lost`` (at most RECOVERY; what never lands, the tests count). A replayer deletes a spool file before
-    it re-queues (the API) or inserts (ingestion) the file's lines, which then exist only in the process's memory
-    (disk-spool.ts, ``startReplayer``): a fault that ends the process meanwhile loses them (docs/e2e.md,
-    scenario 5). So the next fault waits for the replay."""
+    """Until ingestion's spool folders are empty and every reading seen in them has landed (ingestion inserts
+    them), but for ``may_be_lost`` (at most RECOVERY; what never lands, the tests count)."""
     deadline = time.monotonic() + RECOVERY
     while time.monotonic() < deadline:
         if not any(spool_files(d) for d in watch.dirs) and watch.readings - landed(r, agent.uuid) <= may_be_lost:
             return
+        time.sleep(0.5)
+
+
+def _in_stream(r: Release, *count: str) -> dict[int, int]:
+    """How many times each reading is in the stream (its newest entries: ``COUNT n``), once per API replica
+    that wrote it."""
+    out = r.redis_cli("XREVRANGE", r.stream_key(), "+", "-", *count).stdout
+    copies: dict[int, int] = {}
+    for line in out.splitlines():
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:  # an entry's id, its field names, its source
+            continue
+        for s in _seqs(doc):
+            copies[s] = copies.get(s, 0) + 1
+    return copies
+
+
+def _requeued(r: Release, watch: SpoolWatch) -> None:
+    """Until every API replica has re-queued what its spool held: each reading seen in a replica's spool folder
+    is in the stream once more per folder that held it (at most RECOVERY). The replayer deletes a file before
+    it re-queues the lines, which then exist only in the API's memory (disk-spool.ts, ``startReplayer``): an
+    API killed meanwhile loses them (docs/e2e.md, scenario 5). In the stream is enough: a reading a worker took
+    there and an ended ingestion process left pending comes back through ``XAUTOCLAIM`` 60 s later, and the
+    faults need not wait for that."""
+    need: dict[int, int] = {}
+    for d in watch.dirs:
+        held = set().union(*(v for k, v in watch.in_file.items() if k.startswith(f"{d}/")))
+        for s in held:
+            need[s] = need.get(s, 0) + 1
+    deadline = time.monotonic() + RECOVERY
+    while time.monotonic() < deadline:
+        if not any(spool_files(d) for d in watch.dirs):
+            have = _in_stream(r)
+            if all(have.get(s, 0) >= n for s, n in need.items()):
+                return
         time.sleep(0.5)
 
 
@@ -282,15 +315,7 @@ def _every_api_subscribed(r: Release, agent: Agent, first: int, deadline: float)
     along) is what it tests."""
     replicas = len(r.kubelet.pods_of(f"Deployment/{r.name}-api", r.namespace))
     while True:
-        out = r.redis_cli("XREVRANGE", r.stream_key(), "+", "-", "COUNT", "100").stdout
-        copies: dict[int, int] = {}
-        for line in out.splitlines():
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError:  # an entry's id, its field names, its source
-                continue
-            for s in _seqs(doc):
-                copies[s] = copies.get(s, 0) + 1
+        copies = _in_stream(r, "COUNT", "100")
         if any(n >= replicas for s, n in copies.items() if s >= first):
             return
         assert time.monotonic() < deadline, (
@@ -350,7 +375,7 @@ def faults(synced: tuple[Release, Any]) -> Iterator[tuple[Release, Agent]]:
             if event == REFUSED:
                 # The API's replay from the Redis crash loop is over (what ingestion spools is then what the broker
                 # acknowledged during the refusal), and what ingestion spooled when its sessions ended, if anything.
-                _replayed(r, agent, spool)
+                _requeued(r, spool)
                 spool.finish()
                 r.kubelet.wait(
                     "ingestion's spool empty", lambda: not any(spool_files(d) for d in ing_spool.dirs), RECOVERY
@@ -665,8 +690,8 @@ def test_ingestion_spools_to_its_disk_while_the_database_refuses_its_writes(faul
     assert all(t > 0 for t in appeared.values()), appeared
     assert watch.readings, f"no reading of the agent in ingestion's spool files {sorted(appeared)}"
     assert watch.readings <= set(agent.acked), sorted(watch.readings - set(agent.acked))
-    # Each was acknowledged during the refusal, or is a copy an API re-queued from its own spool: with two
-    # replicas each re-queues its copy, and the refusal starts once one copy of each has landed (``_replayed``).
+    # Each was acknowledged during the refusal, or is one an API re-queued from its own spool: the refusal starts
+    # once every copy is back in the stream (``_requeued``), not once ingestion has read them all.
     assert agent.spool is not None
     earlier = {s for s in watch.readings if agent.acked[s] + IN_FLIGHT < refused}
     assert earlier <= agent.spool.readings, sorted(earlier - agent.spool.readings)[:5]
